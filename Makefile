@@ -1,0 +1,32 @@
+# Two entry points for a newcomer (see README): `make demo` and `make test`.
+# Each creates .venv/ if needed; re-running with an up-to-date .venv skips the install.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.tropeml-installed
+
+.PHONY: demo test lint train env
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+## Set up and tag the three seed fics with the shipped default model.
+demo: $(STAMP)
+	$(BIN)/tropeml tag seeds/
+
+## Set up and run the whole test suite, the linters and the type checker.
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q
+
+## Retrain models/default from data/ and seeds/.
+train: $(STAMP)
+	$(BIN)/python train.py

@@ -1,0 +1,129 @@
+"""Shared fixtures: a tiny taxonomy, data folder and model built in code (no downloads)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from tropeml.encoders import HashingEncoder
+from tropeml.training import train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TINY_TOML = """
+schema_version = 1
+
+[[trope]]
+id = "rain"
+name = "Rainy Day"
+synonyms = ["Rain", "Alternate Universe - Rain"]
+definition = "It rains: storms, umbrellas, wet streets, puddles and thunder."
+related = ["cake"]
+
+[[trope]]
+id = "cake"
+name = "Baking"
+synonyms = ["Baking", "Cake"]
+definition = "Someone bakes: flour, ovens, icing, sugar and cake."
+
+[[trope]]
+id = "sword"
+name = "Sword Fighting"
+synonyms = ["Swordfights"]
+definition = "A fight with swords: blades, parries, duels and steel."
+spoiler = true
+"""
+
+VOCAB = {
+    "rain": ["rain", "storm", "umbrella", "puddle", "thunder", "drizzle", "soaked", "cloud", "wet"],
+    "cake": ["flour", "oven", "icing", "sugar", "cake", "whisk", "batter", "baking", "frosting"],
+    "sword": ["sword", "blade", "parry", "duel", "steel", "hilt", "lunge", "scabbard", "fencing"],
+}
+FILLER = [
+    "the",
+    "a",
+    "and",
+    "then",
+    "she",
+    "he",
+    "they",
+    "walked",
+    "said",
+    "looked",
+    "at",
+    "it",
+    "was",
+    "over",
+    "into",
+]
+
+
+def make_passage(rng: random.Random, tags: list[str], words: int = 40) -> str:
+    """A sentence soup of filler plus the vocabulary of ``tags``."""
+    pool = FILLER * 3 + [w for t in tags for w in VOCAB[t]] * 2
+    text = " ".join(rng.choice(pool) for _ in range(words))
+    return text.capitalize() + "."
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every test gets its own embedding cache and never touches the network."""
+    monkeypatch.setenv("TROPEML_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture
+def fake_encoder() -> HashingEncoder:
+    return HashingEncoder(64)
+
+
+def write_tiny_data(root: Path, n_exemplars: int = 12) -> Path:
+    """Write a data folder (taxonomy, span labels of one fic, exemplars) under ``root``."""
+    rng = random.Random(0)
+    data = root / "data"
+    (data / "labels").mkdir(parents=True)
+    (data / "exemplars").mkdir()
+    (data / "tropes.toml").write_text(TINY_TOML, encoding="utf-8")
+    scenes = [["rain"], [], ["cake"], ["rain", "cake"], [], ["sword"]]
+    text, spans = "", []
+    for tags in scenes:
+        start = len(text)
+        text += make_passage(rng, tags, 60)
+        spans.append((start, len(text), tags))
+        text += "\n\n\n"
+    (root / "fics").mkdir()
+    (root / "fics" / "one.txt").write_text(text, encoding="utf-8")
+    with (data / "labels" / "fics.jsonl").open("w") as fh:
+        for s, e, tags in spans:
+            row = {"file": "fics/one.txt", "start": s, "end": e, "quote": text[s : s + 30]}
+            fh.write(json.dumps({**row, "tags": tags}) + "\n")
+    for name, combos in {
+        "a": [["rain"], ["cake"], []],
+        "b": [["sword"], ["rain", "sword"], []],
+    }.items():
+        with (data / "exemplars" / f"{name}.jsonl").open("w") as fh:
+            for i in range(n_exemplars):
+                tags = combos[i % len(combos)]
+                row = {"id": f"{name}-{i}", "text": make_passage(rng, tags), "tags": tags}
+                fh.write(json.dumps({**row, "near_miss": [], "source": "written"}) + "\n")
+    return data
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model folder trained in code on the tiny data with the hashing encoder."""
+    root = tmp_path_factory.mktemp("tiny")
+    data = write_tiny_data(root)
+    out = root / "models" / "tiny"
+    train(data, root=root, out=out, encoder=HashingEncoder(64), cache=False, name="tiny")
+    return out
+
+
+@pytest.fixture
+def tiny_root(tmp_path: Path) -> Path:
+    write_tiny_data(tmp_path)
+    return tmp_path

@@ -1,0 +1,5 @@
+"""``python -m tropeml``."""
+
+from tropeml.cli import main
+
+main()

@@ -1,0 +1,220 @@
+"""Model folders: ``config.json`` + ``head.skops`` + ``tropes.toml`` + ``README.md``.
+
+No pickles: the classifier is saved with skops and loaded only if every type in the file
+is on an explicit allow-list, so a tampered head is refused before anything is built. The
+head's SHA-256 is recorded in ``config.json`` and checked on load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from tropeml._version import __version__
+from tropeml.classifier import TropeClassifier
+from tropeml.errors import TropemlError
+from tropeml.taxonomy import Taxonomy
+
+FORMAT = "tropeml-model"
+FORMAT_VERSION = 1
+HEAD_FILE = "head.skops"
+CONFIG_FILE = "config.json"
+TAXONOMY_FILE = "tropes.toml"
+CARD_FILE = "README.md"
+
+TRUSTED_TYPES = frozenset({"tropeml.classifier.TropeClassifier"})
+"""Types a head may hold beyond skops' defaults (numpy arrays, scikit-learn estimators)."""
+
+_REQUIRED = {
+    "format": str,
+    "format_version": int,
+    "tropeml_version": str,
+    "name": str,
+    "tags": list,
+    "thresholds": dict,
+    "encoder": dict,
+    "rollup": dict,
+    "head": dict,
+}
+
+
+def package_versions() -> dict[str, str]:
+    """Return the versions of the packages a model depends on."""
+    out = {}
+    for name in ("tropeml", "scikit-learn", "numpy", "skops", "sentence-transformers", "torch"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[name] = metadata.version(name)
+    out.setdefault("tropeml", __version__)
+    return out
+
+
+def sha256_file(path: Path) -> str:
+    """Return the hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    with path.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write a file atomically: temporary file in the same folder, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        _fsync_write(Path(tmp), data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def save_model(
+    folder: str | Path,
+    classifier: TropeClassifier,
+    config: dict[str, Any],
+    taxonomy_path: str | Path,
+    card: str,
+) -> Path:
+    """Write a model folder, replacing any old one only once the new one is complete.
+
+    Args:
+        folder: Target folder.
+        classifier: A fitted :class:`TropeClassifier`.
+        config: Everything for ``config.json`` except ``format*``, ``head`` and versions.
+        taxonomy_path: The taxonomy the tags come from (copied into the folder).
+        card: The model card (Markdown).
+
+    Returns:
+        The folder.
+    """
+    import skops.io as sio
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.new-", dir=folder.parent))
+    try:
+        head = tmp / HEAD_FILE
+        _fsync_write(head, sio.dumps(classifier))
+        full = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "tropeml_version": __version__,
+            **config,
+            "head": {"file": HEAD_FILE, "sha256": sha256_file(head)},
+            "packages": package_versions(),
+        }
+        _fsync_write(tmp / CONFIG_FILE, (json.dumps(full, indent=2) + "\n").encode())
+        _fsync_write(tmp / TAXONOMY_FILE, Path(taxonomy_path).read_bytes())
+        _fsync_write(tmp / CARD_FILE, card.encode())
+        old = None
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
+            old.rmdir()
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def read_config(folder: str | Path) -> dict[str, Any]:
+    """Read and validate a model folder's ``config.json``.
+
+    Raises:
+        TropemlError: If the folder or file is missing, not JSON, lacks a field, or was
+            written by a newer, incompatible tropeml.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise TropemlError(f"{folder}: model folder not found")
+    path = folder / CONFIG_FILE
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TropemlError(f"{path}: missing; not a tropeml model folder") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TropemlError(f"{path}: unreadable config ({exc})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise TropemlError(f"{path}: not a tropeml model config")
+    for key, kind in _REQUIRED.items():
+        if not isinstance(config.get(key), kind):
+            raise TropemlError(f"{path}: field {key!r} missing or not a {kind.__name__}")
+    if config["format_version"] > FORMAT_VERSION:
+        raise TropemlError(
+            f"{path}: model format {config['format_version']} was written by tropeml "
+            f"{config['tropeml_version']}; this tropeml ({__version__}) reads up to "
+            f"{FORMAT_VERSION}. Upgrade tropeml."
+        )
+    tags = config["tags"]
+    if not tags or not all(isinstance(t, str) for t in tags):
+        raise TropemlError(f"{path}: 'tags' must be a non-empty list of tag ids")
+    if set(config["thresholds"]) != set(tags):
+        raise TropemlError(f"{path}: 'thresholds' must give one threshold per tag")
+    return config
+
+
+def load_model(folder: str | Path) -> tuple[TropeClassifier, dict[str, Any], Taxonomy]:
+    """Load a model folder safely.
+
+    Returns:
+        The classifier, the config and the model's taxonomy.
+
+    Raises:
+        TropemlError: On a missing or corrupt file, a head whose hash does not match the
+            config, a head holding a type not on the allow-list, or a head that does not
+            fit the config (tags, embedding dimension).
+    """
+    import skops.io as sio
+
+    folder = Path(folder)
+    config = read_config(folder)
+    head = folder / str(config["head"].get("file", HEAD_FILE))
+    if not head.is_file():
+        raise TropemlError(f"{head}: classifier head missing")
+    if sha256_file(head) != config["head"].get("sha256"):
+        raise TropemlError(f"{head}: does not match the hash in config.json (corrupt or altered)")
+    try:
+        untrusted = sio.get_untrusted_types(file=head)
+    except Exception as exc:
+        raise TropemlError(f"{head}: not a readable skops file ({type(exc).__name__})") from None
+    refused = sorted(set(untrusted) - TRUSTED_TYPES)
+    if refused:
+        raise TropemlError(f"{head}: refusing to load untrusted type(s): {', '.join(refused)}")
+    try:
+        classifier = sio.load(head, trusted=sorted(set(untrusted)))
+    except Exception as exc:
+        raise TropemlError(f"{head}: cannot load classifier ({type(exc).__name__})") from None
+    if not isinstance(classifier, TropeClassifier):
+        raise TropemlError(f"{head}: holds a {type(classifier).__name__}, not a TropeClassifier")
+    if list(getattr(classifier, "classes_", [])) != list(config["tags"]):
+        raise TropemlError(f"{head}: its tags do not match config.json")
+    dim = config["encoder"].get("dimension")
+    if getattr(classifier, "n_features_in_", None) != dim:
+        raise TropemlError(
+            f"{head}: expects {getattr(classifier, 'n_features_in_', '?')}-d embeddings but "
+            f"the encoder in config.json gives {dim}"
+        )
+    taxonomy = Taxonomy.load(folder / TAXONOMY_FILE)
+    taxonomy.check_ids(list(config["tags"]), str(folder / CONFIG_FILE))
+    return classifier, config, taxonomy

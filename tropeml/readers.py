@@ -1,0 +1,147 @@
+"""Read fics from disk or stdin into :class:`~tropeml.types.Work` objects.
+
+Plain text only for now (UTF-8, UTF-16 with a BOM, or Windows-1252), including text copied
+from an AO3 work page with its "Work Header" / "Work Text:" lines, which are not story text.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import re
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from tropeml.errors import TropemlError
+from tropeml.types import Region, Work
+
+DEFAULT_MAX_BYTES = 50_000_000
+"""Largest file read by default (50 MB, a few novels). Override with ``max_bytes``."""
+
+_AO3_HEADER = re.compile(r"\A\s*Work Header\s*\n(?P<head>.*?)^\s*Work Text:\s*$\n?", re.M | re.S)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+
+
+def decode_bytes(data: bytes, where: str) -> str:
+    r"""Decode a text file's bytes, refusing binary data.
+
+    Newlines are normalised to ``\\n``; offsets elsewhere point into the returned string.
+
+    Raises:
+        TropemlError: If the data is empty, binary or in no supported encoding.
+    """
+    if not data:
+        raise TropemlError(f"{where}: file is empty")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        text = _decode(data, "utf-16", where)
+    elif data.startswith(codecs.BOM_UTF8):
+        text = _decode(data, "utf-8-sig", where)
+    elif b"\x00" in data[:8192]:
+        raise TropemlError(f"{where}: looks like a binary file, not text")
+    else:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = _decode(data, "cp1252", where)
+    sample = text[:8192]
+    if sample and len(_CONTROL.findall(sample)) > 0.01 * len(sample):
+        raise TropemlError(f"{where}: looks like a binary file, not text")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        raise TropemlError(f"{where}: file holds only whitespace")
+    return text
+
+
+def _decode(data: bytes, encoding: str, where: str) -> str:
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise TropemlError(
+            f"{where}: not readable as text (tried UTF-8 and {encoding}: {exc.reason} "
+            f"at byte {exc.start})"
+        ) from None
+
+
+def parse_text(text: str, source: str = "<text>") -> Work:
+    """Build a :class:`Work` from plain text, skipping an AO3 "Work Header" block if present."""
+    match = _AO3_HEADER.match(text)
+    if not match:
+        return Work(text=text, source=source, regions=(Region(0, len(text)),))
+    head_lines = [ln.strip() for ln in match.group("head").splitlines() if ln.strip()]
+    return Work(
+        text=text,
+        source=source,
+        regions=(Region(match.end(), len(text)),),
+        title=head_lines[0] if head_lines else None,
+    )
+
+
+def read_work(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Work:
+    """Read one fic from a file path, or from stdin when ``path`` is ``"-"``.
+
+    Args:
+        path: A file path, or ``"-"`` for standard input.
+        max_bytes: Refuse files larger than this many bytes.
+
+    Raises:
+        TropemlError: If the file is missing, unreadable, too large, empty or binary.
+    """
+    source = str(path)
+    if source == "-":
+        data = sys.stdin.buffer.read(max_bytes + 1)
+    else:
+        p = Path(path)
+        try:
+            size = p.stat().st_size
+            if p.is_dir():
+                raise TropemlError(f"{source}: is a directory (use tropeml.readers.expand_paths)")
+            if size > max_bytes:
+                raise TropemlError(
+                    f"{source}: file is {size:,} bytes, over the {max_bytes:,}-byte limit "
+                    "(raise it with --max-bytes)"
+                )
+            with p.open("rb") as fh:
+                data = fh.read(max_bytes + 1)
+        except FileNotFoundError:
+            raise TropemlError(f"{source}: no such file") from None
+        except PermissionError:
+            raise TropemlError(f"{source}: permission denied") from None
+        except OSError as exc:
+            raise TropemlError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:
+        raise TropemlError(f"{source}: input is over the {max_bytes:,}-byte limit")
+    return parse_text(decode_bytes(data, source), source=source)
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[str]:
+    """Expand directories into the ``.txt`` files inside them (recursively, sorted).
+
+    ``"-"`` (stdin) and plain files pass through unchanged, in the order given.
+
+    Raises:
+        TropemlError: If a path does not exist or a directory holds no ``.txt`` file.
+    """
+    out: list[str] = []
+    for raw in paths:
+        item = str(raw)
+        if item == "-":
+            out.append(item)
+            continue
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(
+                str(f) for f in p.rglob("*.txt") if f.is_file() and not _hidden(f.relative_to(p))
+            )
+            if not found:
+                raise TropemlError(f"{item}: directory holds no .txt files")
+            out.extend(found)
+        elif p.exists() or p.is_symlink():
+            out.append(item)
+        else:
+            raise TropemlError(f"{item}: no such file or directory")
+    return out
+
+
+def _hidden(rel: Path) -> bool:
+    return any(part.startswith(".") for part in rel.parts) or rel.name.startswith(os.extsep)

@@ -1,0 +1,21 @@
+"""Where the shipped default model and taxonomy live (checkout or installed wheel)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_PACKAGE = Path(__file__).resolve().parent
+_BUNDLED = _PACKAGE / "_bundled"  # filled by the wheel build (pyproject: force-include)
+_CHECKOUT = _PACKAGE.parent  # an editable install or a checkout
+
+
+def default_model_dir() -> Path:
+    """Return the folder of the shipped default model."""
+    bundled = _BUNDLED / "models" / "default"
+    return bundled if bundled.is_dir() else _CHECKOUT / "models" / "default"
+
+
+def default_taxonomy_path() -> Path:
+    """Return the shipped taxonomy file (``data/tropes.toml`` in a checkout)."""
+    bundled = _BUNDLED / "tropes.toml"
+    return bundled if bundled.is_file() else _CHECKOUT / "data" / "tropes.toml"

@@ -1,0 +1,207 @@
+"""The Tagger: encoder + classifier + taxonomy; a fic in, trope tags with evidence out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from tropeml.classifier import TropeClassifier
+from tropeml.encoders import CachedEncoder, load_encoder
+from tropeml.errors import TropemlError
+from tropeml.passages import count_words, split_passages
+from tropeml.persistence import load_model
+from tropeml.readers import DEFAULT_MAX_BYTES, expand_paths, parse_text, read_work
+from tropeml.resources import default_model_dir
+from tropeml.rollup import evidence_order, pool_scores, prominence
+from tropeml.taxonomy import Taxonomy
+from tropeml.types import Evidence, Passage, TagResult, Work, WorkResult
+
+_FALLBACK_BUDGET = 180  # words, for encoders that cannot count their tokens
+
+
+class Tagger:
+    """Tag works with a trained model.
+
+    Args:
+        classifier: A fitted :class:`TropeClassifier`.
+        taxonomy: The model's taxonomy (names for the tag ids).
+        encoder: Anything with ``embed(list[str]) -> (n, d)``; ideally also
+            ``count_tokens`` and ``max_tokens``.
+        thresholds: Per-tag thresholds by id (default: the classifier's).
+        name: The model's name, reported in results.
+        top_k: Passages pooled into a work score.
+        max_evidence: Evidence passages kept per tag.
+    """
+
+    def __init__(
+        self,
+        classifier: TropeClassifier,
+        taxonomy: Taxonomy,
+        encoder: Any,
+        thresholds: dict[str, float] | None = None,
+        name: str = "model",
+        top_k: int = 2,
+        max_evidence: int = 3,
+    ) -> None:
+        self.classifier = classifier
+        self.taxonomy = taxonomy
+        self.encoder = encoder
+        self.tags = [str(t) for t in classifier.classes_]
+        given = thresholds or {}
+        self.thresholds = np.array(
+            [
+                given.get(t, float(th))
+                for t, th in zip(self.tags, classifier.thresholds_, strict=True)
+            ]
+        )
+        self.name = name
+        self.top_k = top_k
+        self.max_evidence = max_evidence
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path | None = None, encoder: Any = None, cache: bool | str | Path = True
+    ) -> Tagger:
+        """Load a model folder (default: the shipped model).
+
+        Args:
+            path: Model folder; ``None`` for the shipped default.
+            encoder: Use this encoder instead of the one named in the model's config
+                (it must give embeddings of the same dimension).
+            cache: Cache embeddings on disk (``True``: the default cache file; a path: that
+                file; ``False``: no cache).
+
+        Raises:
+            TropemlError: If the folder is missing, corrupt, untrusted or incompatible.
+        """
+        folder = Path(path) if path is not None else default_model_dir()
+        classifier, config, taxonomy = load_model(folder)
+        if encoder is None:
+            encoder = load_encoder(config["encoder"].get("name"))
+        if cache:
+            encoder = CachedEncoder(encoder, None if cache is True else Path(str(cache)))
+        rollup = config["rollup"]
+        return cls(
+            classifier,
+            taxonomy,
+            encoder,
+            thresholds={k: float(v) for k, v in config["thresholds"].items()},
+            name=str(config.get("name", folder.name)),
+            top_k=int(rollup.get("top_k", 2)),
+            max_evidence=int(rollup.get("max_evidence", 3)),
+        )
+
+    def passages(self, work: Work | str) -> list[Passage]:
+        """Split a work into passages that fit this tagger's encoder."""
+        counter = getattr(self.encoder, "count_tokens", None)
+        if counter is None:
+            return split_passages(work, count_words, _FALLBACK_BUDGET)
+        return split_passages(work, counter, int(getattr(self.encoder, "max_tokens", 254)))
+
+    def embed(self, passages: Sequence[Passage]) -> NDArray[np.float32]:
+        """Embed passages; shape ``(n, d)``."""
+        if not passages:
+            return np.zeros((0, self.classifier.n_features_in_), dtype=np.float32)
+        X = np.asarray(self.encoder.embed([p.text for p in passages]), dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.classifier.n_features_in_:
+            raise TropemlError(
+                f"encoder gives {X.shape[-1]}-d embeddings; the model expects "
+                f"{self.classifier.n_features_in_}-d"
+            )
+        return X
+
+    def tag(
+        self,
+        work: Work | str,
+        source: str | None = None,
+        embeddings: ArrayLike | None = None,
+    ) -> WorkResult:
+        """Tag one work.
+
+        Args:
+            work: A :class:`Work` or plain text.
+            source: Name to report (default: the work's own source).
+            embeddings: Precomputed embeddings of ``self.passages(work)``, shape ``(n, d)``.
+
+        Returns:
+            Work-level scores for every tag, and the tags over threshold with evidence.
+        """
+        if isinstance(work, str):
+            work = parse_text(work, source=source or "<text>")
+        passages = self.passages(work)
+        if embeddings is None:
+            X = self.embed(passages)
+        else:
+            X = np.asarray(embeddings, dtype=np.float32)
+            if X.shape[0] != len(passages):
+                raise TropemlError(
+                    f"got {X.shape[0]} embeddings for {len(passages)} passages; "
+                    "embed tagger.passages(work)"
+                )
+        return self.tag_embedded(work, passages, X, source)
+
+    def tag_embedded(
+        self,
+        work: Work,
+        passages: Sequence[Passage],
+        X: NDArray[np.float32],
+        source: str | None = None,
+    ) -> WorkResult:
+        """Tag a work whose passages are already embedded (``X``: shape ``(n, d)``)."""
+        scores = (
+            self.classifier.predict_proba(X) if len(passages) else np.zeros((0, len(self.tags)))
+        )
+        work_scores = pool_scores(scores, self.top_k) if len(passages) else np.zeros(len(self.tags))
+        prom = prominence(scores, self.thresholds, [p.end - p.start for p in passages])
+        tags = []
+        for j, tag in enumerate(self.tags):
+            if not len(passages) or work_scores[j] < self.thresholds[j]:
+                continue
+            evidence = tuple(
+                Evidence(
+                    start=passages[i].start,
+                    end=passages[i].end,
+                    score=float(scores[i, j]),
+                    text=passages[i].text,
+                    chapter=passages[i].chapter,
+                )
+                for i in evidence_order(scores[:, j], self.thresholds[j], self.max_evidence)
+            )
+            trope = self.taxonomy.get(tag)
+            tags.append(
+                TagResult(
+                    id=tag,
+                    name=trope.name if trope else tag,
+                    score=float(work_scores[j]),
+                    threshold=float(self.thresholds[j]),
+                    prominence=float(prom[j]),
+                    evidence=evidence,
+                )
+            )
+        tags.sort(key=lambda t: -t.score)
+        return WorkResult(
+            source=source or work.source,
+            n_passages=len(passages),
+            model=self.name,
+            scores={t: float(s) for t, s in zip(self.tags, work_scores, strict=True)},
+            tags=tuple(tags),
+        )
+
+    def tag_paths(
+        self, paths: Iterable[str | Path], max_bytes: int = DEFAULT_MAX_BYTES
+    ) -> Iterator[WorkResult]:
+        """Tag files, directories (every ``.txt`` inside) or ``"-"`` (stdin), one by one."""
+        for path in expand_paths(paths):
+            yield self.tag(read_work(path, max_bytes=max_bytes), source=path)
+
+
+def load(path: str | Path | None = None, **kwargs: Any) -> Tagger:
+    """Load a :class:`Tagger` from a model folder (default: the shipped model).
+
+    Keyword arguments go to :meth:`Tagger.from_pretrained`.
+    """
+    return Tagger.from_pretrained(path, **kwargs)

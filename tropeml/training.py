@@ -1,0 +1,282 @@
+"""Build the training set from ``data/`` and ``seeds/``, fit, evaluate, save a model folder."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tropeml.classifier import UNKNOWN, TropeClassifier
+from tropeml.encoders import CachedEncoder, SentenceTransformerEncoder, encoder_id
+from tropeml.errors import TropemlError
+from tropeml.evaluation import EvalReport, leave_one_work_out
+from tropeml.labels import load_exemplars, load_span_labels, span_targets
+from tropeml.passages import count_words, split_passages
+from tropeml.persistence import save_model
+from tropeml.readers import read_work
+from tropeml.taxonomy import Taxonomy
+
+SEED = "seed"
+EXEMPLAR = "exemplar"
+
+
+@dataclass
+class TrainingSet:
+    """Labelled training rows.
+
+    Each row is one passage of a labelled fic (kind ``"seed"``), or one hand-written
+    exemplar (kind ``"exemplar"``). A row's text may be several chunks (an exemplar longer
+    than the encoder's window); its embedding is their normalised mean.
+
+    Attributes:
+        chunks: Texts per row.
+        Y: Labels, shape ``(n, T)``: 1, 0, or -1 unknown.
+        groups: Work (or exemplar file) per row.
+        kinds: ``"seed"`` or ``"exemplar"`` per row.
+        tags: Column order of ``Y``.
+        data_hash: SHA-256 over every input file.
+    """
+
+    chunks: list[list[str]]
+    Y: NDArray[np.int8]
+    groups: list[str]
+    kinds: list[str]
+    tags: list[str]
+    data_hash: str
+    files: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def counts(self, kind: str | None = None) -> dict[str, int]:
+        """Return positive rows per tag (optionally of one kind)."""
+        rows = [i for i, k in enumerate(self.kinds) if kind is None or k == kind]
+        return {t: int((self.Y[rows, j] == 1).sum()) for j, t in enumerate(self.tags)}
+
+
+def build_training_set(
+    taxonomy: Taxonomy,
+    label_files: Sequence[Path],
+    exemplar_files: Sequence[Path] = (),
+    root: str | Path = ".",
+    count_tokens: Any = count_words,
+    max_tokens: int = 254,
+) -> TrainingSet:
+    """Turn span labels and exemplars into training rows.
+
+    Args:
+        taxonomy: Defines the tags (columns).
+        label_files: Span-label JSONL files.
+        exemplar_files: Exemplar JSONL files.
+        root: Folder that span labels' ``file`` paths are relative to.
+        count_tokens: The encoder's token counter (for splitting).
+        max_tokens: The encoder's token budget.
+    """
+    root = Path(root)
+    tags = taxonomy.ids
+    chunks: list[list[str]] = []
+    blocks: list[NDArray[np.int8]] = []
+    groups: list[str] = []
+    kinds: list[str] = []
+    digest = hashlib.sha256()
+    files: list[str] = []
+    for path in sorted(label_files):
+        spans = load_span_labels(path, taxonomy, root)
+        digest.update(Path(path).read_bytes())
+        by_file: dict[str, list[Any]] = {}
+        for span in spans:
+            by_file.setdefault(span.file, []).append(span)
+        for file, file_spans in sorted(by_file.items()):
+            work = read_work(root / file)
+            digest.update(work.text.encode())
+            files.append(file)
+            passages = split_passages(work, count_tokens, max_tokens)
+            Y = span_targets(passages, file_spans, tags)
+            keep = (Y != UNKNOWN).any(axis=1)
+            for p, row in zip(passages, Y, strict=True):
+                if (row != UNKNOWN).any():
+                    chunks.append([p.text])
+                    groups.append(file)
+                    kinds.append(SEED)
+            blocks.append(Y[keep])
+    for path in sorted(exemplar_files):
+        digest.update(Path(path).read_bytes())
+        files.append(str(path))
+        for ex in load_exemplars(path, taxonomy):
+            parts = [p.text for p in split_passages(ex.text, count_tokens, max_tokens)]
+            chunks.append(parts or [ex.text])
+            groups.append(ex.group)
+            kinds.append(EXEMPLAR)
+            blocks.append(np.array([[1 if t in ex.tags else 0 for t in tags]], dtype=np.int8))
+    if not chunks:
+        raise TropemlError("no labelled passages found: add span labels or exemplars")
+    Y_all = np.concatenate(blocks).astype(np.int8)
+    return TrainingSet(chunks, Y_all, groups, kinds, tags, digest.hexdigest(), files)
+
+
+def embed_training_set(ts: TrainingSet, encoder: Any) -> NDArray[np.float32]:
+    """Embed every row; multi-chunk rows get their chunks' normalised mean. Shape ``(n, d)``."""
+    flat = [c for row in ts.chunks for c in row]
+    vectors = np.asarray(encoder.embed(flat), dtype=np.float32)
+    out = np.empty((len(ts.chunks), vectors.shape[1]), dtype=np.float32)
+    pos = 0
+    for i, row in enumerate(ts.chunks):
+        mean = vectors[pos : pos + len(row)].mean(axis=0)
+        out[i] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+        pos += len(row)
+    return out
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` built."""
+
+    folder: Path | None
+    classifier: TropeClassifier
+    report: EvalReport
+    training_set: TrainingSet
+    embedded: int
+    reused: int
+
+
+def train(
+    data_dir: str | Path = "data",
+    root: str | Path = ".",
+    out: str | Path | None = "models/default",
+    encoder: Any = None,
+    cache: bool | str | Path = True,
+    name: str = "default",
+    C: float = 1.0,
+    top_k: int = 2,
+) -> TrainResult:
+    """Train a model from ``data_dir`` (taxonomy, labels, exemplars) and save it.
+
+    Args:
+        data_dir: Holds ``tropes.toml``, ``labels/*.jsonl`` and ``exemplars/*.jsonl``.
+        root: Folder that span labels' file paths are relative to (the project root).
+        out: Model folder to write (``None``: do not save).
+        encoder: Encoder to use (default: all-MiniLM-L6-v2).
+        cache: Embedding cache (``True``: the default file; a path; ``False``: none).
+        name: The model's name.
+        C: Inverse regularisation strength of the per-tag logistic regressions.
+        top_k: Passages pooled into work scores.
+
+    Returns:
+        The fitted classifier, its leave-one-work-out report and embedding counts.
+    """
+    data_dir = Path(data_dir)
+    taxonomy_path = data_dir / "tropes.toml"
+    taxonomy = Taxonomy.load(taxonomy_path)
+    base = encoder if encoder is not None else SentenceTransformerEncoder()
+    enc = CachedEncoder(base, None if cache is True else Path(str(cache))) if cache else base
+    ts = build_training_set(
+        taxonomy,
+        sorted((data_dir / "labels").glob("*.jsonl")),
+        sorted((data_dir / "exemplars").glob("*.jsonl")),
+        root=root,
+        count_tokens=getattr(base, "count_tokens", count_words),
+        max_tokens=int(getattr(base, "max_tokens", 254)),
+    )
+    X = embed_training_set(ts, enc)
+    clf = TropeClassifier(tags=ts.tags, C=C)
+    report = leave_one_work_out(
+        clf, X, ts.Y, ts.groups, test_mask=[k == SEED for k in ts.kinds], top_k=top_k
+    )
+    clf.fit(X, ts.Y, groups=ts.groups)
+    folder = None
+    if out is not None:
+        config = _config(name, clf, ts, base, top_k, report)
+        card = model_card(name, taxonomy, ts, clf, report, config)
+        folder = save_model(out, clf, config, taxonomy_path, card)
+    embedded = getattr(enc, "misses", len(ts))
+    reused = getattr(enc, "hits", 0)
+    return TrainResult(folder, clf, report, ts, embedded, reused)
+
+
+def _config(
+    name: str, clf: TropeClassifier, ts: TrainingSet, encoder: Any, top_k: int, report: EvalReport
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "tags": ts.tags,
+        "thresholds": {
+            t: round(float(x), 6) for t, x in zip(ts.tags, clf.thresholds_, strict=True)
+        },
+        "encoder": {
+            "name": str(getattr(encoder, "name", encoder_id(encoder))),
+            "version": str(getattr(encoder, "version", "")),
+            "id": encoder_id(encoder),
+            "dimension": int(clf.n_features_in_),
+            "max_tokens": int(getattr(encoder, "max_tokens", 254)),
+        },
+        "rollup": {"method": "mean of top-k passage scores", "top_k": top_k, "max_evidence": 3},
+        "training_data": {
+            "sha256": ts.data_hash,
+            "files": ts.files,
+            "n_rows": len(ts),
+            "n_seed_passages": ts.kinds.count(SEED),
+            "n_exemplars": ts.kinds.count(EXEMPLAR),
+            "positives": ts.counts(),
+        },
+        "evaluation": {"scheme": report.scheme, "macro": report.macro()},
+    }
+
+
+def model_card(
+    name: str,
+    taxonomy: Taxonomy,
+    ts: TrainingSet,
+    clf: TropeClassifier,
+    report: EvalReport,
+    config: dict[str, Any],
+) -> str:
+    """Return the model card (Markdown): tags, training counts, cross-validated metrics."""
+    seed, ex = ts.counts(SEED), ts.counts(EXEMPLAR)
+    enc = config["encoder"]
+    rows = "\n".join(
+        f"| `{t}` | {taxonomy[t].name} | {seed[t]} | {ex[t]} | "
+        f"{int(clf.n_negatives_[j])} | {clf.thresholds_[j]:.3f} |"
+        for j, t in enumerate(ts.tags)
+    )
+    return f"""# tropeml model: {name}
+
+Tags fan-fiction passages with tropes and rolls them up to work-level tags with evidence.
+
+- Encoder: `{enc["name"]}` ({enc["version"]}), {enc["dimension"]}-d, {enc["max_tokens"]} tokens
+  per passage (plus special tokens).
+- Head: one balanced logistic regression per tag over passage embeddings
+  (`tropeml.TropeClassifier`, saved with skops, loaded with an allow-list of types).
+- Thresholds: per tag, maximising F1 on out-of-fold scores, folds grouped by work.
+- Work score: mean of the {config["rollup"]["top_k"]} best passage scores; prominence is the
+  share of the work's text in passages over the threshold.
+- Training data: {ts.kinds.count(SEED)} labelled passages of
+  {len({g for g, k in zip(ts.groups, ts.kinds, strict=True) if k == SEED})} seed fics and
+  {ts.kinds.count(EXEMPLAR)} hand-written exemplar passages; data hash
+  `{ts.data_hash[:16]}`.
+
+## Tags and training counts
+
+| id | tag | positive seed passages | positive exemplars | negatives | threshold |
+|---|---|---:|---:|---:|---:|
+{rows}
+
+## Evaluation ({report.scheme}, passage level, seed fics only)
+
+Each seed fic is held out in turn; the model is trained on the other fics (and all
+exemplars, which are never test data) and scored on the held-out fic's passages.
+Where a tag has fewer than 3 positive passages in the test folds, no number is given.
+With three seed fics these numbers are indicative at best.
+
+{report.to_markdown()}
+
+## Limits
+
+Trained on three fics of one fandom{" and hand-written exemplars" if ex else ""}: expect
+lower accuracy on other fandoms, voices and eras. Tags present in one seed fic only cannot be
+evaluated fairly by holding that fic out.
+"""

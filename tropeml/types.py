@@ -1,0 +1,139 @@
+"""Plain, frozen result types shared by every module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Region:
+    """A stretch of story text inside a source, e.g. one chapter.
+
+    Attributes:
+        start: Offset of the first character (in ``str`` characters).
+        end: Offset one past the last character.
+        chapter: Chapter title, or ``None`` for an untitled single text.
+    """
+
+    start: int
+    end: int
+    chapter: str | None = None
+
+
+@dataclass(frozen=True)
+class Work:
+    """A fic as read from disk: its full text and where the story is inside it.
+
+    Attributes:
+        text: The whole decoded source text. All offsets point into it.
+        source: Where it came from (a path as given, or ``"-"`` for stdin).
+        regions: The story parts of ``text`` (headers such as AO3's "Work Header" are left out).
+        title: The title if the reader found one.
+    """
+
+    text: str
+    source: str = "<text>"
+    regions: tuple[Region, ...] = ()
+    title: str | None = None
+
+    def story_regions(self) -> tuple[Region, ...]:
+        """Return the story regions, or the whole text when none were given."""
+        return self.regions or (Region(0, len(self.text)),)
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A window of a source text that fits the encoder.
+
+    Invariant: ``text == source[start:end]``.
+    """
+
+    start: int
+    end: int
+    text: str
+    chapter: str | None = None
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A passage that supports a work-level tag."""
+
+    start: int
+    end: int
+    score: float
+    text: str
+    chapter: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        out: dict[str, Any] = {
+            "start": self.start,
+            "end": self.end,
+            "score": round(self.score, 4),
+            "text": self.text,
+        }
+        if self.chapter is not None:
+            out["chapter"] = self.chapter
+        return out
+
+
+@dataclass(frozen=True)
+class TagResult:
+    """One work-level tag over its threshold.
+
+    Attributes:
+        id: The tag id, e.g. ``"hurt_comfort"``.
+        name: The AO3-style display tag, e.g. ``"Hurt/Comfort"``.
+        score: Work-level probability (pooled from the best passages).
+        threshold: The tag's decision threshold.
+        prominence: Share of the work's text in passages over the threshold (0..1).
+        evidence: The passages that justify the tag, best first.
+    """
+
+    id: str
+    name: str
+    score: float
+    threshold: float
+    prominence: float
+    evidence: tuple[Evidence, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "score": round(self.score, 4),
+            "threshold": round(self.threshold, 4),
+            "prominence": round(self.prominence, 4),
+            "evidence": [e.to_dict() for e in self.evidence],
+        }
+
+
+@dataclass(frozen=True)
+class WorkResult:
+    """Everything tropeml says about one work.
+
+    Attributes:
+        source: The path as given, or ``"-"``.
+        n_passages: How many passages the work was split into.
+        model: The model's name.
+        scores: Work-level probability for every tag of the model.
+        tags: The tags over their thresholds, best first.
+    """
+
+    source: str
+    n_passages: int
+    model: str
+    scores: dict[str, float] = field(default_factory=dict)
+    tags: tuple[TagResult, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (the ``--json`` schema)."""
+        return {
+            "source": self.source,
+            "n_passages": self.n_passages,
+            "model": self.model,
+            "scores": {k: round(v, 4) for k, v in self.scores.items()},
+            "tags": [t.to_dict() for t in self.tags],
+        }
