@@ -98,24 +98,34 @@ def tag(
 ) -> None:
     """Tag fics: a table per work (tag, score, best evidence), or JSON Lines."""
     from tropeml.readers import expand_paths, read_work
-    from tropeml.tagger import load
+    from tropeml.tagger import Tagger, load
 
-    sources = expand_paths(paths)
-    tagger = load(model, cache=not no_cache)
+    tagger: Tagger | None = None
     failed = 0
-    for source in sources:
-        try:
-            result = tagger.tag(read_work(source, max_bytes=max_bytes), source=source)
+    for path in paths:
+        try:  # each argument on its own: one missing path must not stop the others
+            sources = expand_paths([path])
         except TropemlError as exc:
             if _state["debug"]:
                 raise
             _err(str(exc))
             failed += 1
             continue
-        if as_json:
-            typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
-        else:
-            _print_result(result)
+        for source in sources:
+            if tagger is None:
+                tagger = load(model, cache=not no_cache)
+            try:
+                result = tagger.tag(read_work(source, max_bytes=max_bytes), source=source)
+            except TropemlError as exc:
+                if _state["debug"]:
+                    raise
+                _err(str(exc))
+                failed += 1
+                continue
+            if as_json:
+                typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+            else:
+                _print_result(result)
     if failed:
         raise typer.Exit(1)
 

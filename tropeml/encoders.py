@@ -355,7 +355,7 @@ class CachedEncoder:
         for key, text in zip(keys, texts, strict=True):
             if key not in found:
                 todo.setdefault(key, text)
-        self.hits += len(texts) - sum(1 for k in keys if k in todo)
+        self.hits += sum(1 for k in keys if k in found)
         if todo:
             vectors = _normalise(self.encoder.embed(list(todo.values())))
             new = dict(zip(todo.keys(), vectors, strict=True))
@@ -363,5 +363,5 @@ class CachedEncoder:
             found.update(new)
             self.misses += len(todo)
         if not texts:
-            return np.zeros((0, 0), dtype=np.float32)
+            return np.zeros((0, int(getattr(self.encoder, "dimension", 0))), dtype=np.float32)
         return np.stack([found[k] for k in keys]).astype(np.float32)

@@ -18,6 +18,11 @@ MIN_SUPPORT = 3
 """Fewest test positives for a tag's numbers to mean something."""
 
 
+def nan_to_none(values: dict[str, Any]) -> dict[str, Any]:
+    """Return ``values`` with NaN floats replaced by ``None`` (NaN is not valid JSON)."""
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in values.items()}
+
+
 @dataclass(frozen=True)
 class TagMetrics:
     """Cross-validated metrics of one tag (passage level)."""
@@ -78,12 +83,12 @@ class EvalReport:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
+        """Return a JSON-ready dict (metrics that mean nothing are ``None``, not NaN)."""
         return {
             "scheme": self.scheme,
             "n_folds": self.n_folds,
-            "macro": self.macro(),
-            "tags": [asdict(t) for t in self.tags],
+            "macro": nan_to_none(self.macro()),
+            "tags": [nan_to_none(asdict(t)) for t in self.tags],
             "works": [asdict(w) for w in self.works],
         }
 

@@ -118,7 +118,11 @@ def load_span_labels(
         file, start, end, quote = (obj.get(k) for k in ("file", "start", "end", "quote"))
         if not isinstance(file, str) or not file:
             raise TropemlError(f"{where}: 'file' must be a path string")
-        if not (isinstance(start, int) and isinstance(end, int)) or isinstance(start, bool):
+        if (
+            not (isinstance(start, int) and isinstance(end, int))
+            or isinstance(start, bool)
+            or isinstance(end, bool)
+        ):
             raise TropemlError(f"{where}: 'start' and 'end' must be integers")
         if not isinstance(quote, str):
             raise TropemlError(f"{where}: 'quote' must be a string")

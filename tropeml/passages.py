@@ -17,12 +17,21 @@ from tropeml.types import Passage, Region, Work
 TokenCounter = Callable[[list[str]], list[int]]
 """Counts the tokens of each text, without the encoder's special tokens."""
 
-_BLANK_RUN = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
+# Blank means holding only spaces, tabs or other Unicode spaces (AO3 copies hold U+00A0).
+_BLANK_RUN = re.compile(r"\n[^\S\n]*\n(?:[^\S\n]*\n)+")
 _SEPARATOR = re.compile(
-    r"^[ \t]*(?:[^\w\s\"'“”‘’(\[]\W*|[oO0]{3,}|[xX]{3,}|(?:[oO0][ \t]*){3,})[ \t]*$", re.M
+    r"^[^\S\n]*(?:[^\w\s\"'“”‘’(\[]\W*|[oO0]{3,}|[xX]{3,}|(?:[oO0][ \t]*){3,})[^\S\n]*$", re.M
 )
+_NUMBER = (
+    r"(?:\d+|[ivxlcdm]+|(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
+    r"|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty"
+    r"|fifty|sixty|seventy|eighty|ninety|hundred)(?:-[a-z]+)?)"
+)
+# "Chapter 3", "Part IV: Title", "Epilogue - Title"; not a story line such as "Part of him...".
 _HEADING = re.compile(
-    r"^[ \t]*(?:chapter|part|book|prologue|epilogue|interlude)\b[^\n]{0,80}$", re.M | re.I
+    rf"^[^\S\n]*(?:(?:chapter|part|book)[^\S\n]+{_NUMBER}|prologue|epilogue|interlude)"
+    r"(?:[^\S\n]*[:.\-–—|(][^\n]{0,80})?[^\S\n]*$",
+    re.M | re.I,
 )
 _PARAGRAPH = re.compile(r"\S[^\n]*(?:\n[ \t]*\S[^\n]*)*")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]*(?=\s)")

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
+import re
 import shutil
 import tempfile
+import zipfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -86,6 +89,37 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+_SKOPS_ID = re.compile(r'("__id__": |"file": ")(\d+)')
+
+
+def reproducible_skops(data: bytes) -> bytes:
+    """Return a skops file that depends only on the object saved, not on the process.
+
+    skops names objects and array files by their ``id()`` and stamps the zip entries with
+    the current time, so saving the same classifier twice gives different bytes. Here each id
+    is renumbered in order of first appearance (references stay consistent) and every entry
+    gets a fixed timestamp, so identical training gives a byte-identical head.
+    """
+    with zipfile.ZipFile(io.BytesIO(data)) as zin:
+        infos = zin.infolist()
+        schema = zin.read("schema.json").decode("utf-8")
+        ids: dict[str, str] = {}
+        for m in _SKOPS_ID.finditer(schema):
+            ids.setdefault(m.group(2), str(len(ids) + 1))
+        schema = _SKOPS_ID.sub(lambda m: m.group(1) + ids[m.group(2)], schema)
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as zout:
+            for info in infos:
+                stem, dot, ext = info.filename.partition(".")
+                name = ids.get(stem, stem) + dot + ext if info.filename != "schema.json" else None
+                entry = zipfile.ZipInfo(name or "schema.json", date_time=(1980, 1, 1, 0, 0, 0))
+                entry.compress_type = info.compress_type
+                entry.external_attr = 0o644 << 16
+                payload = schema.encode("utf-8") if name is None else zin.read(info)
+                zout.writestr(entry, payload)
+    return out.getvalue()
+
+
 def save_model(
     folder: str | Path,
     classifier: TropeClassifier,
@@ -112,7 +146,7 @@ def save_model(
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.new-", dir=folder.parent))
     try:
         head = tmp / HEAD_FILE
-        _fsync_write(head, sio.dumps(classifier))
+        _fsync_write(head, reproducible_skops(sio.dumps(classifier)))
         full = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -124,6 +158,9 @@ def save_model(
         _fsync_write(tmp / CONFIG_FILE, (json.dumps(full, indent=2) + "\n").encode())
         _fsync_write(tmp / TAXONOMY_FILE, Path(taxonomy_path).read_bytes())
         _fsync_write(tmp / CARD_FILE, card.encode())
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a model folder is not
         old = None
         if folder.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
@@ -171,7 +208,17 @@ def read_config(folder: str | Path) -> dict[str, Any]:
         raise TropemlError(f"{path}: 'tags' must be a non-empty list of tag ids")
     if set(config["thresholds"]) != set(tags):
         raise TropemlError(f"{path}: 'thresholds' must give one threshold per tag")
+    if not all(_is_number(v) and 0 <= v <= 1 for v in config["thresholds"].values()):
+        raise TropemlError(f"{path}: 'thresholds' must be numbers between 0 and 1")
+    for key in ("top_k", "max_evidence"):
+        value = config["rollup"].get(key, 1)
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            raise TropemlError(f"{path}: 'rollup.{key}' must be a positive integer")
     return config
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def load_model(folder: str | Path) -> tuple[TropeClassifier, dict[str, Any], Taxonomy]:
@@ -189,7 +236,9 @@ def load_model(folder: str | Path) -> tuple[TropeClassifier, dict[str, Any], Tax
 
     folder = Path(folder)
     config = read_config(folder)
-    head = folder / str(config["head"].get("file", HEAD_FILE))
+    if config["head"].get("file", HEAD_FILE) != HEAD_FILE:
+        raise TropemlError(f"{folder / CONFIG_FILE}: head file must be {HEAD_FILE!r}")
+    head = folder / HEAD_FILE
     if not head.is_file():
         raise TropemlError(f"{head}: classifier head missing")
     if sha256_file(head) != config["head"].get("sha256"):

@@ -12,6 +12,7 @@ from numpy.typing import ArrayLike, NDArray
 from tropeml.classifier import TropeClassifier
 from tropeml.encoders import CachedEncoder, load_encoder
 from tropeml.errors import TropemlError
+from tropeml.masking import mask, work_names
 from tropeml.passages import count_words, split_passages
 from tropeml.persistence import load_model
 from tropeml.readers import DEFAULT_MAX_BYTES, expand_paths, parse_text, read_work
@@ -35,6 +36,7 @@ class Tagger:
         name: The model's name, reported in results.
         top_k: Passages pooled into a work score.
         max_evidence: Evidence passages kept per tag.
+        mask_names: Replace names with stand-ins before embedding (as in training).
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class Tagger:
         name: str = "model",
         top_k: int = 2,
         max_evidence: int = 3,
+        mask_names: bool = True,
     ) -> None:
         self.classifier = classifier
         self.taxonomy = taxonomy
@@ -61,6 +64,7 @@ class Tagger:
         self.name = name
         self.top_k = top_k
         self.max_evidence = max_evidence
+        self.mask_names = mask_names
 
     @classmethod
     def from_pretrained(
@@ -93,6 +97,7 @@ class Tagger:
             name=str(config.get("name", folder.name)),
             top_k=int(rollup.get("top_k", 2)),
             max_evidence=int(rollup.get("max_evidence", 3)),
+            mask_names=bool(config.get("mask_names", False)),
         )
 
     def passages(self, work: Work | str) -> list[Passage]:
@@ -102,11 +107,17 @@ class Tagger:
             return split_passages(work, count_words, _FALLBACK_BUDGET)
         return split_passages(work, counter, int(getattr(self.encoder, "max_tokens", 254)))
 
-    def embed(self, passages: Sequence[Passage]) -> NDArray[np.float32]:
-        """Embed passages; shape ``(n, d)``."""
+    def embed(self, passages: Sequence[Passage], work: Work | None = None) -> NDArray[np.float32]:
+        """Embed passages (of ``work``, whose names are masked if the model masks names).
+
+        Returns:
+            Shape ``(n, d)``.
+        """
         if not passages:
             return np.zeros((0, self.classifier.n_features_in_), dtype=np.float32)
-        X = np.asarray(self.encoder.embed([p.text for p in passages]), dtype=np.float32)
+        names = work_names(work) if (self.mask_names and work is not None) else {}
+        texts = [mask(p.text, names) for p in passages]
+        X = np.asarray(self.encoder.embed(texts), dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != self.classifier.n_features_in_:
             raise TropemlError(
                 f"encoder gives {X.shape[-1]}-d embeddings; the model expects "
@@ -125,7 +136,8 @@ class Tagger:
         Args:
             work: A :class:`Work` or plain text.
             source: Name to report (default: the work's own source).
-            embeddings: Precomputed embeddings of ``self.passages(work)``, shape ``(n, d)``.
+            embeddings: Precomputed embeddings of ``self.passages(work)``, shape ``(n, d)``
+                (as :meth:`embed` makes them, names masked if the model masks names).
 
         Returns:
             Work-level scores for every tag, and the tags over threshold with evidence.
@@ -134,7 +146,7 @@ class Tagger:
             work = parse_text(work, source=source or "<text>")
         passages = self.passages(work)
         if embeddings is None:
-            X = self.embed(passages)
+            X = self.embed(passages, work)
         else:
             X = np.asarray(embeddings, dtype=np.float32)
             if X.shape[0] != len(passages):

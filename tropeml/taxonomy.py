@@ -49,8 +49,9 @@ def normalize_tag(tag: str) -> str:
     Case, accents, punctuation and an "Alternate Universe - " prefix are ignored, so
     ``"Alternate Universe - Soulmates"`` and ``"soulmates!"`` both give ``"soulmates"``.
     """
-    text = unicodedata.normalize("NFKD", tag).encode("ascii", "ignore").decode().casefold()
-    text = _AU_PREFIX.sub("", text.strip())
+    text = unicodedata.normalize("NFKD", tag).casefold().strip()
+    text = _AU_PREFIX.sub("", text)  # before ASCII folding, which would drop "–" and "—"
+    text = text.encode("ascii", "ignore").decode()
     text = text.replace("&", " and ").replace("/", " ")
     return " ".join(re.sub(r"[^a-z0-9]+", " ", text).split())
 

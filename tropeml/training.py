@@ -14,8 +14,9 @@ from numpy.typing import NDArray
 from tropeml.classifier import UNKNOWN, TropeClassifier
 from tropeml.encoders import CachedEncoder, SentenceTransformerEncoder, encoder_id
 from tropeml.errors import TropemlError
-from tropeml.evaluation import EvalReport, leave_one_work_out
+from tropeml.evaluation import EvalReport, leave_one_work_out, nan_to_none
 from tropeml.labels import load_exemplars, load_span_labels, span_targets
+from tropeml.masking import find_names, mask, work_names
 from tropeml.passages import count_words, split_passages
 from tropeml.persistence import save_model
 from tropeml.readers import read_work
@@ -66,6 +67,7 @@ def build_training_set(
     root: str | Path = ".",
     count_tokens: Any = count_words,
     max_tokens: int = 254,
+    mask_names: bool = True,
 ) -> TrainingSet:
     """Turn span labels and exemplars into training rows.
 
@@ -76,6 +78,8 @@ def build_training_set(
         root: Folder that span labels' ``file`` paths are relative to.
         count_tokens: The encoder's token counter (for splitting).
         max_tokens: The encoder's token budget.
+        mask_names: Replace character and place names with stand-ins (see
+            :mod:`tropeml.masking`) in the text that gets embedded.
     """
     root = Path(root)
     tags = taxonomy.ids
@@ -96,11 +100,12 @@ def build_training_set(
             digest.update(work.text.encode())
             files.append(file)
             passages = split_passages(work, count_tokens, max_tokens)
+            names = work_names(work) if mask_names else {}
             Y = span_targets(passages, file_spans, tags)
             keep = (Y != UNKNOWN).any(axis=1)
             for p, row in zip(passages, Y, strict=True):
                 if (row != UNKNOWN).any():
-                    chunks.append([p.text])
+                    chunks.append([mask(p.text, names)])
                     groups.append(file)
                     kinds.append(SEED)
             blocks.append(Y[keep])
@@ -108,7 +113,8 @@ def build_training_set(
         digest.update(Path(path).read_bytes())
         files.append(str(path))
         for ex in load_exemplars(path, taxonomy):
-            parts = [p.text for p in split_passages(ex.text, count_tokens, max_tokens)]
+            names = find_names(ex.text) if mask_names else {}
+            parts = [mask(p.text, names) for p in split_passages(ex.text, count_tokens, max_tokens)]
             chunks.append(parts or [ex.text])
             groups.append(ex.group)
             kinds.append(EXEMPLAR)
@@ -130,6 +136,11 @@ def embed_training_set(ts: TrainingSet, encoder: Any) -> NDArray[np.float32]:
         out[i] = mean / max(float(np.linalg.norm(mean)), 1e-12)
         pos += len(row)
     return out
+
+
+def embed_prototypes(taxonomy: Taxonomy, encoder: Any) -> NDArray[np.float32]:
+    """Embed each trope's name and definition: the prototypes, shape ``(T, d)``."""
+    return np.asarray(encoder.embed([t.description for t in taxonomy.values()]), np.float32)
 
 
 @dataclass
@@ -183,7 +194,8 @@ def train(
         max_tokens=int(getattr(base, "max_tokens", 254)),
     )
     X = embed_training_set(ts, enc)
-    clf = TropeClassifier(tags=ts.tags, C=C)
+    prototypes = embed_prototypes(taxonomy, enc)
+    clf = TropeClassifier(tags=ts.tags, prototypes=prototypes, C=C)
     report = leave_one_work_out(
         clf, X, ts.Y, ts.groups, test_mask=[k == SEED for k in ts.kinds], top_k=top_k
     )
@@ -215,6 +227,7 @@ def _config(
             "max_tokens": int(getattr(encoder, "max_tokens", 254)),
         },
         "rollup": {"method": "mean of top-k passage scores", "top_k": top_k, "max_evidence": 3},
+        "mask_names": True,
         "training_data": {
             "sha256": ts.data_hash,
             "files": ts.files,
@@ -223,7 +236,7 @@ def _config(
             "n_exemplars": ts.kinds.count(EXEMPLAR),
             "positives": ts.counts(),
         },
-        "evaluation": {"scheme": report.scheme, "macro": report.macro()},
+        "evaluation": {"scheme": report.scheme, "macro": nan_to_none(report.macro())},
     }
 
 

@@ -1,0 +1,287 @@
+"""End to end with the real shipped encoder (all-MiniLM-L6-v2, offline) and the default model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tropeml
+from tropeml import __version__
+from tropeml.persistence import CONFIG_FILE, load_model, save_model
+from tropeml.readers import read_work
+from tropeml.resources import default_model_dir
+from tropeml.types import WorkResult
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = sorted((ROOT / "seeds").glob("*.txt"))
+SEED = {p.name[:3]: p for p in SEEDS}
+VENV_BIN = Path(sys.executable).parent
+MAX_SEQ = 256  # all-MiniLM-L6-v2 reads 256 tokens, [CLS] and [SEP] included
+
+
+@pytest.fixture(scope="module")
+def tagger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tropeml.Tagger]:
+    """The shipped model with the real encoder, loaded once; its cache lives in a temp dir.
+
+    (Module fixtures run before the function-scoped isolation fixture, so the environment is
+    set here too and the cache path is explicit: the user's cache is never touched.)
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("TRANSFORMERS_OFFLINE", "1")
+        mp.setenv("TROPEML_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        t = tropeml.load(cache=tmp_path_factory.mktemp("icache") / "embeddings.sqlite3")
+        t.encoder.embed(["warm up: load the weights while offline is enforced"])
+        yield t
+
+
+@pytest.fixture(scope="module")
+def results(tagger: tropeml.Tagger) -> dict[str, WorkResult]:
+    return {key: tagger.tag(read_work(path), source=str(path)) for key, path in SEED.items()}
+
+
+def _ids(result: WorkResult) -> set[str]:
+    return {t.id for t in result.tags}
+
+
+def test_seeds_are_there() -> None:
+    assert set(SEED) == {"000", "001", "002"}
+
+
+def test_default_model_loads(tagger: tropeml.Tagger) -> None:
+    assert default_model_dir() == ROOT / "models" / "default"
+    config = json.loads((default_model_dir() / CONFIG_FILE).read_text(encoding="utf-8"))
+    assert tagger.name == config["name"] == "default"
+    assert tagger.tags == config["tags"]
+    assert len(tagger.thresholds) == len(config["tags"])
+    assert set(tagger.taxonomy) >= set(config["tags"])
+    assert tagger.encoder.name == "sentence-transformers/all-MiniLM-L6-v2"
+    assert tagger.encoder.max_tokens == MAX_SEQ - 2
+
+
+def test_encoder_dimension_and_normalisation(tagger: tropeml.Tagger) -> None:
+    texts = ["Derek woke in the hospital.", "Stiles screamed.", "A quiet morning, coffee."]
+    X = tagger.encoder.embed(texts)
+    assert X.shape == (3, 384)
+    assert X.dtype == np.float32
+    assert tagger.encoder.dimension == 384
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(X[0], X[1])
+    # The same text embeds the same way, cached or not.
+    np.testing.assert_allclose(tagger.encoder.embed(texts[:1]), X[:1], atol=1e-6)
+
+
+def test_seed_000_fake_death_and_hurt_comfort(results: dict[str, WorkResult]) -> None:
+    result = results["000"]
+    assert {"fake_death", "hurt_comfort"} <= _ids(result), result.scores
+
+
+def test_seed_000_fake_death_evidence_is_the_death_scene(results: dict[str, WorkResult]) -> None:
+    text = SEED["000"].read_text(encoding="utf-8")
+    # Derek found dead in the loft, and Derek waking in hospital ("You died").
+    found = text.find("Stiles screamed, wrenching away")
+    wakes = text.find("There was a warm body curled around his own")
+    died = text.find("“You died,” Stiles said")
+    assert -1 not in (found, wakes, died) and found < wakes < died
+    scene = (found, died + len("“You died,” Stiles said"))
+    (fake_death,) = [t for t in results["000"].tags if t.id == "fake_death"]
+    assert fake_death.evidence
+    overlapping = [e for e in fake_death.evidence if e.start < scene[1] and e.end > scene[0]]
+    assert overlapping, [(e.start, e.end) for e in fake_death.evidence]
+    assert fake_death.evidence[0].score >= fake_death.threshold
+
+
+def test_seed_001_mates_and_omegaverse(results: dict[str, WorkResult]) -> None:
+    assert {"mates", "alpha_beta_omega"} <= _ids(results["001"]), results["001"].scores
+
+
+def test_seed_002_reunion(results: dict[str, WorkResult]) -> None:
+    assert "reunion" in _ids(results["002"]), results["002"].scores
+
+
+@pytest.mark.parametrize("key", ["000", "001", "002"])
+def test_result_json_has_every_tag(
+    key: str, tagger: tropeml.Tagger, results: dict[str, WorkResult]
+) -> None:
+    config = json.loads((default_model_dir() / CONFIG_FILE).read_text(encoding="utf-8"))
+    obj = json.loads(json.dumps(results[key].to_dict()))
+    assert obj["source"] == str(SEED[key])
+    assert obj["model"] == "default"
+    assert set(obj["scores"]) == set(config["tags"])
+    assert obj["n_passages"] == len(tagger.passages(read_work(SEED[key])))
+    text = SEED[key].read_text(encoding="utf-8")
+    for tag in obj["tags"]:
+        assert tag["score"] >= tag["threshold"]
+        assert tag["score"] == obj["scores"][tag["id"]]
+        assert tag["name"] == tagger.taxonomy[tag["id"]].name
+        for ev in tag["evidence"]:
+            assert ev["text"] == text[ev["start"] : ev["end"]]
+
+
+class _Spy:
+    """Wraps an encoder and records every text it is asked to embed."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.seen: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.seen.extend(texts)
+        return self.inner.embed(texts)  # type: ignore[attr-defined, no-any-return]
+
+
+def _assert_fits(tagger: tropeml.Tagger, texts: list[str], what: str) -> None:
+    counts = tagger.encoder.count_tokens(texts)
+    over = [(n, t[:60]) for n, t in zip(counts, texts, strict=True) if n + 2 > MAX_SEQ]
+    assert not over, (what, over)
+    # Cross-check with the tokenizer sentence-transformers feeds the model
+    # (special tokens included, no truncation).
+    st_tokenizer = tagger.encoder._model().tokenizer
+    ids = st_tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+    assert max(len(x) for x in ids) <= MAX_SEQ, what
+
+
+def test_every_seed_passage_fits_the_encoder(tagger: tropeml.Tagger) -> None:
+    for path in SEEDS:
+        work = read_work(path)
+        passages = tagger.passages(work)
+        assert len(passages) >= 5, path
+        for p in passages:
+            assert p.text == work.text[p.start : p.end]
+        _assert_fits(tagger, [p.text for p in passages], path.name)
+
+
+def test_what_the_encoder_is_given_fits_too(
+    tagger: tropeml.Tagger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The text embedded may differ from the passage text (e.g. names masked); it must fit too.
+    spy = _Spy(tagger.encoder)
+    monkeypatch.setattr(tagger, "encoder", spy)
+    for path in SEEDS:
+        n = len(spy.seen)
+        tagger.tag(read_work(path))
+        assert len(spy.seen) - n == len(tagger.passages(read_work(path)))
+    _assert_fits(tagger, spy.seen, "embedded texts")
+
+
+def test_save_load_round_trip_gives_identical_scores(
+    tagger: tropeml.Tagger, tmp_path: Path
+) -> None:
+    classifier, config, _ = load_model(default_model_dir())
+    kept = {"format", "format_version", "tropeml_version", "head", "packages"}
+    folder = save_model(
+        tmp_path / "copy",
+        classifier,
+        {k: v for k, v in config.items() if k not in kept},
+        default_model_dir() / "tropes.toml",
+        (default_model_dir() / "README.md").read_text(encoding="utf-8"),
+    )
+    # Same (cached) encoder for both, so the embeddings are bit-for-bit the same.
+    copy = tropeml.load(folder, encoder=tagger.encoder, cache=False)
+    assert copy.tags == tagger.tags
+    np.testing.assert_array_equal(copy.thresholds, tagger.thresholds)
+    saved = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    assert {k: v for k, v in saved.items() if k not in kept} == {
+        k: v for k, v in config.items() if k not in kept
+    }
+    work = read_work(SEED["001"])
+    X = tagger.embed(tagger.passages(work))
+    np.testing.assert_array_equal(
+        copy.classifier.predict_proba(X), tagger.classifier.predict_proba(X)
+    )
+    a, b = tagger.tag(work), copy.tag(work)
+    assert a.scores == b.scores
+    assert a.to_dict() == b.to_dict()
+
+
+def _run(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(args),
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_python_m_tropeml_version(tmp_path: Path) -> None:
+    proc = _run(sys.executable, "-m", "tropeml", "--version", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"tropeml {__version__}"
+
+
+def test_console_script_help(tmp_path: Path) -> None:
+    script = VENV_BIN / "tropeml"
+    assert script.is_file()
+    proc = _run(str(script), "--help", cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    for command in ("tag", "train", "eval", "tropes"):
+        assert command in proc.stdout
+
+
+HEAVY = ("torch", "sklearn", "sentence_transformers", "transformers", "scipy", "skops")
+
+
+def test_help_does_not_import_heavy_libraries(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "sys.argv = ['tropeml', '--help']\n"
+        "import tropeml.cli\n"
+        "try:\n"
+        "    tropeml.cli.main()\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        f"heavy = sorted(m for m in {HEAVY!r} if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "print('ok')\n"
+    )
+    proc = _run(sys.executable, "-c", code, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.rstrip().endswith("ok")
+
+
+def test_help_import_time_has_no_torch(tmp_path: Path) -> None:
+    proc = _run(
+        sys.executable, "-X", "importtime", str(VENV_BIN / "tropeml"), "--help", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    imported = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "tropeml.cli" in imported
+    assert not {m for m in imported if m.split(".")[0] in HEAVY}
+
+
+def test_cli_tags_a_seed_with_the_real_model(tmp_path: Path) -> None:
+    env_cache = tmp_path / "cache"
+    proc = subprocess.run(
+        [str(VENV_BIN / "tropeml"), "tag", str(SEED["002"]), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "TROPEML_CACHE_DIR": str(env_cache), "PYTHONWARNINGS": "ignore"},
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (line,) = proc.stdout.strip().splitlines()
+    obj = json.loads(line)
+    assert obj["source"] == str(SEED["002"])
+    assert "reunion" in {t["id"] for t in obj["tags"]}
+    assert (env_cache / "embeddings.sqlite3").is_file()

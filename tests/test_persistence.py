@@ -1,0 +1,370 @@
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import skops.io as sio
+from sklearn.linear_model import LogisticRegression
+
+from tropeml.classifier import TropeClassifier
+from tropeml.errors import TropemlError
+from tropeml.persistence import (
+    CARD_FILE,
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    HEAD_FILE,
+    TAXONOMY_FILE,
+    atomic_write_bytes,
+    load_model,
+    read_config,
+    reproducible_skops,
+    save_model,
+    sha256_file,
+)
+from tropeml.taxonomy import Taxonomy
+
+
+class Evil:
+    """Stands for a malicious payload: restoring its state writes a file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        Path(state["marker"]).write_text("pwned")
+        self.__dict__.update(state)
+
+
+@pytest.fixture
+def model(tiny_model: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(tiny_model, tmp_path / "model"))
+
+
+def edit_config(folder: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    change(config)
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+
+
+def replace_head(folder: Path, data: bytes) -> None:
+    """Write a new head and record its hash, so only the checks after the hash can stop it."""
+    (folder / HEAD_FILE).write_bytes(data)
+    digest = sha256_file(folder / HEAD_FILE)
+    edit_config(folder, lambda c: c["head"].update(sha256=digest))
+
+
+def fitted_classifier(tags: list[str], d: int = 16) -> TropeClassifier:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, d)).astype(np.float32)
+    Y = (X[:, : len(tags)] > 0).astype(np.int8)
+    return TropeClassifier(tags=tags).fit(X, Y, groups=np.arange(40) % 4)
+
+
+@pytest.fixture(scope="module")
+def clf() -> TropeClassifier:
+    return fitted_classifier(["rain", "cake", "sword"])
+
+
+def config_for(clf: TropeClassifier) -> dict[str, Any]:
+    tags = [str(t) for t in clf.classes_]
+    return {
+        "name": "test",
+        "tags": tags,
+        "thresholds": {t: float(x) for t, x in zip(tags, clf.thresholds_, strict=True)},
+        "encoder": {"name": "hashing-16", "dimension": int(clf.n_features_in_)},
+        "rollup": {"top_k": 2, "max_evidence": 3},
+    }
+
+
+# loading the tiny model
+
+
+def test_load_tiny_model(model: Path) -> None:
+    clf, config, taxonomy = load_model(model)
+    assert isinstance(clf, TropeClassifier)
+    assert isinstance(taxonomy, Taxonomy)
+    assert list(clf.classes_) == config["tags"] == ["rain", "cake", "sword"]
+    assert clf.n_features_in_ == config["encoder"]["dimension"] == 64
+    assert config["format_version"] == FORMAT_VERSION
+    assert set(config["thresholds"]) == set(config["tags"])
+    assert config["head"]["sha256"] == sha256_file(model / HEAD_FILE)
+    assert {p.name for p in model.iterdir()} >= {CONFIG_FILE, HEAD_FILE, TAXONOMY_FILE, CARD_FILE}
+
+
+def test_model_folder_files(tiny_model: Path) -> None:
+    config = json.loads((tiny_model / CONFIG_FILE).read_text(), parse_constant=_no_nan)
+    assert config["name"] == "tiny"
+    assert "tiny" in (tiny_model / CARD_FILE).read_text()
+    assert Taxonomy.load(tiny_model / TAXONOMY_FILE).ids == config["tags"]
+
+
+def _no_nan(name: str) -> None:
+    raise AssertionError(f"config.json holds {name}, which is not JSON")
+
+
+def test_loading_twice_gives_identical_predictions(model: Path) -> None:
+    X = np.random.default_rng(3).normal(size=(7, 64)).astype(np.float32)
+    a, _, _ = load_model(model)
+    b, _, _ = load_model(model)
+    assert np.array_equal(a.predict_proba(X), b.predict_proba(X))
+    assert np.array_equal(a.thresholds_, b.thresholds_)
+
+
+def test_save_load_round_trip(tmp_path: Path, tiny_model: Path, clf: TropeClassifier) -> None:
+    folder = save_model(
+        tmp_path / "m", clf, config_for(clf), tiny_model / TAXONOMY_FILE, "# card\n"
+    )
+    assert folder == tmp_path / "m"
+    loaded, config, taxonomy = load_model(folder)
+    X = np.random.default_rng(1).normal(size=(9, 16)).astype(np.float32)
+    assert np.array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    assert np.array_equal(loaded.predict(X), clf.predict(X))
+    assert np.array_equal(loaded.thresholds_, clf.thresholds_)
+    assert loaded.get_params()["tags"] == clf.get_params()["tags"]
+    assert config["name"] == "test"
+    assert config["packages"]["tropeml"]
+    assert taxonomy.ids == ["rain", "cake", "sword"]
+    assert (folder / CARD_FILE).read_text() == "# card\n"
+    assert (folder / TAXONOMY_FILE).read_bytes() == (tiny_model / TAXONOMY_FILE).read_bytes()
+
+
+def test_saving_twice_gives_identical_bytes(
+    tmp_path: Path, tiny_model: Path, clf: TropeClassifier
+) -> None:
+    taxonomy = tiny_model / TAXONOMY_FILE
+    a = save_model(tmp_path / "a", clf, config_for(clf), taxonomy, "card")
+    b = save_model(tmp_path / "b", clone_by_skops(clf), config_for(clf), taxonomy, "card")
+    for name in (HEAD_FILE, CONFIG_FILE, TAXONOMY_FILE, CARD_FILE):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def clone_by_skops(clf: TropeClassifier) -> TropeClassifier:
+    data = sio.dumps(clf)
+    return sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+
+
+def test_reproducible_skops(clf: TropeClassifier) -> None:
+    first, second = sio.dumps(clf), sio.dumps(clone_by_skops(clf))
+    assert reproducible_skops(first) == reproducible_skops(second)
+    fixed = reproducible_skops(first)
+    assert reproducible_skops(fixed) == fixed
+    with zipfile.ZipFile(io.BytesIO(fixed)) as z:
+        assert all(info.date_time == (1980, 1, 1, 0, 0, 0) for info in z.infolist())
+    assert sio.get_untrusted_types(data=fixed) == sio.get_untrusted_types(data=first)
+    loaded = sio.loads(fixed, trusted=sio.get_untrusted_types(data=fixed))
+    X = np.random.default_rng(2).normal(size=(4, 16)).astype(np.float32)
+    assert np.array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+def test_save_over_existing_folder_replaces_it(
+    tmp_path: Path, tiny_model: Path, clf: TropeClassifier
+) -> None:
+    folder = tmp_path / "models" / "m"
+    save_model(folder, clf, config_for(clf), tiny_model / TAXONOMY_FILE, "old card")
+    (folder / "stale.txt").write_text("from the old model")
+    config = config_for(clf) | {"name": "second"}
+    save_model(folder, clf, config, tiny_model / TAXONOMY_FILE, "new card")
+    assert not (folder / "stale.txt").exists()
+    assert (folder / CARD_FILE).read_text() == "new card"
+    assert load_model(folder)[1]["name"] == "second"
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["m"]  # no temporary folders
+
+
+def test_failed_save_keeps_the_old_folder(
+    tmp_path: Path, tiny_model: Path, clf: TropeClassifier
+) -> None:
+    folder = tmp_path / "m"
+    save_model(folder, clf, config_for(clf), tiny_model / TAXONOMY_FILE, "old card")
+    with pytest.raises(FileNotFoundError):
+        save_model(folder, clf, config_for(clf), tmp_path / "missing.toml", "new card")
+    assert (folder / CARD_FILE).read_text() == "old card"
+    load_model(folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_saved_folder_is_not_private(
+    tmp_path: Path, tiny_model: Path, clf: TropeClassifier
+) -> None:
+    umask = os.umask(0o022)
+    try:
+        folder = save_model(tmp_path / "m", clf, config_for(clf), tiny_model / TAXONOMY_FILE, "")
+    finally:
+        os.umask(umask)
+    assert folder.stat().st_mode & 0o777 == 0o755  # not mkdtemp's private 0700
+
+
+def test_atomic_write_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "f.bin"
+    atomic_write_bytes(path, b"one")
+    atomic_write_bytes(path, b"two")
+    assert path.read_bytes() == b"two"
+    assert [p.name for p in path.parent.iterdir()] == ["f.bin"]
+
+
+# refusing bad folders
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(TropemlError, match="model folder not found"):
+        load_model(tmp_path / "nope")
+
+
+def test_missing_config(model: Path) -> None:
+    (model / CONFIG_FILE).unlink()
+    with pytest.raises(TropemlError, match="missing; not a tropeml model folder"):
+        load_model(model)
+
+
+@pytest.mark.parametrize("text", ["{not json", "", "\xff"])
+def test_config_not_json(model: Path, text: str) -> None:
+    (model / CONFIG_FILE).write_text(text, encoding="latin-1")
+    with pytest.raises(TropemlError, match="unreadable config") as info:
+        load_model(model)
+    assert str(model / CONFIG_FILE) in str(info.value)
+
+
+@pytest.mark.parametrize("config", ["[]", '"text"', '{"format": "other"}'])
+def test_config_not_a_model_config(model: Path, config: str) -> None:
+    (model / CONFIG_FILE).write_text(config)
+    with pytest.raises(TropemlError, match="not a tropeml model config"):
+        load_model(model)
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        "format_version",
+        "tropeml_version",
+        "name",
+        "tags",
+        "thresholds",
+        "encoder",
+        "rollup",
+        "head",
+    ],
+)
+def test_config_missing_field(model: Path, field: str) -> None:
+    edit_config(model, lambda c: c.pop(field))
+    with pytest.raises(TropemlError, match=f"field '{field}' missing"):
+        load_model(model)
+
+
+def test_config_field_of_wrong_type(model: Path) -> None:
+    edit_config(model, lambda c: c.update(tags="rain"))
+    with pytest.raises(TropemlError, match="field 'tags' missing or not a list"):
+        load_model(model)
+
+
+def test_newer_format_version(model: Path) -> None:
+    edit_config(model, lambda c: c.update(format_version=FORMAT_VERSION + 1, tropeml_version="9"))
+    with pytest.raises(TropemlError, match="Upgrade tropeml") as info:
+        load_model(model)
+    assert f"model format {FORMAT_VERSION + 1} was written by tropeml 9" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c.update(tags=[]), "'tags' must be a non-empty list"),
+        (lambda c: c.update(tags=["rain", 2, "sword"]), "'tags' must be a non-empty list"),
+        (lambda c: c["thresholds"].pop("rain"), "one threshold per tag"),
+        (lambda c: c["thresholds"].update(hail=0.5), "one threshold per tag"),
+        (lambda c: c["thresholds"].update(rain="high"), "numbers between 0 and 1"),
+        (lambda c: c["thresholds"].update(rain=1.5), "numbers between 0 and 1"),
+        (lambda c: c["thresholds"].update(rain=None), "numbers between 0 and 1"),
+        (lambda c: c["rollup"].update(top_k="two"), "'rollup.top_k' must be a positive integer"),
+        (lambda c: c["rollup"].update(max_evidence=0), "'rollup.max_evidence'"),
+    ],
+)
+def test_bad_config_values(
+    model: Path, change: Callable[[dict[str, Any]], None], message: str
+) -> None:
+    edit_config(model, change)
+    with pytest.raises(TropemlError, match=message):
+        read_config(model)
+
+
+def test_tampered_head(model: Path) -> None:
+    head = model / HEAD_FILE
+    data = bytearray(head.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    head.write_bytes(bytes(data))
+    with pytest.raises(TropemlError, match="hash") as info:
+        load_model(model)
+    assert str(head) in str(info.value)
+
+
+def test_missing_head(model: Path) -> None:
+    (model / HEAD_FILE).unlink()
+    with pytest.raises(TropemlError, match="classifier head missing"):
+        load_model(model)
+
+
+def test_head_that_is_not_skops(model: Path) -> None:
+    replace_head(model, b"this is not a zip file")
+    with pytest.raises(TropemlError, match="not a readable skops file"):
+        load_model(model)
+
+
+def test_head_holding_another_estimator(model: Path) -> None:
+    lr = LogisticRegression().fit(np.eye(4), [0, 1, 0, 1])
+    replace_head(model, sio.dumps(lr))
+    with pytest.raises(TropemlError, match="holds a LogisticRegression, not a TropeClassifier"):
+        load_model(model)
+
+
+def test_head_with_untrusted_type_is_refused_before_it_is_built(
+    model: Path, tmp_path: Path
+) -> None:
+    clf, _, _ = load_model(model)
+    marker = tmp_path / "marker"
+    clf.estimators_[0] = Evil(marker)  # hidden inside a genuine classifier
+    data = sio.dumps(clf)
+    untrusted = sio.get_untrusted_types(data=data)
+    evil_type = next(t for t in untrusted if t.endswith(".Evil"))
+
+    # the payload is real: loading it with its type trusted runs its code
+    sio.loads(data, trusted=untrusted)
+    assert marker.exists()
+    marker.unlink()
+
+    replace_head(model, data)
+    with pytest.raises(TropemlError, match="refusing to load untrusted type") as info:
+        load_model(model)
+    assert evil_type in str(info.value)
+    assert not marker.exists()
+
+
+def test_dimension_mismatch(model: Path) -> None:
+    edit_config(model, lambda c: c["encoder"].update(dimension=384))
+    with pytest.raises(TropemlError, match=r"expects 64-d embeddings but .* gives 384"):
+        load_model(model)
+
+
+def test_tags_that_do_not_match_the_head(model: Path) -> None:
+    edit_config(model, lambda c: c.update(tags=c["tags"][::-1]))
+    with pytest.raises(TropemlError, match=r"tags do not match config\.json"):
+        load_model(model)
+
+
+def test_missing_taxonomy(model: Path) -> None:
+    (model / TAXONOMY_FILE).unlink()
+    with pytest.raises(TropemlError, match="taxonomy file not found"):
+        load_model(model)
+
+
+def test_taxonomy_without_a_model_tag(model: Path) -> None:
+    toml = (model / TAXONOMY_FILE).read_text()
+    start = toml.index('[[trope]]\nid = "sword"')
+    (model / TAXONOMY_FILE).write_text(toml[:start])
+    with pytest.raises(TropemlError, match="unknown tag\\(s\\) 'sword'") as info:
+        load_model(model)
+    assert str(model / CONFIG_FILE) in str(info.value)
