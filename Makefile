@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tropeml-installed
 
-.PHONY: demo test lint train env
+.PHONY: demo test lint train env bench
 
 env: $(STAMP)
 
@@ -30,3 +30,9 @@ test: $(STAMP)
 ## Retrain models/default from data/ and seeds/.
 train: $(STAMP)
 	$(BIN)/python train.py
+
+## Install the benchmark extras (SetFit) and run the quality benchmark (about 40 minutes on
+## 2 CPU cores; writes benchmarks/results/quality.md).
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
+	$(BIN)/python benchmarks/quality.py

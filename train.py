@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parent
 def main() -> None:
     """Train, evaluate and save ``models/default``."""
     result = train(ROOT / "data", root=ROOT, out=ROOT / "models" / "default", name="default")
-    print(result.report.to_markdown())
+    for report, what in ((result.report, "seed fics"), (result.exemplar_report, "exemplars")):
+        if report is not None:
+            print(f"## {report.scheme}, {what}\n\n{report.to_markdown()}\n")
     print(
         f"\n{len(result.training_set)} training rows; embedded {result.embedded} new texts, "
         f"reused {result.reused}; model written to {result.folder}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -100,32 +100,31 @@ def tag(
     from tropeml.readers import expand_paths, read_work
     from tropeml.tagger import Tagger, load
 
+    def sources() -> Iterator[str | TropemlError]:
+        for path in paths:  # each argument on its own: one bad path must not stop the others
+            try:
+                yield from expand_paths([path])
+            except TropemlError as exc:
+                yield exc
+
     tagger: Tagger | None = None
     failed = 0
-    for path in paths:
-        try:  # each argument on its own: one missing path must not stop the others
-            sources = expand_paths([path])
+    for source in sources():
+        try:
+            if isinstance(source, TropemlError):
+                raise source
+            tagger = tagger or load(model, cache=not no_cache)
+            result = tagger.tag(read_work(source, max_bytes=max_bytes), source=source)
         except TropemlError as exc:
             if _state["debug"]:
                 raise
             _err(str(exc))
             failed += 1
             continue
-        for source in sources:
-            if tagger is None:
-                tagger = load(model, cache=not no_cache)
-            try:
-                result = tagger.tag(read_work(source, max_bytes=max_bytes), source=source)
-            except TropemlError as exc:
-                if _state["debug"]:
-                    raise
-                _err(str(exc))
-                failed += 1
-                continue
-            if as_json:
-                typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
-            else:
-                _print_result(result)
+        if as_json:
+            typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+        else:
+            _print_result(result)
     if failed:
         raise typer.Exit(1)
 
@@ -178,7 +177,9 @@ def train(
         f"trained on {len(result.training_set)} rows; embedded {result.embedded} new texts, "
         f"reused {result.reused} from the cache"
     )
-    _print_report(result.report)
+    for report in (result.report, result.exemplar_report):
+        if report is not None:
+            _print_report(report)
     typer.echo(f"model written to {result.folder}")
 
 
@@ -191,12 +192,20 @@ def evaluate(
     markdown: Annotated[
         bool, typer.Option("--markdown", help="Print the report as Markdown.")
     ] = False,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            "--protocol",
+            help="works: leave one labelled fic out at a time; "
+            "exemplars: grouped 5-fold CV x 3 over the written exemplars.",
+        ),
+    ] = "works",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not cache embeddings.")] = False,
 ) -> None:
-    """Leave-one-fic-out evaluation: per-tag precision, recall, F1, AP and support."""
-    from tropeml.training import train as run_train
+    """Cross-validated evaluation: per-tag precision, recall, F1, AP and support."""
+    from tropeml.training import evaluate as run_evaluate
 
-    report = run_train(data, root, out=None, cache=not no_cache).report
+    report = run_evaluate(data, root, protocol=protocol, cache=not no_cache)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     elif markdown:

@@ -147,31 +147,120 @@ def leave_one_work_out(
     Returns:
         Per-tag metrics (``note`` says "not enough data" where numbers mean nothing).
     """
-    X_ = np.asarray(X, dtype=np.float32)
-    Y_ = np.asarray(Y, dtype=np.int8)
     groups_ = np.asarray(groups)
-    mask = np.ones(len(X_), bool) if test_mask is None else np.asarray(test_mask, bool)
-    tags = [str(t) for t in (estimator.tags or range(Y_.shape[1]))]
-    scores = np.full(Y_.shape, np.nan)
-    decisions = np.zeros(Y_.shape, dtype=np.int8)
-    works: list[WorkCheck] = []
-    test_groups = list(dict.fromkeys(groups_[mask]))
-    for g in test_groups:
-        test = mask & (groups_ == g)
-        train = groups_ != g
-        model = clone(estimator).fit(X_[train], Y_[train], groups=groups_[train])
-        proba = model.predict_proba(X_[test])
-        scores[test] = proba
-        decisions[test] = proba >= model.thresholds_
-        known = Y_[test] != UNKNOWN
-        true = [t for j, t in enumerate(tags) if (Y_[test][:, j][known[:, j]] == 1).any()]
-        pooled = pool_scores(proba, top_k)
-        pred = [t for j, t in enumerate(tags) if pooled[j] >= model.thresholds_[j]]
-        works.append(WorkCheck(work=str(g), true_tags=true, predicted_tags=pred))
+    mask = _mask(test_mask, len(groups_))
+    folds = [[g] for g in dict.fromkeys(groups_[mask])]
+    scores, decisions, works = _out_of_fold(estimator, X, Y, groups_, mask, folds, top_k)
+    tags = _tags(estimator, np.asarray(Y))
+    Y_ = np.asarray(Y, dtype=np.int8)
     rows = [
         _tag_metrics(t, Y_[:, j], scores[:, j], decisions[:, j], mask) for j, t in enumerate(tags)
     ]
-    return EvalReport(tags=rows, works=works, n_folds=len(test_groups))
+    return EvalReport(tags=rows, works=works, n_folds=len(folds))
+
+
+def grouped_kfold(
+    estimator: TropeClassifier,
+    X: ArrayLike,
+    Y: ArrayLike,
+    groups: ArrayLike,
+    test_mask: ArrayLike | None = None,
+    n_splits: int = 5,
+    repeats: int = 3,
+    random_state: int = 0,
+) -> EvalReport:
+    """Repeated k-fold cross-validation over groups (works never straddle folds).
+
+    The groups of the rows in ``test_mask`` are shuffled into ``n_splits`` folds, ``repeats``
+    times with different shuffles; rows outside ``test_mask`` are always training data.
+    Per-tag metrics are averaged over the repeats.
+
+    Args:
+        estimator: A :class:`TropeClassifier` (cloned for each fold).
+        X: Embeddings, shape ``(n, d)``.
+        Y: Labels, shape ``(n, T)``.
+        groups: Work id per row, shape ``(n,)``.
+        test_mask: Rows that may be tested, shape ``(n,)`` (default: all).
+        n_splits: Folds per repeat.
+        repeats: Repeats with different shuffles.
+        random_state: Seed of the shuffles.
+    """
+    groups_ = np.asarray(groups)
+    mask = _mask(test_mask, len(groups_))
+    Y_ = np.asarray(Y, dtype=np.int8)
+    tags = _tags(estimator, Y_)
+    rng = np.random.default_rng(random_state)
+    unique = np.array(list(dict.fromkeys(groups_[mask])), dtype=object)
+    k = max(2, min(n_splits, len(unique)))
+    per_repeat: list[list[TagMetrics]] = []
+    for _ in range(repeats):
+        order = unique[rng.permutation(len(unique))]
+        folds = [list(order[i::k]) for i in range(k)]
+        scores, decisions, _ = _out_of_fold(estimator, X, Y_, groups_, mask, folds, 2)
+        per_repeat.append(
+            [
+                _tag_metrics(t, Y_[:, j], scores[:, j], decisions[:, j], mask)
+                for j, t in enumerate(tags)
+            ]
+        )
+    rows = [_average([rep[j] for rep in per_repeat]) for j in range(len(tags))]
+    scheme = f"grouped {k}-fold CV x {repeats} repeats"
+    return EvalReport(tags=rows, works=[], n_folds=k * repeats, scheme=scheme)
+
+
+def _mask(test_mask: ArrayLike | None, n: int) -> NDArray[np.bool_]:
+    return np.ones(n, bool) if test_mask is None else np.asarray(test_mask, bool)
+
+
+def _tags(estimator: TropeClassifier, Y: NDArray[Any]) -> list[str]:
+    return [str(t) for t in (estimator.tags or range(Y.shape[1]))]
+
+
+def _out_of_fold(
+    estimator: TropeClassifier,
+    X: ArrayLike,
+    Y: ArrayLike,
+    groups: NDArray[Any],
+    mask: NDArray[np.bool_],
+    folds: list[list[Any]],
+    top_k: int,
+) -> tuple[NDArray[np.float64], NDArray[np.int8], list[WorkCheck]]:
+    """Fit a clone per fold (its groups held out) and score the fold's test rows."""
+    X_ = np.asarray(X, dtype=np.float32)
+    Y_ = np.asarray(Y, dtype=np.int8)
+    tags = _tags(estimator, Y_)
+    scores = np.full(Y_.shape, np.nan)
+    decisions = np.zeros(Y_.shape, dtype=np.int8)
+    works: list[WorkCheck] = []
+    for fold in folds:
+        held = np.isin(groups, np.array(fold, dtype=groups.dtype))
+        test, train = mask & held, ~held
+        model = clone(estimator).fit(X_[train], Y_[train], groups=groups[train])
+        proba = model.predict_proba(X_[test])
+        scores[test] = proba
+        decisions[test] = proba >= model.thresholds_
+        if len(fold) == 1:  # one work held out: also compare work-level tags
+            known = Y_[test] != UNKNOWN
+            true = [t for j, t in enumerate(tags) if (Y_[test][:, j][known[:, j]] == 1).any()]
+            pooled = pool_scores(proba, top_k)
+            pred = [t for j, t in enumerate(tags) if pooled[j] >= model.thresholds_[j]]
+            works.append(WorkCheck(work=str(fold[0]), true_tags=true, predicted_tags=pred))
+    return scores, decisions, works
+
+
+def _average(rows: list[TagMetrics]) -> TagMetrics:
+    first = rows[0]
+    if not first.enough_data:
+        return first
+    return TagMetrics(
+        tag=first.tag,
+        support=first.support,
+        n_test=first.n_test,
+        precision=float(np.mean([r.precision for r in rows])),
+        recall=float(np.mean([r.recall for r in rows])),
+        f1=float(np.mean([r.f1 for r in rows])),
+        average_precision=float(np.mean([r.average_precision for r in rows])),
+    )
 
 
 def _tag_metrics(

@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from tropeml.classifier import UNKNOWN, TropeClassifier
 from tropeml.encoders import CachedEncoder, SentenceTransformerEncoder, encoder_id
 from tropeml.errors import TropemlError
-from tropeml.evaluation import EvalReport, leave_one_work_out, nan_to_none
+from tropeml.evaluation import EvalReport, grouped_kfold, leave_one_work_out, nan_to_none
 from tropeml.labels import load_exemplars, load_span_labels, span_targets
 from tropeml.masking import find_names, mask, work_names
 from tropeml.passages import count_words, split_passages
@@ -149,36 +149,39 @@ class TrainResult:
 
     folder: Path | None
     classifier: TropeClassifier
-    report: EvalReport
+    report: EvalReport | None
     training_set: TrainingSet
     embedded: int
     reused: int
+    exemplar_report: EvalReport | None = None
 
 
-def train(
+@dataclass
+class Prepared:
+    """A taxonomy's training set, embedded, with its prototypes."""
+
+    taxonomy: Taxonomy
+    taxonomy_path: Path
+    training_set: TrainingSet
+    X: NDArray[np.float32]
+    prototypes: NDArray[np.float32]
+    encoder: Any
+    cached: Any
+
+
+def prepare(
     data_dir: str | Path = "data",
     root: str | Path = ".",
-    out: str | Path | None = "models/default",
     encoder: Any = None,
     cache: bool | str | Path = True,
-    name: str = "default",
-    C: float = 1.0,
-    top_k: int = 2,
-) -> TrainResult:
-    """Train a model from ``data_dir`` (taxonomy, labels, exemplars) and save it.
+) -> Prepared:
+    """Load ``data_dir``, build the training set and embed it (through the cache).
 
     Args:
         data_dir: Holds ``tropes.toml``, ``labels/*.jsonl`` and ``exemplars/*.jsonl``.
         root: Folder that span labels' file paths are relative to (the project root).
-        out: Model folder to write (``None``: do not save).
         encoder: Encoder to use (default: all-MiniLM-L6-v2).
         cache: Embedding cache (``True``: the default file; a path; ``False``: none).
-        name: The model's name.
-        C: Inverse regularisation strength of the per-tag logistic regressions.
-        top_k: Passages pooled into work scores.
-
-    Returns:
-        The fitted classifier, its leave-one-work-out report and embedding counts.
     """
     data_dir = Path(data_dir)
     taxonomy_path = data_dir / "tropes.toml"
@@ -195,24 +198,116 @@ def train(
     )
     X = embed_training_set(ts, enc)
     prototypes = embed_prototypes(taxonomy, enc)
-    clf = TropeClassifier(tags=ts.tags, prototypes=prototypes, C=C)
-    report = leave_one_work_out(
-        clf, X, ts.Y, ts.groups, test_mask=[k == SEED for k in ts.kinds], top_k=top_k
-    )
-    clf.fit(X, ts.Y, groups=ts.groups)
+    return Prepared(taxonomy, taxonomy_path, ts, X, prototypes, base, enc)
+
+
+PROTOCOLS = ("works", "exemplars")
+"""``works``: leave one labelled fic out at a time (real text). ``exemplars``: grouped
+5-fold CV, repeated 3 times, over the hand-written exemplars (varied voices)."""
+
+
+def run_protocol(
+    prepared: Prepared, classifier: TropeClassifier, protocol: str = "works", top_k: int = 2
+) -> EvalReport | None:
+    """Evaluate ``classifier`` (cloned per fold) under a protocol; ``None`` if no test rows."""
+    ts = prepared.training_set
+    if protocol not in PROTOCOLS:
+        raise TropemlError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    kind = SEED if protocol == "works" else EXEMPLAR
+    mask = [k == kind for k in ts.kinds]
+    if not any(mask):
+        return None
+    if protocol == "works":
+        return leave_one_work_out(classifier, prepared.X, ts.Y, ts.groups, mask, top_k=top_k)
+    return grouped_kfold(classifier, prepared.X, ts.Y, ts.groups, mask)
+
+
+def evaluate(
+    data_dir: str | Path = "data",
+    root: str | Path = ".",
+    protocol: str = "works",
+    encoder: Any = None,
+    cache: bool | str | Path = True,
+    C: float = 1.0,
+) -> EvalReport:
+    """Cross-validate tropeml's classifier on ``data_dir`` without saving a model.
+
+    Args:
+        data_dir: Holds ``tropes.toml``, ``labels/*.jsonl`` and ``exemplars/*.jsonl``.
+        root: Folder that span labels' file paths are relative to.
+        protocol: One of :data:`PROTOCOLS`.
+        encoder: Encoder to use (default: all-MiniLM-L6-v2).
+        cache: Embedding cache (``True``: the default file; a path; ``False``: none).
+        C: Inverse regularisation strength.
+
+    Raises:
+        TropemlError: If the protocol is unknown or has no rows to test.
+    """
+    prepared = prepare(data_dir, root, encoder, cache)
+    clf = TropeClassifier(tags=prepared.training_set.tags, prototypes=prepared.prototypes, C=C)
+    report = run_protocol(prepared, clf, protocol)
+    if report is None:
+        raise TropemlError(f"{data_dir}: no rows to test under protocol {protocol!r}")
+    return report
+
+
+def train(
+    data_dir: str | Path = "data",
+    root: str | Path = ".",
+    out: str | Path | None = "models/default",
+    encoder: Any = None,
+    cache: bool | str | Path = True,
+    name: str = "default",
+    C: float = 1.0,
+    top_k: int = 2,
+) -> TrainResult:
+    """Train a model from ``data_dir`` (taxonomy, labels, exemplars) and save it.
+
+    Both protocols in :data:`PROTOCOLS` are run for the model card.
+
+    Args:
+        data_dir: Holds ``tropes.toml``, ``labels/*.jsonl`` and ``exemplars/*.jsonl``.
+        root: Folder that span labels' file paths are relative to (the project root).
+        out: Model folder to write (``None``: do not save).
+        encoder: Encoder to use (default: all-MiniLM-L6-v2).
+        cache: Embedding cache (``True``: the default file; a path; ``False``: none).
+        name: The model's name.
+        C: Inverse regularisation strength of the per-tag logistic regressions.
+        top_k: Passages pooled into work scores.
+
+    Returns:
+        The fitted classifier, its cross-validation reports and embedding counts.
+    """
+    prepared = prepare(data_dir, root, encoder, cache)
+    ts = prepared.training_set
+    clf = TropeClassifier(tags=ts.tags, prototypes=prepared.prototypes, C=C)
+    report = run_protocol(prepared, clf, "works", top_k)
+    exemplar_report = run_protocol(prepared, clf, "exemplars", top_k)
+    clf.fit(prepared.X, ts.Y, groups=ts.groups)
     folder = None
     if out is not None:
-        config = _config(name, clf, ts, base, top_k, report)
-        card = model_card(name, taxonomy, ts, clf, report, config)
-        folder = save_model(out, clf, config, taxonomy_path, card)
-    embedded = getattr(enc, "misses", len(ts))
-    reused = getattr(enc, "hits", 0)
-    return TrainResult(folder, clf, report, ts, embedded, reused)
+        config = _config(name, clf, ts, prepared.encoder, top_k, report, exemplar_report)
+        card = model_card(name, prepared.taxonomy, ts, clf, report, config, exemplar_report)
+        folder = save_model(out, clf, config, prepared.taxonomy_path, card)
+    embedded = getattr(prepared.cached, "misses", len(ts))
+    reused = getattr(prepared.cached, "hits", 0)
+    return TrainResult(folder, clf, report, ts, embedded, reused, exemplar_report)
 
 
 def _config(
-    name: str, clf: TropeClassifier, ts: TrainingSet, encoder: Any, top_k: int, report: EvalReport
+    name: str,
+    clf: TropeClassifier,
+    ts: TrainingSet,
+    encoder: Any,
+    top_k: int,
+    report: EvalReport | None,
+    exemplar_report: EvalReport | None = None,
 ) -> dict[str, Any]:
+    evaluation = {
+        protocol: {"scheme": r.scheme, "macro": nan_to_none(r.macro())}
+        for protocol, r in (("works", report), ("exemplars", exemplar_report))
+        if r is not None
+    }
     return {
         "name": name,
         "tags": ts.tags,
@@ -236,7 +331,7 @@ def _config(
             "n_exemplars": ts.kinds.count(EXEMPLAR),
             "positives": ts.counts(),
         },
-        "evaluation": {"scheme": report.scheme, "macro": nan_to_none(report.macro())},
+        "evaluation": evaluation,
     }
 
 
@@ -245,10 +340,37 @@ def model_card(
     taxonomy: Taxonomy,
     ts: TrainingSet,
     clf: TropeClassifier,
-    report: EvalReport,
+    report: EvalReport | None,
     config: dict[str, Any],
+    exemplar_report: EvalReport | None = None,
 ) -> str:
     """Return the model card (Markdown): tags, training counts, cross-validated metrics."""
+    sections = []
+    if report is not None:
+        sections.append(
+            f"""## Evaluation ({report.scheme}, passage level, seed fics)
+
+Each seed fic is held out in turn; the model is trained on the other fics (and all
+exemplars, which are never test data) and scored on the held-out fic's passages.
+Where a tag has fewer than 3 positive passages in the test folds, no number is given.
+With three seed fics these numbers are indicative at best.
+
+{report.to_markdown()}
+"""
+        )
+    if exemplar_report is not None:
+        sections.append(
+            f"""## Evaluation ({exemplar_report.scheme}, passage level, hand-written exemplars)
+
+The exemplars (original passages in many voices, fandoms and settings, with hard
+negatives) are split into folds; each fold is scored by a model trained on the seed fics
+and the other folds. This measures how the tags carry over to other styles, but the
+exemplars were written for this project, so expect real fics to score lower.
+
+{exemplar_report.to_markdown()}
+"""
+        )
+    evaluation = "\n".join(sections) or "No labelled data to cross-validate on.\n"
     seed, ex = ts.counts(SEED), ts.counts(EXEMPLAR)
     enc = config["encoder"]
     rows = "\n".join(
@@ -262,9 +384,13 @@ Tags fan-fiction passages with tropes and rolls them up to work-level tags with 
 
 - Encoder: `{enc["name"]}` ({enc["version"]}), {enc["dimension"]}-d, {enc["max_tokens"]} tokens
   per passage (plus special tokens).
-- Head: one balanced logistic regression per tag over passage embeddings
-  (`tropeml.TropeClassifier`, saved with skops, loaded with an allow-list of types).
-- Thresholds: per tag, maximising F1 on out-of-fold scores, folds grouped by work.
+- Names: character and place names are replaced by neutral stand-ins before embedding.
+- Head: one balanced logistic regression per tag over the passage embedding and its
+  similarity to the tag's embedded definition, blended with that similarity
+  (`tropeml.TropeClassifier`, saved with skops, loaded with an allow-list of types). Tags
+  without labels are predicted zero-shot from their definition.
+- Calibration and thresholds: per tag, Platt scaling and the F1-maximising threshold on
+  out-of-fold scores, folds grouped by work.
 - Work score: mean of the {config["rollup"]["top_k"]} best passage scores; prominence is the
   share of the work's text in passages over the threshold.
 - Training data: {ts.kinds.count(SEED)} labelled passages of
@@ -278,15 +404,7 @@ Tags fan-fiction passages with tropes and rolls them up to work-level tags with 
 |---|---|---:|---:|---:|---:|
 {rows}
 
-## Evaluation ({report.scheme}, passage level, seed fics only)
-
-Each seed fic is held out in turn; the model is trained on the other fics (and all
-exemplars, which are never test data) and scored on the held-out fic's passages.
-Where a tag has fewer than 3 positive passages in the test folds, no number is given.
-With three seed fics these numbers are indicative at best.
-
-{report.to_markdown()}
-
+{evaluation}
 ## Limits
 
 Trained on three fics of one fandom{" and hand-written exemplars" if ex else ""}: expect
