@@ -31,7 +31,7 @@ test: $(STAMP)
 train: $(STAMP)
 	$(BIN)/python train.py
 
-## Install the benchmark extras (SetFit) and run the quality benchmark (about 40 minutes on
+## Install the benchmark extras (SetFit) and run the quality benchmark (about 30 minutes on
 ## 2 CPU cores; writes benchmarks/results/quality.md).
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
