@@ -111,14 +111,18 @@ def test_span_labels_with_bom(root: Path) -> None:
     assert len(load_span_labels(path, TAXONOMY, root=root)) == 1
 
 
-def _bad(**changes: Any) -> dict[str, Any]:
-    row = span(0, 10, ["rain"])
+def _changed(row: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """Apply ``changes`` to ``row``; a value of None deletes the key."""
     for key, value in changes.items():
         if value is None:
             del row[key]
         else:
             row[key] = value
     return row
+
+
+def _bad(**changes: Any) -> dict[str, Any]:
+    return _changed(span(0, 10, ["rain"]), changes)
 
 
 @pytest.mark.parametrize(
@@ -209,12 +213,7 @@ def test_label_source_that_is_binary(root: Path) -> None:
 
 def exemplar(eid: str = "x-1", **changes: Any) -> dict[str, Any]:
     row: dict[str, Any] = {"id": eid, "text": "Rain and cake.", "tags": ["rain"], "near_miss": []}
-    for key, value in changes.items():
-        if value is None:
-            del row[key]
-        else:
-            row[key] = value
-    return row
+    return _changed(row, changes)
 
 
 def test_exemplars_load(tmp_path: Path) -> None:

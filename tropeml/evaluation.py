@@ -151,11 +151,7 @@ def leave_one_work_out(
     mask = _mask(test_mask, len(groups_))
     folds = [[g] for g in dict.fromkeys(groups_[mask])]
     scores, decisions, works = _out_of_fold(estimator, X, Y, groups_, mask, folds, top_k)
-    tags = _tags(estimator, np.asarray(Y))
-    Y_ = np.asarray(Y, dtype=np.int8)
-    rows = [
-        _tag_metrics(t, Y_[:, j], scores[:, j], decisions[:, j], mask) for j, t in enumerate(tags)
-    ]
+    rows = _metrics(_tags(estimator, np.asarray(Y)), Y, scores, decisions, mask)
     return EvalReport(tags=rows, works=works, n_folds=len(folds))
 
 
@@ -197,12 +193,7 @@ def grouped_kfold(
         order = unique[rng.permutation(len(unique))]
         folds = [list(order[i::k]) for i in range(k)]
         scores, decisions, _ = _out_of_fold(estimator, X, Y_, groups_, mask, folds, 2)
-        per_repeat.append(
-            [
-                _tag_metrics(t, Y_[:, j], scores[:, j], decisions[:, j], mask)
-                for j, t in enumerate(tags)
-            ]
-        )
+        per_repeat.append(_metrics(tags, Y_, scores, decisions, mask))
     rows = [_average([rep[j] for rep in per_repeat]) for j in range(len(tags))]
     scheme = f"grouped {k}-fold CV x {repeats} repeats"
     return EvalReport(tags=rows, works=[], n_folds=k * repeats, scheme=scheme)
@@ -246,6 +237,19 @@ def _out_of_fold(
             pred = [t for j, t in enumerate(tags) if pooled[j] >= model.thresholds_[j]]
             works.append(WorkCheck(work=str(fold[0]), true_tags=true, predicted_tags=pred))
     return scores, decisions, works
+
+
+def _metrics(
+    tags: list[str],
+    Y: ArrayLike,
+    scores: NDArray[np.float64],
+    decisions: NDArray[np.int8],
+    mask: NDArray[np.bool_],
+) -> list[TagMetrics]:
+    Y_ = np.asarray(Y, dtype=np.int8)
+    return [
+        _tag_metrics(t, Y_[:, j], scores[:, j], decisions[:, j], mask) for j, t in enumerate(tags)
+    ]
 
 
 def _average(rows: list[TagMetrics]) -> TagMetrics:

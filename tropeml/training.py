@@ -103,8 +103,8 @@ def build_training_set(
             names = work_names(work) if mask_names else {}
             Y = span_targets(passages, file_spans, tags)
             keep = (Y != UNKNOWN).any(axis=1)
-            for p, row in zip(passages, Y, strict=True):
-                if (row != UNKNOWN).any():
+            for p, labelled in zip(passages, keep, strict=True):
+                if labelled:
                     chunks.append([mask(p.text, names)])
                     groups.append(file)
                     kinds.append(SEED)
