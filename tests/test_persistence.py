@@ -14,6 +14,7 @@ import pytest
 import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
+from tropeml._io import append_line, atomic_write_bytes
 from tropeml.classifier import TropeClassifier
 from tropeml.errors import TropemlError
 from tropeml.persistence import (
@@ -22,7 +23,6 @@ from tropeml.persistence import (
     FORMAT_VERSION,
     HEAD_FILE,
     TAXONOMY_FILE,
-    atomic_write_bytes,
     load_model,
     read_config,
     reproducible_skops,
@@ -207,6 +207,17 @@ def test_atomic_write_bytes(tmp_path: Path) -> None:
     atomic_write_bytes(path, b"two")
     assert path.read_bytes() == b"two"
     assert [p.name for p in path.parent.iterdir()] == ["f.bin"]
+
+
+def test_append_line_completes_a_torn_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "labels.jsonl"
+    append_line(path, '{"a": 1}')
+    with path.open("ab") as fh:
+        fh.write(b'{"torn"')  # a crash mid-write
+    append_line(path, '{"b": 2}')
+    assert path.read_text().splitlines() == ['{"a": 1}', '{"torn"', '{"b": 2}']
+    with pytest.raises(ValueError):
+        append_line(path, "two\nlines")
 
 
 # refusing bad folders

@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tropeml._io import fsync_write
 from tropeml._version import __version__
 from tropeml.classifier import TropeClassifier
 from tropeml.errors import TropemlError
@@ -65,28 +66,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _fsync_write(path: Path, data: bytes) -> None:
-    with path.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write a file atomically: temporary file in the same folder, fsync, rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        _fsync_write(Path(tmp), data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 _SKOPS_ID = re.compile(r'("__id__": |"file": ")(\d+)')
@@ -146,7 +125,7 @@ def save_model(
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.new-", dir=folder.parent))
     try:
         head = tmp / HEAD_FILE
-        _fsync_write(head, reproducible_skops(sio.dumps(classifier)))
+        fsync_write(head, reproducible_skops(sio.dumps(classifier)))
         full = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -155,9 +134,9 @@ def save_model(
             "head": {"file": HEAD_FILE, "sha256": sha256_file(head)},
             "packages": package_versions(),
         }
-        _fsync_write(tmp / CONFIG_FILE, (json.dumps(full, indent=2) + "\n").encode())
-        _fsync_write(tmp / TAXONOMY_FILE, Path(taxonomy_path).read_bytes())
-        _fsync_write(tmp / CARD_FILE, card.encode())
+        fsync_write(tmp / CONFIG_FILE, (json.dumps(full, indent=2) + "\n").encode())
+        fsync_write(tmp / TAXONOMY_FILE, Path(taxonomy_path).read_bytes())
+        fsync_write(tmp / CARD_FILE, card.encode())
         umask = os.umask(0)
         os.umask(umask)
         tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a model folder is not
