@@ -263,13 +263,13 @@ def test_expand_hidden_parent_given_explicitly_is_fine(tmp_path: Path) -> None:
 
 def test_expand_empty_directory(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(TropemlError, match=r"holds no \.txt files"):
+    with pytest.raises(TropemlError, match=r"holds no \.txt, .*\.epub files"):
         expand_paths([tmp_path / "empty"])
 
 
 def test_expand_directory_with_only_hidden_files(tmp_path: Path) -> None:
     write(tmp_path / "d" / ".a.txt", b"x")
-    with pytest.raises(TropemlError, match=r"holds no \.txt files"):
+    with pytest.raises(TropemlError, match=r"holds no \.txt, .*\.epub files"):
         expand_paths([tmp_path / "d"])
 
 

@@ -1,7 +1,13 @@
 """Read fics from disk or stdin into :class:`~tropeml.types.Work` objects.
 
-Plain text only for now (UTF-8, UTF-16 with a BOM, or Windows-1252), including text copied
-from an AO3 work page with its "Work Header" / "Work Text:" lines, which are not story text.
+The format is picked by content, not by extension (see :func:`parse_bytes`):
+
+- an EPUB (a ZIP declaring ``application/epub+zip``): an AO3 EPUB download or any EPUB;
+- HTML: an AO3 HTML download, an AO3 work page saved from the browser, or other HTML
+  (see :mod:`tropeml.ao3`);
+- plain text (UTF-8, UTF-16 with a BOM, or Windows-1252), including text copied from an AO3
+  work page with its "Work Header" / "Work Text:" lines, which are not story text (the tags
+  listed there are read).
 """
 
 from __future__ import annotations
@@ -13,8 +19,20 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from tropeml.ao3 import (
+    field_name,
+    looks_like_epub,
+    looks_like_html,
+    meta_from_fields,
+    parse_epub,
+    parse_html,
+    split_tag_line,
+)
 from tropeml.errors import TropemlError
-from tropeml.types import Region, Work
+from tropeml.types import Region, Work, WorkMeta
+
+FIC_SUFFIXES = (".txt", ".html", ".htm", ".xhtml", ".epub")
+"""File name endings that folder expansion picks up (case-insensitive)."""
 
 DEFAULT_MAX_BYTES = 50_000_000
 """Largest file read by default (50 MB, a few novels). Override with ``max_bytes``."""
@@ -69,12 +87,47 @@ def parse_text(text: str, source: str = "<text>") -> Work:
     if not match:
         return Work(text=text, source=source, regions=(Region(0, len(text)),))
     head_lines = [ln.strip() for ln in match.group("head").splitlines() if ln.strip()]
+    title = head_lines[0] if head_lines else None
     return Work(
         text=text,
         source=source,
         regions=(Region(match.end(), len(text)),),
-        title=head_lines[0] if head_lines else None,
+        title=title,
+        meta=_header_meta(head_lines[1:], title),
     )
+
+
+def _header_meta(lines: list[str], title: str | None) -> WorkMeta | None:
+    """Read "Label: value" (or "Label:" then value lines) tag lists from a Work Header."""
+    fields: dict[str, list[str]] = {}
+    current: str | None = None
+    for line in lines:
+        label, colon, value = line.partition(":")
+        name = field_name(label) if colon else None
+        if name is not None or (colon and not value.strip() and len(label) < 30):
+            current = name  # a known label, or another one ("Summary:") that ends the list
+            if name is not None and value.strip():
+                fields.setdefault(name, []).extend(split_tag_line(value))
+        elif current is not None:
+            fields.setdefault(current, []).extend(split_tag_line(line))
+    if not fields:
+        return None
+    return meta_from_fields(fields, format="text", title=title)
+
+
+def parse_bytes(data: bytes, source: str = "<bytes>") -> Work:
+    """Read a fic from its bytes, picking the format by content (EPUB, HTML or text).
+
+    Raises:
+        TropemlError: If the data is empty, binary (and not an EPUB), undecodable, or a
+            document without story text.
+    """
+    if looks_like_epub(data):
+        return parse_epub(data, source)
+    text = decode_bytes(data, source)
+    if looks_like_html(text):
+        return parse_html(text, source)
+    return parse_text(text, source=source)
 
 
 def read_work(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Work:
@@ -111,16 +164,19 @@ def read_work(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Work:
             raise TropemlError(f"{source}: cannot read: {exc.strerror or exc}") from None
     if len(data) > max_bytes:
         raise TropemlError(f"{source}: input is over the {max_bytes:,}-byte limit")
-    return parse_text(decode_bytes(data, source), source=source)
+    return parse_bytes(data, source)
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[str]:
-    """Expand directories into the ``.txt`` files inside them (recursively, sorted).
+    """Expand directories into the fics inside them (recursively, sorted).
+
+    A folder's ``.txt``, ``.html``, ``.htm``, ``.xhtml`` and ``.epub`` files are picked up
+    (see :data:`FIC_SUFFIXES`); a file named explicitly is read whatever its name.
 
     ``"-"`` (stdin) and plain files pass through unchanged, in the order given.
 
     Raises:
-        TropemlError: If a path does not exist or a directory holds no ``.txt`` file.
+        TropemlError: If a path does not exist or a directory holds no fic.
     """
     out: list[str] = []
     for raw in paths:
@@ -131,10 +187,16 @@ def expand_paths(paths: Iterable[str | Path]) -> list[str]:
         p = Path(item)
         if p.is_dir():
             found = sorted(
-                str(f) for f in p.rglob("*.txt") if f.is_file() and not _hidden(f.relative_to(p))
+                str(f)
+                for f in p.rglob("*")
+                if f.suffix.lower() in FIC_SUFFIXES
+                and f.is_file()
+                and not _hidden(f.relative_to(p))
             )
             if not found:
-                raise TropemlError(f"{item}: directory holds no .txt files")
+                raise TropemlError(
+                    f"{item}: directory holds no {', '.join(FIC_SUFFIXES[:-1])} or .epub files"
+                )
             out.extend(found)
         elif p.exists() or p.is_symlink():
             out.append(item)

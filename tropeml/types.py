@@ -22,6 +22,55 @@ class Region:
 
 
 @dataclass(frozen=True)
+class WorkMeta:
+    """What an AO3 download or work page says about a work (its preface and tag list).
+
+    Attributes:
+        format: Where it was read from: ``"ao3-html"`` (HTML download), ``"ao3-epub"`` (EPUB
+            download), ``"ao3-page"`` (a work page saved from the browser), ``"html"`` (other
+            HTML) or ``"text"`` (plain text with a "Work Header").
+        title: The work's title.
+        authors: Its authors, as shown in the byline.
+        rating: The rating, e.g. ``"Teen And Up Audiences"``.
+        warnings: Archive warnings.
+        categories: Categories (``"M/M"``, ``"Gen"``, ...).
+        fandoms: Fandom tags.
+        relationships: Relationship tags.
+        characters: Character tags.
+        freeform: Additional (freeform) tags: the ones that name tropes.
+        summary: The summary text.
+    """
+
+    format: str = "text"
+    title: str | None = None
+    authors: tuple[str, ...] = ()
+    rating: str | None = None
+    warnings: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    fandoms: tuple[str, ...] = ()
+    relationships: tuple[str, ...] = ()
+    characters: tuple[str, ...] = ()
+    freeform: tuple[str, ...] = ()
+    summary: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {
+            "format": self.format,
+            "title": self.title,
+            "authors": list(self.authors),
+            "rating": self.rating,
+            "warnings": list(self.warnings),
+            "categories": list(self.categories),
+            "fandoms": list(self.fandoms),
+            "relationships": list(self.relationships),
+            "characters": list(self.characters),
+            "freeform": list(self.freeform),
+            "summary": self.summary,
+        }
+
+
+@dataclass(frozen=True)
 class Work:
     """A fic as read from disk: its full text and where the story is inside it.
 
@@ -30,12 +79,21 @@ class Work:
         source: Where it came from (a path as given, or ``"-"`` for stdin).
         regions: The story parts of ``text`` (headers such as AO3's "Work Header" are left out).
         title: The title if the reader found one.
+        meta: The AO3 preface (tags, summary, ...) for AO3 downloads and work pages;
+            ``None`` for plain text without a tag list. For HTML and EPUB sources ``text``
+            is the extracted story text (chapters in order), and offsets point into it.
     """
 
     text: str
     source: str = "<text>"
     regions: tuple[Region, ...] = ()
     title: str | None = None
+    meta: WorkMeta | None = None
+
+    @property
+    def author_tags(self) -> tuple[str, ...]:
+        """Return the additional (freeform) tags the author wrote, if the source had any."""
+        return self.meta.freeform if self.meta is not None else ()
 
     def story_regions(self) -> tuple[Region, ...]:
         """Return the story regions, or the whole text when none were given."""
