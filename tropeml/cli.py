@@ -85,7 +85,8 @@ RootOpt = Annotated[
 @friendly_errors
 def tag(
     paths: Annotated[
-        list[str], typer.Argument(help="Files, folders (every .txt inside) or - for stdin.")
+        list[str],
+        typer.Argument(help="Files (text, HTML, EPUB), folders (every fic inside) or - for stdin."),
     ],
     model: ModelOpt = None,
     as_json: Annotated[
@@ -95,8 +96,16 @@ def tag(
         int, typer.Option("--max-bytes", help="Refuse files larger than this.")
     ] = 50_000_000,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not cache embeddings.")] = False,
+    spoilers: Annotated[
+        bool,
+        typer.Option(
+            "--spoilers",
+            help="Show tags marked as spoilers (e.g. fake_death); hidden by default, "
+            "their scores stay in --json.",
+        ),
+    ] = False,
 ) -> None:
-    """Tag fics: a table per work (tag, score, best evidence), or JSON Lines."""
+    """Tag fics (HTML, EPUB or text): a table per work (tag, score, evidence), or JSON Lines."""
     from tropeml.readers import expand_paths, read_work
     from tropeml.tagger import Tagger, load
 
@@ -115,6 +124,7 @@ def tag(
                 raise source
             tagger = tagger or load(model, cache=not no_cache)
             result = tagger.tag(read_work(source, max_bytes=max_bytes), source=source)
+            result = result if spoilers else result.without_spoilers()
         except TropemlError as exc:
             if _state["debug"]:
                 raise
@@ -155,7 +165,114 @@ def _print_result(result: WorkResult) -> None:
         )
     if not result.tags:
         table.add_row("[dim](no tag over its threshold)[/dim]", "", "", "")
+    if result.hidden_spoilers:
+        n = len(result.hidden_spoilers)
+        table.caption = f"{n} spoiler tag{'s' if n > 1 else ''} hidden (--spoilers shows them)"
     Console().print(table)
+
+
+PathsArg = Annotated[
+    list[str],
+    typer.Argument(help="Files (text, HTML, EPUB), folders (every fic inside) or - for stdin."),
+]
+MaxBytesOpt = Annotated[int, typer.Option("--max-bytes", help="Refuse files larger than this.")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not cache embeddings.")]
+
+
+def _each_work(paths: list[str], max_bytes: int) -> Iterator[tuple[str, Any]]:
+    """Yield (source, Work) per fic; a bad one prints its error line and is skipped.
+
+    Raises ``typer.Exit(1)`` at the end if any was bad.
+    """
+    from tropeml.readers import expand_paths, read_work
+
+    failed = 0
+    for path in paths:
+        try:
+            sources = expand_paths([path])
+        except TropemlError as exc:
+            if _state["debug"]:
+                raise
+            _err(str(exc))
+            failed += 1
+            continue
+        for source in sources:
+            try:
+                work = read_work(source, max_bytes=max_bytes)
+            except TropemlError as exc:
+                if _state["debug"]:
+                    raise
+                _err(str(exc))
+                failed += 1
+                continue
+            yield source, work
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly_errors
+def audit(
+    paths: PathsArg,
+    model: ModelOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON Lines, one object per work.")
+    ] = False,
+    max_bytes: MaxBytesOpt = 50_000_000,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Compare the model's tags with the tags the author wrote (AO3 downloads, work pages)."""
+    from tropeml.audit import audit_work
+    from tropeml.tagger import Tagger, load
+
+    tagger: Tagger | None = None
+    for source, work in _each_work(paths, max_bytes):
+        if not work.author_tags:
+            typer.echo(f"tropeml: {source}: no author tags to audit", err=True)
+            continue
+        tagger = tagger or load(model, cache=not no_cache)
+        result = audit_work(tagger, work, source=source)
+        if as_json:
+            typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+        else:
+            _print_audit(result)
+
+
+def _print_audit(result: Any) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    mapped = result.author_tags
+    console = Console()
+    console.print(f"[bold]{escape(result.source)}[/bold]  (model {escape(result.model)})")
+    written = "; ".join(f"{', '.join(v)} -> {k}" for k, v in mapped.ids.items()) or "-"
+    console.print(f"author tags mapped: {escape(written)}")
+    console.print(f"not in the taxonomy: {escape(', '.join(mapped.unmapped) or '-')}")
+    console.print(f"confirmed by the model: {', '.join(result.confirmed) or '-'}")
+    table = Table(
+        show_lines=True,
+        caption="unlisted: the model finds it, the author did not tag it; "
+        "unsupported: the author tagged it, the model finds no support",
+    )
+    for col in ("finding", "tag", "score", "reason", "evidence"):
+        table.add_column(col, overflow="fold", justify="right" if col == "score" else "left")
+    for finding in (*result.unlisted, *result.unsupported):
+        ev = finding.evidence[0] if finding.evidence else None
+        quote = ""
+        if ev is not None:
+            text = " ".join(ev.text.split())
+            quote = f"[{ev.start}-{ev.end}] " + (text if len(text) <= 120 else text[:117] + "...")
+        table.add_row(
+            finding.kind,
+            f"{escape(finding.name)}\n[dim]{finding.id}[/dim]",
+            f"{finding.score:.2f}",
+            escape(finding.reason),
+            escape(quote),
+        )
+    if not result.unlisted and not result.unsupported:
+        table.add_row("[dim](the model agrees with the author's tags)[/dim]", "", "", "", "")
+    console.print(table)
 
 
 @app.command()

@@ -192,6 +192,7 @@ class Tagger:
                     threshold=float(self.thresholds[j]),
                     prominence=float(prom[j]),
                     evidence=evidence,
+                    spoiler=bool(trope and trope.spoiler),
                 )
             )
         tags.sort(key=lambda t: -t.score)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -147,6 +147,7 @@ class TagResult:
         threshold: The tag's decision threshold.
         prominence: Share of the work's text in passages over the threshold (0..1).
         evidence: The passages that justify the tag, best first.
+        spoiler: Whether the taxonomy marks the tag as a spoiler (it gives a plot turn away).
     """
 
     id: str
@@ -155,10 +156,11 @@ class TagResult:
     threshold: float
     prominence: float
     evidence: tuple[Evidence, ...] = ()
+    spoiler: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
-        return {
+        """Return a JSON-ready dict (``"spoiler": true`` only for spoiler tags)."""
+        out: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
             "score": round(self.score, 4),
@@ -166,6 +168,9 @@ class TagResult:
             "prominence": round(self.prominence, 4),
             "evidence": [e.to_dict() for e in self.evidence],
         }
+        if self.spoiler:
+            out["spoiler"] = True
+        return out
 
 
 @dataclass(frozen=True)
@@ -178,6 +183,8 @@ class WorkResult:
         model: The model's name.
         scores: Work-level probability for every tag of the model.
         tags: The tags over their thresholds, best first.
+        hidden_spoilers: Ids of spoiler tags over their thresholds that were left out of
+            ``tags`` (see :meth:`without_spoilers`); their scores stay in ``scores``.
     """
 
     source: str
@@ -185,13 +192,26 @@ class WorkResult:
     model: str
     scores: dict[str, float] = field(default_factory=dict)
     tags: tuple[TagResult, ...] = ()
+    hidden_spoilers: tuple[str, ...] = ()
+
+    def without_spoilers(self) -> WorkResult:
+        """Return a copy whose ``tags`` leave out spoiler tags (listed in ``hidden_spoilers``)."""
+        hidden = tuple(t.id for t in self.tags if t.spoiler)
+        return replace(
+            self,
+            tags=tuple(t for t in self.tags if not t.spoiler),
+            hidden_spoilers=self.hidden_spoilers + hidden,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (the ``--json`` schema)."""
-        return {
+        out: dict[str, Any] = {
             "source": self.source,
             "n_passages": self.n_passages,
             "model": self.model,
             "scores": {k: round(v, 4) for k, v in self.scores.items()},
             "tags": [t.to_dict() for t in self.tags],
         }
+        if self.hidden_spoilers:
+            out["hidden_spoilers"] = list(self.hidden_spoilers)
+        return out
