@@ -89,7 +89,8 @@ def assert_one_line_error(result: Result, *needles: str) -> str:
 
 def check_result(obj: dict[str, Any], text: str, tags: set[str]) -> None:
     """One ``--json`` object: keys, a score per tag, evidence that quotes the source exactly."""
-    assert set(obj) == {"source", "n_passages", "model", "scores", "tags"}
+    assert set(obj) - {"hidden_spoilers"} == {"source", "n_passages", "model", "scores", "tags"}
+    assert set(obj.get("hidden_spoilers", [])) <= tags - {t["id"] for t in obj["tags"]}
     assert isinstance(obj["n_passages"], int) and obj["n_passages"] >= 1
     assert set(obj["scores"]) == tags
     assert all(0.0 <= s <= 1.0 for s in obj["scores"].values())
