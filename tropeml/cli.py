@@ -73,6 +73,12 @@ ModelOpt = Annotated[
     Path | None,
     typer.Option("--model", "-m", help="Model folder (default: the shipped model)."),
 ]
+PathsArg = Annotated[
+    list[str],
+    typer.Argument(help="Files (text, HTML, EPUB), folders (every fic inside) or - for stdin."),
+]
+MaxBytesOpt = Annotated[int, typer.Option("--max-bytes", help="Refuse files larger than this.")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not cache embeddings.")]
 DataOpt = Annotated[
     Path, typer.Option("--data", help="Folder with tropes.toml, labels/ and exemplars/.")
 ]
@@ -84,18 +90,13 @@ RootOpt = Annotated[
 @app.command()
 @friendly_errors
 def tag(
-    paths: Annotated[
-        list[str],
-        typer.Argument(help="Files (text, HTML, EPUB), folders (every fic inside) or - for stdin."),
-    ],
+    paths: PathsArg,
     model: ModelOpt = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON Lines, one object per work.")
     ] = False,
-    max_bytes: Annotated[
-        int, typer.Option("--max-bytes", help="Refuse files larger than this.")
-    ] = 50_000_000,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not cache embeddings.")] = False,
+    max_bytes: MaxBytesOpt = 50_000_000,
+    no_cache: NoCacheOpt = False,
     spoilers: Annotated[
         bool,
         typer.Option(
@@ -169,14 +170,6 @@ def _print_result(result: WorkResult) -> None:
         n = len(result.hidden_spoilers)
         table.caption = f"{n} spoiler tag{'s' if n > 1 else ''} hidden (--spoilers shows them)"
     Console().print(table)
-
-
-PathsArg = Annotated[
-    list[str],
-    typer.Argument(help="Files (text, HTML, EPUB), folders (every fic inside) or - for stdin."),
-]
-MaxBytesOpt = Annotated[int, typer.Option("--max-bytes", help="Refuse files larger than this.")]
-NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not cache embeddings.")]
 
 
 def _each_work(paths: list[str], max_bytes: int) -> Iterator[tuple[str, Any]]:
@@ -275,29 +268,77 @@ def _print_audit(result: Any) -> None:
     console.print(table)
 
 
+DataListOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--data",
+        help="Repeatable. A data folder (tropes.toml, labels/, exemplars/; default data/), "
+        "a folder or file of fics (AO3 downloads: their author tags are work labels), or a "
+        "label file (.jsonl: span labels or tropeml label answers).",
+    ),
+]
+
+
 @app.command()
 @friendly_errors
 def train(
-    data: DataOpt = Path("data"),
+    data: DataListOpt = None,
     root: RootOpt = Path("."),
     out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")] = Path(
         "models/trained"
     ),
     name: Annotated[str | None, typer.Option("--name", help="Model name.")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not cache embeddings.")] = False,
+    no_cache: NoCacheOpt = False,
+    overwrite_default: Annotated[
+        bool,
+        typer.Option("--overwrite-default", help="Allow --out to be the shipped default model."),
+    ] = False,
+    no_eval: Annotated[
+        bool,
+        typer.Option(
+            "--no-eval", help="Skip the cross-validation (faster; the card has no metrics)."
+        ),
+    ] = False,
 ) -> None:
-    """Train a model from labelled data and write it as a model folder."""
-    from tropeml.training import train as run_train
+    """Train a model from labelled data (and AO3 downloads, answers) into a model folder."""
+    from tropeml.retrain import is_data_dir, retrain
 
-    result = run_train(data, root, out, cache=not no_cache, name=name or out.name)
+    paths = list(data or [Path("data")])
+    if len(paths) == 1 and is_data_dir(paths[0]) and not no_eval:  # the plain case
+        from tropeml.retrain import _guard_default
+        from tropeml.training import train as run_train
+
+        _guard_default(out, root, overwrite_default)
+        result = run_train(paths[0], root, out, cache=not no_cache, name=name or out.name)
+        embedded, reused, rows = result.embedded, result.reused, len(result.training_set)
+        reports = (result.report, result.exemplar_report)
+    else:
+        res = retrain(
+            paths,
+            root=root,
+            out=out,
+            cache=not no_cache,
+            name=name or out.name,
+            overwrite_default=overwrite_default,
+            evaluate=not no_eval,
+        )
+        embedded, reused, rows = res.embedded, res.reused, len(res.training_set)
+        reports = (res.report, res.exemplar_report)
+        typer.echo(
+            f"added {len(res.works)} works with author tags, {res.n_answers} answers; "
+            f"{len(res.untagged)} works without usable author tags were left out"
+        )
+        if res.work_checks:
+            found = sum(len(c.recovered) for c in res.work_checks)
+            total = sum(len(c.tags) for c in res.work_checks)
+            typer.echo(f"held-out author-tagged works: {found} of {total} author tags recovered")
     typer.echo(
-        f"trained on {len(result.training_set)} rows; embedded {result.embedded} new texts, "
-        f"reused {result.reused} from the cache"
+        f"trained on {rows} rows; embedded {embedded} new texts, reused {reused} from the cache"
     )
-    for report in (result.report, result.exemplar_report):
+    for report in reports:
         if report is not None:
             _print_report(report)
-    typer.echo(f"model written to {result.folder}")
+    typer.echo(f"model written to {out}")
 
 
 @app.command("eval")
@@ -317,7 +358,7 @@ def evaluate(
             "exemplars: grouped 5-fold CV x 3 over the written exemplars.",
         ),
     ] = "works",
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not cache embeddings.")] = False,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """Cross-validated evaluation: per-tag precision, recall, F1, AP and support."""
     from tropeml.training import evaluate as run_evaluate

@@ -61,7 +61,12 @@ class Exemplar:
     group: str
 
 
-def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+def _read_jsonl(path: Path, skip_torn: bool = False) -> list[tuple[int, dict[str, Any]]]:
+    """Parse a JSONL file into (line number, object) pairs.
+
+    With ``skip_torn``, a line cut short by a crash (an unfinished ``{...`` object, which
+    :func:`tropeml._io.append_line` leaves on a line of its own) is skipped, not an error.
+    """
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -79,6 +84,9 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
+            stripped = line.strip()
+            if skip_torn and stripped.startswith("{") and not stripped.endswith("}"):
+                continue
             raise TropemlError(f"{path}:{lineno}: bad JSON: {exc.msg}") from None
         if not isinstance(obj, dict):
             raise TropemlError(f"{path}:{lineno}: expected a JSON object")

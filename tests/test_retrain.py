@@ -1,0 +1,158 @@
+"""Retraining on AO3 downloads (author tags, multiple-instance), answers files and span labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ao3_fixtures import download_html, work_page_html, write_epub
+from test_cli import all_text, assert_one_line_error, json_lines, run
+
+from tropeml.classifier import UNKNOWN
+from tropeml.encoders import HashingEncoder
+from tropeml.readers import read_work
+from tropeml.retrain import (
+    ANSWER,
+    WORK,
+    LabelledWork,
+    answer_record,
+    load_answers,
+    mil_targets,
+    retrain,
+)
+
+
+@pytest.fixture
+def hashing_train(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tropeml.training.SentenceTransformerEncoder", lambda: HashingEncoder(64))
+
+
+@pytest.fixture
+def ao3_folder(tmp_path: Path) -> Path:
+    """Three AO3 downloads with author tags, and one plain fic without any."""
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    (folder / "one.html").write_text(download_html(["Rain", "Baking"]), encoding="utf-8")
+    (folder / "two.htm").write_text(work_page_html(), encoding="utf-8")
+    write_epub(folder / "three.epub", ["Alternate Universe - Rain", "Unknown Thing"])
+    (folder / "plain.txt").write_text("Just a story with no tags at all.", encoding="utf-8")
+    return folder
+
+
+def test_mil_targets_mark_the_best_passages_and_leave_the_rest_unknown() -> None:
+    scores = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.4]])
+    Y = mil_targets(scores, [0], top_k=1)
+    assert Y.tolist() == [[UNKNOWN, UNKNOWN], [1, UNKNOWN], [UNKNOWN, UNKNOWN]]
+    Y2 = mil_targets(scores, [0, 1], top_k=5)  # capped at the work's passages
+    assert (Y2 == 1).all()
+
+
+def test_train_on_a_folder_of_ao3_downloads(
+    hashing_train: None, tiny_root: Path, ao3_folder: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "models" / "mine"
+    args = ["train", "--data", tiny_root / "data", "--data", ao3_folder, "--root", tiny_root]
+    result = run(*args, "--out", out)
+    assert result.exit_code == 0, all_text(result)
+    text = result.stdout
+    assert "added 3 works with author tags, 0 answers; 1 works without" in text
+    assert "held-out author-tagged works:" in text
+    first = int(text.split("embedded ")[1].split()[0])
+    assert first > 0
+
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    added = config["training_data"]["added"]
+    assert added["n_works"] == 3
+    assert added["works_per_tag"] == {"rain": 3, "cake": 2}
+    assert added["unmapped_author_tags"] == ["Slow Burn", "Soft Boys", "Unknown Thing"]
+    assert added["works_without_author_tags"] == [str(ao3_folder / "plain.txt")]
+    assert added["positive_rows"]["work"]["rain"] == 3
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "## Added data" in card and "3 works with author tags" in card
+    assert "| `rain` | 3 |" in card and "## Author-tagged works, held out" in card
+
+    tagged = run("tag", ao3_folder / "one.html", "--model", out, "--json")
+    assert tagged.exit_code == 0, all_text(tagged)
+    (obj,) = json_lines(tagged.stdout)
+    assert obj["model"] == "mine" and set(obj["scores"]) == {"rain", "cake", "sword"}
+
+    again = run(*args, "--out", tmp_path / "models" / "mine2", "--no-eval")
+    assert again.exit_code == 0, all_text(again)
+    assert "embedded 0 new texts" in again.stdout
+    reused = int(again.stdout.split("reused ")[1].split()[0])
+    assert reused >= first
+
+
+def test_train_data_defaults_to_the_data_folder(
+    hashing_train: None,
+    tiny_root: Path,
+    ao3_folder: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tiny_root)
+    result = run("train", "--data", ao3_folder, "--out", "models/extra", "--no-eval")
+    assert result.exit_code == 0, all_text(result)
+    config = json.loads((tiny_root / "models/extra/config.json").read_text(encoding="utf-8"))
+    assert config["training_data"]["added"]["n_works"] == 3
+
+
+def test_train_refuses_the_shipped_default(hashing_train: None, tiny_root: Path) -> None:
+    default = tiny_root / "models" / "default"
+    base = ["train", "--data", tiny_root / "data", "--root", tiny_root, "--out", default]
+    assert_one_line_error(run(*base), "refusing to overwrite the shipped default")
+    assert not default.exists()
+    result = run(*base, "--overwrite-default")
+    assert result.exit_code == 0, all_text(result)
+    assert (default / "config.json").is_file()
+
+
+def test_answers_train_and_skips_are_unknown(
+    hashing_train: None, tiny_root: Path, tmp_path: Path
+) -> None:
+    fic = tiny_root / "fics" / "one.txt"
+    text = fic.read_text(encoding="utf-8")
+    answers = tmp_path / "answers.jsonl"
+    lines = [
+        answer_record(str(fic), text, 0, 200, "rain", "yes"),
+        answer_record(str(fic), text, 0, 200, "cake", "no"),
+        answer_record(str(fic), text, 0, 200, "sword", "skip"),
+        answer_record(str(fic), text, 300, 500, "cake", "yes"),
+        answer_record(str(fic), text, 300, 500, "cake", "no"),  # a later answer wins
+    ]
+    answers.write_text("\n".join(lines) + "\n" + '{"file": "torn', encoding="utf-8")
+    loaded = {a.key: a.answer for a in load_answers(answers)}
+    assert loaded[(str(fic), 300, 500, "cake")] == "no" and len(loaded) == 4
+    result = retrain(
+        [tiny_root / "data", answers],
+        root=tiny_root,
+        out=None,
+        encoder=HashingEncoder(64),
+        cache=False,
+        evaluate=False,
+    )
+    assert result.n_answers == 3
+    rows = [i for i, k in enumerate(result.training_set.kinds) if k == ANSWER]
+    Y = result.training_set.Y[rows]
+    assert Y.tolist() == [[1, 0, UNKNOWN], [UNKNOWN, 0, UNKNOWN]]
+
+
+def test_python_api_fits_on_labelled_works(tiny_root: Path, tmp_path: Path) -> None:
+    path = tmp_path / "w.html"
+    path.write_text(download_html([]), encoding="utf-8")
+    work = read_work(path)
+    result = retrain(
+        data_dir=tiny_root / "data",
+        root=tiny_root,
+        out=tmp_path / "m",
+        encoder=HashingEncoder(64),
+        cache=False,
+        works=[LabelledWork(work, ("rain", "cake"))],
+    )
+    kinds = result.training_set.kinds
+    assert kinds.count(WORK) == 2  # one best passage per tag
+    Y = result.training_set.Y[[k == WORK for k in kinds]]
+    assert sorted(map(tuple, Y.tolist())) == [(UNKNOWN, 1, UNKNOWN), (1, UNKNOWN, UNKNOWN)]
+    assert (result.folder / "config.json").is_file()
+    assert [c.tags for c in result.work_checks] == [["rain", "cake"]]
