@@ -268,6 +268,78 @@ def _print_audit(result: Any) -> None:
     console.print(table)
 
 
+@app.command()
+@friendly_errors
+def label(
+    paths: PathsArg,
+    model: ModelOpt = None,
+    answers: Annotated[
+        Path,
+        typer.Option("--answers", help="Answers file (JSON Lines), appended after each answer."),
+    ] = Path("data/answers.jsonl"),
+    limit: Annotated[int, typer.Option("--limit", help="Most questions per work.", min=1)] = 10,
+    retrain_after: Annotated[
+        bool, typer.Option("--retrain", help="Retrain at the end, with the answers.")
+    ] = False,
+    data: Annotated[
+        Path, typer.Option("--data", help="Data folder to retrain from (with --retrain).")
+    ] = Path("data"),
+    root: RootOpt = Path("."),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder --retrain writes.")] = Path(
+        "models/trained"
+    ),
+    max_bytes: MaxBytesOpt = 50_000_000,
+    no_cache: NoCacheOpt = False,
+) -> None:
+    """Answer yes/no/skip on the passages the model is least sure about; resumes where left."""
+    from tropeml.audit import score_work
+    from tropeml.labelling import answered_keys, questions_for, run_session
+    from tropeml.tagger import load
+
+    tagger = load(model, cache=not no_cache)
+    questions = []
+    for source, work in _each_work(paths, max_bytes):
+        questions += questions_for(tagger, score_work(tagger, work, source), source, limit)
+    done = answered_keys(answers)
+    left = sum(1 for q in questions if q.key not in done)
+    typer.echo(
+        f"{len(questions)} questions, {len(questions) - left} already answered in {answers}; "
+        f"{left} to go. Answers are saved as you give them; q quits."
+    )
+    stats = run_session(questions, answers, lambda q, n: _ask(q, n, left))
+    typer.echo(f"saved {stats.answered} answers to {answers}" + (" (quit)" if stats.quit else ""))
+    if retrain_after:
+        from tropeml.retrain import retrain
+
+        encoder = getattr(tagger.encoder, "encoder", tagger.encoder)
+        extra = [data, *([answers] if answers.exists() else []), *paths]
+        res = retrain(extra, root=root, out=out, encoder=encoder, cache=not no_cache)
+        typer.echo(
+            f"retrained with {res.n_answers} answers and {len(res.works)} works with author "
+            f"tags; embedded {res.embedded} new texts, reused {res.reused}; "
+            f"model written to {res.folder}"
+        )
+
+
+def _ask(q: Any, n: int, total: int) -> str:
+    from tropeml.labelling import QUIT, REPLIES
+
+    p = q.passage
+    where = f"{q.file}" + (f", {p.chapter}" if p.chapter else "") + f", [{p.start}-{p.end}]"
+    typer.echo(f"\n[{n}/{total}] {where}\nwhy: {q.reason}\n" + "-" * 60)
+    typer.echo(p.text.strip())
+    typer.echo("-" * 60 + f"\n{q.name} ({q.tag}): {q.definition[:240]}")
+    while True:
+        try:
+            reply = input(f"Does this passage show {q.name!r}? [y]es/[n]o/[s]kip/[q]uit: ")
+        except EOFError:
+            return QUIT
+        choice = REPLIES.get(reply.strip().casefold())
+        if choice is not None:
+            return choice
+        typer.echo("please answer y, n, s or q")
+
+
 DataListOpt = Annotated[
     list[Path] | None,
     typer.Option(
