@@ -312,7 +312,7 @@ def label(
         from tropeml.retrain import retrain
 
         encoder = getattr(tagger.encoder, "encoder", tagger.encoder)
-        extra = [data, *([answers] if answers.exists() else []), *paths]
+        extra: list[str | Path] = [data, *([answers] if answers.exists() else []), *paths]
         res = retrain(extra, root=root, out=out, encoder=encoder, cache=not no_cache)
         typer.echo(
             f"retrained with {res.n_answers} answers and {len(res.works)} works with author "
