@@ -79,6 +79,9 @@ PathsArg = Annotated[
 ]
 MaxBytesOpt = Annotated[int, typer.Option("--max-bytes", help="Refuse files larger than this.")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not cache embeddings.")]
+JsonLinesOpt = Annotated[
+    bool, typer.Option("--json", help="Print JSON Lines, one object per work.")
+]
 DataOpt = Annotated[
     Path, typer.Option("--data", help="Folder with tropes.toml, labels/ and exemplars/.")
 ]
@@ -87,14 +90,45 @@ RootOpt = Annotated[
 ]
 
 
+def _each_work(paths: list[str], max_bytes: int) -> Iterator[tuple[str, Any]]:
+    """Yield (source, Work) per fic; a bad one prints its error line and is skipped.
+
+    Raises ``typer.Exit(1)`` at the end if any was bad.
+    """
+    from tropeml.readers import expand_paths, read_work
+
+    failed = 0
+    for path in paths:
+        try:
+            sources = expand_paths([path])
+        except TropemlError as exc:
+            failed += _report(exc)
+            continue
+        for source in sources:
+            try:
+                work = read_work(source, max_bytes=max_bytes)
+            except TropemlError as exc:
+                failed += _report(exc)
+                continue
+            yield source, work
+    if failed:
+        raise typer.Exit(1)
+
+
+def _report(exc: TropemlError) -> int:
+    """Print one error line for a bad input (re-raise with --debug); return 1."""
+    if _state["debug"]:
+        raise exc
+    _err(str(exc))
+    return 1
+
+
 @app.command()
 @friendly_errors
 def tag(
     paths: PathsArg,
     model: ModelOpt = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print JSON Lines, one object per work.")
-    ] = False,
+    as_json: JsonLinesOpt = False,
     max_bytes: MaxBytesOpt = 50_000_000,
     no_cache: NoCacheOpt = False,
     spoilers: Annotated[
@@ -107,30 +141,17 @@ def tag(
     ] = False,
 ) -> None:
     """Tag fics (HTML, EPUB or text): a table per work (tag, score, evidence), or JSON Lines."""
-    from tropeml.readers import expand_paths, read_work
     from tropeml.tagger import Tagger, load
-
-    def sources() -> Iterator[str | TropemlError]:
-        for path in paths:  # each argument on its own: one bad path must not stop the others
-            try:
-                yield from expand_paths([path])
-            except TropemlError as exc:
-                yield exc
 
     tagger: Tagger | None = None
     failed = 0
-    for source in sources():
+    for source, work in _each_work(paths, max_bytes):  # a bad file does not stop the others
         try:
-            if isinstance(source, TropemlError):
-                raise source
             tagger = tagger or load(model, cache=not no_cache)
-            result = tagger.tag(read_work(source, max_bytes=max_bytes), source=source)
+            result = tagger.tag(work, source=source)
             result = result if spoilers else result.without_spoilers()
         except TropemlError as exc:
-            if _state["debug"]:
-                raise
-            _err(str(exc))
-            failed += 1
+            failed += _report(exc)
             continue
         if as_json:
             typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
@@ -172,45 +193,12 @@ def _print_result(result: WorkResult) -> None:
     Console().print(table)
 
 
-def _each_work(paths: list[str], max_bytes: int) -> Iterator[tuple[str, Any]]:
-    """Yield (source, Work) per fic; a bad one prints its error line and is skipped.
-
-    Raises ``typer.Exit(1)`` at the end if any was bad.
-    """
-    from tropeml.readers import expand_paths, read_work
-
-    failed = 0
-    for path in paths:
-        try:
-            sources = expand_paths([path])
-        except TropemlError as exc:
-            if _state["debug"]:
-                raise
-            _err(str(exc))
-            failed += 1
-            continue
-        for source in sources:
-            try:
-                work = read_work(source, max_bytes=max_bytes)
-            except TropemlError as exc:
-                if _state["debug"]:
-                    raise
-                _err(str(exc))
-                failed += 1
-                continue
-            yield source, work
-    if failed:
-        raise typer.Exit(1)
-
-
 @app.command()
 @friendly_errors
 def audit(
     paths: PathsArg,
     model: ModelOpt = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print JSON Lines, one object per work.")
-    ] = False,
+    as_json: JsonLinesOpt = False,
     max_bytes: MaxBytesOpt = 50_000_000,
     no_cache: NoCacheOpt = False,
 ) -> None:

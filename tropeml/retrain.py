@@ -345,6 +345,9 @@ def retrain(
     root = Path(root)
     if out is not None:
         _guard_default(Path(out), root, overwrite_default)
+    for path in map(Path, extra):
+        if not path.exists():
+            raise TropemlError(f"{path}: no such data folder (with tropes.toml), label file or fic")
     if data_dir is None:
         data_dir = next((Path(p) for p in extra if is_data_dir(Path(p))), Path("data"))
     base = Path(data_dir)
