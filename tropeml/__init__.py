@@ -11,21 +11,24 @@ from typing import TYPE_CHECKING, Any
 from tropeml._version import __version__
 
 if TYPE_CHECKING:
+    from tropeml.audit import audit_work
     from tropeml.classifier import TropeClassifier
     from tropeml.encoders import CachedEncoder, Encoder, HashingEncoder, SentenceTransformerEncoder
     from tropeml.errors import TropemlError
     from tropeml.passages import split_passages
     from tropeml.readers import read_work
+    from tropeml.retrain import LabelledWork, retrain
     from tropeml.tagger import Tagger, load
     from tropeml.taxonomy import Taxonomy, Trope
     from tropeml.training import train
-    from tropeml.types import Evidence, Passage, TagResult, Work, WorkResult
+    from tropeml.types import Evidence, Passage, TagResult, Work, WorkMeta, WorkResult
 
 __all__ = [
     "CachedEncoder",
     "Encoder",
     "Evidence",
     "HashingEncoder",
+    "LabelledWork",
     "Passage",
     "SentenceTransformerEncoder",
     "TagResult",
@@ -35,10 +38,13 @@ __all__ = [
     "TropeClassifier",
     "TropemlError",
     "Work",
+    "WorkMeta",
     "WorkResult",
     "__version__",
+    "audit_work",
     "load",
     "read_work",
+    "retrain",
     "split_passages",
     "train",
 ]
@@ -52,7 +58,11 @@ _WHERE = {
     "Passage": "types",
     "TagResult": "types",
     "Work": "types",
+    "WorkMeta": "types",
     "WorkResult": "types",
+    "LabelledWork": "retrain",
+    "retrain": "retrain",
+    "audit_work": "audit",
     "Tagger": "tagger",
     "load": "tagger",
     "Taxonomy": "taxonomy",
