@@ -23,7 +23,7 @@ from tropeml.encoders import HashingEncoder
 from tropeml.errors import TropemlError
 from tropeml.persistence import CONFIG_FILE, HEAD_FILE, TAXONOMY_FILE
 
-COMMANDS = ("tag", "train", "eval", "tropes")
+COMMANDS = ("tag", "audit", "label", "train", "eval", "tropes")
 TINY_TAGS = {"rain", "cake", "sword"}
 TINY_NAMES = {"Rainy Day", "Baking", "Sword Fighting"}
 Result = Any  # typer.testing's result (its own class in newer typer, click's in older)
