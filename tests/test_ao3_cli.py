@@ -120,3 +120,16 @@ def test_spoiler_tags_hidden_unless_asked(tiny_model: Path, tmp_path: Path) -> N
     table = run("tag", fic, "--model", tiny_model)
     assert "Sword Fighting" not in table.stdout and "spoiler tag hidden" in table.stdout
     assert "Sword Fighting" in run("tag", fic, "--model", tiny_model, "--spoilers").stdout
+
+
+def test_corrupt_epub_is_one_line_and_others_still_tagged(tiny_model: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.epub"
+    bad.write_bytes(b"PK\x03\x04" + b"\x00" * 26 + b"mimetypeapplication/epub+zip" + b"\x01" * 99)
+    good = tmp_path / "good.html"
+    good.write_text(download_html(AUDIT_TAGS), encoding="utf-8")
+    result = run("tag", bad, good, "--model", tiny_model, "--json")
+    assert result.exit_code == 1
+    errors = [ln for ln in all_text(result).splitlines() if ln.startswith("tropeml: error:")]
+    assert len(errors) == 1 and "not a readable EPUB" in errors[0]
+    assert "Traceback" not in all_text(result)
+    assert [o["source"] for o in json_lines(result.stdout)] == [str(good)]

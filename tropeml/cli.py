@@ -365,10 +365,10 @@ def train(
 
     paths = list(data or [Path("data")])
     if len(paths) == 1 and is_data_dir(paths[0]) and not no_eval:  # the plain case
-        from tropeml.retrain import _guard_default
+        from tropeml.retrain import guard_default
         from tropeml.training import train as run_train
 
-        _guard_default(out, root, overwrite_default)
+        guard_default(out, root, overwrite_default)
         result = run_train(paths[0], root, out, cache=not no_cache, name=name or out.name)
         embedded, reused, rows = result.embedded, result.reused, len(result.training_set)
         reports = (result.report, result.exemplar_report)

@@ -281,7 +281,8 @@ class RetrainResult:
     exemplar_report: Any = None
 
 
-def _guard_default(out: Path, root: Path, allow: bool) -> None:
+def guard_default(out: Path, root: Path, allow: bool) -> None:
+    """Refuse to write the shipped default model (or ``root/models/default``) unless allowed."""
     targets = {default_model_dir().resolve(), (root / "models" / "default").resolve()}
     if out.resolve() in targets and not allow:
         raise TropemlError(
@@ -344,7 +345,7 @@ def retrain(
     """
     root = Path(root)
     if out is not None:
-        _guard_default(Path(out), root, overwrite_default)
+        guard_default(Path(out), root, overwrite_default)
     for path in map(Path, extra):
         if not path.exists():
             raise TropemlError(f"{path}: no such data folder (with tropes.toml), label file or fic")
