@@ -136,3 +136,9 @@ def test_label_quit_and_retrain(tiny_model: Path, tiny_root: Path, tmp_path: Pat
     assert "retrained with 3 answers and 1 works with author tags" in result.stdout
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     assert config["training_data"]["added"]["n_answers"] == 3
+
+
+def test_label_refuses_stdin_as_a_fic(tiny_model: Path) -> None:
+    from test_cli import assert_one_line_error
+
+    assert_one_line_error(run("label", "-", "--model", tiny_model), "give files, not -")

@@ -156,3 +156,21 @@ def test_python_api_fits_on_labelled_works(tiny_root: Path, tmp_path: Path) -> N
     assert sorted(map(tuple, Y.tolist())) == [(UNKNOWN, 1, UNKNOWN), (1, UNKNOWN, UNKNOWN)]
     assert (result.folder / "config.json").is_file()
     assert [c.tags for c in result.work_checks] == [["rain", "cake"]]
+
+
+def test_answers_in_the_span_label_folder_are_refused(tiny_root: Path) -> None:
+    from tropeml.errors import TropemlError
+
+    fic = tiny_root / "fics" / "one.txt"
+    text = fic.read_text(encoding="utf-8")
+    stray = tiny_root / "data" / "labels" / "answers.jsonl"
+    stray.write_text(answer_record("fics/one.txt", text, 0, 100, "rain", "yes") + "\n")
+    with pytest.raises(TropemlError, match=r"answers\.jsonl:1: a `tropeml label` answer"):
+        retrain(
+            root=tiny_root,
+            data_dir=tiny_root / "data",
+            out=None,
+            cache=False,
+            encoder=HashingEncoder(64),
+            evaluate=False,
+        )

@@ -284,6 +284,8 @@ def label(
     from tropeml.labelling import answered_keys, questions_for, run_session
     from tropeml.tagger import load
 
+    if "-" in paths:
+        raise TropemlError("label reads your answers from standard input; give files, not -")
     tagger = load(model, cache=not no_cache)
     questions = []
     for source, work in _each_work(paths, max_bytes):

@@ -123,6 +123,11 @@ def load_span_labels(
     labels: list[SpanLabel] = []
     for lineno, obj in _read_jsonl(path):
         where = f"{path}:{lineno}"
+        if "answer" in obj:
+            raise TropemlError(
+                f"{where}: a `tropeml label` answer, not a span label; keep answers files out "
+                "of labels/ and name them with `tropeml train --data FILE`"
+            )
         file, start, end, quote = (obj.get(k) for k in ("file", "start", "end", "quote"))
         if not isinstance(file, str) or not file:
             raise TropemlError(f"{where}: 'file' must be a path string")
