@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -79,54 +79,116 @@ DataOpt = Annotated[
 RootOpt = Annotated[
     Path, typer.Option("--root", help="Folder that label files' paths are relative to.")
 ]
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        help="Encoder backend: fast (int8 ONNX, no torch), torch, or auto (fast if it can be "
+        "built, else torch).",
+    ),
+]
 
 
 @app.command()
 @friendly_errors
 def tag(
     paths: Annotated[
-        list[str], typer.Argument(help="Files, folders (every .txt inside) or - for stdin.")
+        list[str],
+        typer.Argument(
+            help="Files, folders (every .txt inside), - for stdin, or a JSONL/CSV/Parquet "
+            "file with a text column."
+        ),
     ],
     model: ModelOpt = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON Lines, one object per work.")
     ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Append JSON Lines here as works finish; a rerun resumes."
+        ),
+    ] = None,
+    backend: BackendOpt = "auto",
+    engine: Annotated[
+        str, typer.Option("--engine", help="local (this process) or ray (Ray Data).")
+    ] = "local",
+    address: Annotated[
+        str | None, typer.Option("--address", help="Ray cluster address (default: start one).")
+    ] = None,
+    actors: Annotated[int, typer.Option("--actors", help="Ray actors (model copies).")] = 2,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Works per batch.")] = 16,
+    text_column: Annotated[
+        str, typer.Option("--text-column", help="Text column of table files.")
+    ] = "text",
+    id_column: Annotated[
+        str | None, typer.Option("--id-column", help="Id column of table files (default: id).")
+    ] = None,
     max_bytes: Annotated[
         int, typer.Option("--max-bytes", help="Refuse files larger than this.")
     ] = 50_000_000,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not cache embeddings.")] = False,
 ) -> None:
-    """Tag fics: a table per work (tag, score, best evidence), or JSON Lines."""
-    from tropeml.readers import expand_paths, read_work
-    from tropeml.tagger import Tagger, load
+    """Tag fics or a corpus: a table per work (tag, score, best evidence), or JSON Lines."""
+    from tropeml.corpus import iter_records, tag_records
 
-    def sources() -> Iterator[str | TropemlError]:
-        for path in paths:  # each argument on its own: one bad path must not stop the others
-            try:
-                yield from expand_paths([path])
-            except TropemlError as exc:
-                yield exc
+    if engine not in {"local", "ray"}:
+        raise TropemlError(f"unknown engine {engine!r}: choose local or ray")
+    if engine == "ray":
+        from tropeml.ray import tag_with_ray
 
-    tagger: Tagger | None = None
+        outcomes = tag_with_ray(
+            paths,
+            model,
+            backend,
+            out,
+            address=address,
+            actors=actors,
+            batch_size=batch_size,
+            cache=not no_cache,
+            text_column=text_column,
+            id_column=id_column,
+            max_bytes=max_bytes,
+        )
+    else:
+        records = iter_records(paths, text_column, id_column, max_bytes)
+        outcomes = tag_records(
+            _LazyTagger(model, backend, not no_cache),
+            records,
+            out=out,
+            batch_size=batch_size if out is not None else 1,
+            progress=out is not None,
+        )
     failed = 0
-    for source in sources():
-        try:
-            if isinstance(source, TropemlError):
-                raise source
-            tagger = tagger or load(model, cache=not no_cache)
-            result = tagger.tag(read_work(source, max_bytes=max_bytes), source=source)
-        except TropemlError as exc:
+    for outcome in outcomes:
+        if outcome.result is None:
             if _state["debug"]:
-                raise
-            _err(str(exc))
+                raise TropemlError(str(outcome.error))
+            _err(str(outcome.error))
             failed += 1
-            continue
-        if as_json:
-            typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
-        else:
-            _print_result(result)
+        elif out is None:
+            if as_json:
+                typer.echo(json.dumps(outcome.result.to_dict(), ensure_ascii=False))
+            else:
+                _print_result(outcome.result)
     if failed:
         raise typer.Exit(1)
+
+
+class _LazyTagger:
+    """Loads the model only when the first readable work arrives."""
+
+    def __init__(self, model: Path | None, backend: str, cache: bool) -> None:
+        self.args = (model, backend, cache)
+        self._tagger: Any = None
+
+    def tag_many(self, works: Any, sources: Any) -> Any:
+        if self._tagger is None:
+            from tropeml.tagger import load
+
+            model, backend, cache = self.args
+            self._tagger = load(model, cache=cache, backend=backend)
+        return self._tagger.tag_many(works, sources)
 
 
 def _print_result(result: WorkResult) -> None:
@@ -201,11 +263,15 @@ def evaluate(
         ),
     ] = "works",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not cache embeddings.")] = False,
+    backend: BackendOpt = "torch",
 ) -> None:
     """Cross-validated evaluation: per-tag precision, recall, F1, AP and support."""
+    from tropeml.encoders import load_encoder
     from tropeml.training import evaluate as run_evaluate
 
-    report = run_evaluate(data, root, protocol=protocol, cache=not no_cache)
+    # torch is what training uses; another backend swaps in the same model run differently
+    encoder = None if backend == "torch" else load_encoder(None, backend=backend)
+    report = run_evaluate(data, root, encoder=encoder, protocol=protocol, cache=not no_cache)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     elif markdown:
@@ -277,6 +343,26 @@ def tropes(
     for t in taxonomy.values():
         table.add_row(t.id, t.name + (" [dim](spoiler)[/dim]" if t.spoiler else ""), t.definition)
     Console().print(table)
+
+
+@app.command()
+@friendly_errors
+def setup(
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option("--cache-dir", help="Where to put it (default: beside the embedding cache)."),
+    ] = None,
+) -> None:
+    """Build the fast backend now (int8 ONNX export of the encoder, checked against it)."""
+    from tropeml.onnx_backend import OnnxEncoder
+
+    encoder = OnnxEncoder(cache_dir=cache_dir)
+    meta = encoder.ensure_built()
+    typer.echo(
+        f"fast backend ready: {encoder.model_file} (cosine to the float encoder on "
+        f"{meta['probes']} probe texts: mean {meta['mean_cosine']:.4f}, "
+        f"min {meta['min_cosine']:.4f})"
+    )
 
 
 def main() -> None:
