@@ -225,7 +225,8 @@ def tag_records(
                 except TropemlError as exc:
                     outcomes[i] = Outcome(rec.id, error=str(exc))
             ids = [batch[i].id for i in at]  # type: ignore[union-attr]
-            for i, rid, result in zip(at, ids, tagger.tag_many(works, ids), strict=True):
+            results = tagger.tag_many(works, ids) if works else []
+            for i, rid, result in zip(at, ids, results, strict=True):
                 outcomes[i] = Outcome(rid, result=result)
             for outcome in outcomes:
                 assert outcome is not None
