@@ -74,8 +74,10 @@ PROBES = (
 
 
 def default_backend_dir() -> Path:
-    """Return the folder that holds built ONNX models (next to the embedding cache)."""
-    return default_cache_path().parent / "onnx"
+    """Return the folder of built ONNX models: ``$TROPEML_ONNX_DIR``, or ``onnx/`` next to the
+    embedding cache."""
+    root = os.environ.get("TROPEML_ONNX_DIR")
+    return Path(root) if root else default_cache_path().parent / "onnx"
 
 
 def _slug(text: str) -> str:
