@@ -120,6 +120,7 @@ def tag_with_ray(
     text_column: str = "text",
     id_column: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    actor_cpus: float = 1.0,
 ) -> Iterator[Outcome]:
     """Tag a corpus with Ray Data; same results, in the same order, as the local engine.
 
@@ -136,6 +137,8 @@ def tag_with_ray(
         text_column: Text column of table files.
         id_column: Id column of table files (default ``"id"``).
         max_bytes: Refuse fic files larger than this.
+        actor_cpus: CPUs each actor reserves. Leave the cluster some CPUs beyond
+            ``actors * actor_cpus``: Ray Data's read tasks need them too.
 
     Yields:
         One :class:`~tropeml.corpus.Outcome` per work not already in ``out``.
@@ -156,8 +159,8 @@ def tag_with_ray(
         fn_constructor_args=(model_dir, backend, cache, max_bytes, text_column),
         batch_size=batch_size,
         batch_format="numpy",
-        concurrency=actors,
-        num_cpus=1,
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=actor_cpus,
     )
     for row in tagged.iter_rows():
         data = json.loads(row["line"])
