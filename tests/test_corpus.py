@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 from conftest import make_passage
+from test_cli import json_lines, run, stderr_of
 
 import tropeml
 from tropeml import corpus
 from tropeml.corpus import Record, done_ids, iter_records, tag_dataset, tag_records
 from tropeml.errors import TropemlError
-from test_cli import json_lines, run, stderr_of
 
 TAGS = [["rain"], ["cake"], ["sword"], ["rain", "cake"], []]
 
@@ -115,7 +115,7 @@ def test_folder_tree_streams_every_txt(tmp_path: Path, tiny_model: Path) -> None
     assert [r["id"] for r in got] == sorted(r["id"] for r in got)
 
 
-class _Boom(Exception):
+class _BoomError(Exception):
     pass
 
 
@@ -132,11 +132,11 @@ def test_an_interrupted_run_resumes_without_redoing_finished_works(
 
         def tag_many(self, works: list[Any], sources: list[str]) -> list[Any]:
             if len(tagged) >= 6:
-                raise _Boom
+                raise _BoomError
             tagged.extend(sources)
             return tagger.tag_many(works, sources)
 
-    with pytest.raises(_Boom):
+    with pytest.raises(_BoomError):
         for _ in tag_records(Crashing(), iter_records([table]), out=out, batch_size=3):
             pass
     assert [r["id"] for r in read_out(out)] == [r["id"] for r in rows[:6]]
@@ -190,7 +190,9 @@ def test_batches_bound_what_is_held(tmp_path: Path, tagger: tropeml.Tagger) -> N
             seen.append(len(works))
             return tagger.tag_many(works, sources)
 
-    records = (Record(str(i), lambda t=t: corpus.text_work(t, "x")) for i, t in enumerate(_texts(7)))
+    records = (
+        Record(str(i), lambda t=t: corpus.text_work(t, "x")) for i, t in enumerate(_texts(7))
+    )
     assert len(list(tag_records(Spy(), records, batch_size=3))) == 7
     assert seen == [3, 3, 1]
 

@@ -6,9 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_corpus import _rows, _texts, read_out, write_table
-
 from test_cli import run, stderr_of
+from test_corpus import _rows, _texts, read_out, write_table
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'tropeml[ray]')")
 

@@ -156,20 +156,20 @@ def done_ids(out: str | Path) -> set[str]:
     holding an ``error`` are not counted as done.
     """
     done: set[str] = set()
-    try:
-        fh = Path(out).open(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
+    path = Path(out)
+    if not path.exists():
         return done
+    try:
+        with path.open(encoding="utf-8", errors="replace") as fh:  # streamed: output can be big
+            for line in fh:
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(row, dict) and "id" in row and "error" not in row:
+                    done.add(str(row["id"]))
     except OSError as exc:
         raise TropemlError(f"{out}: cannot read ({exc.strerror or exc})") from None
-    with fh:
-        for line in fh:
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(row, dict) and "id" in row and "error" not in row:
-                done.add(str(row["id"]))
     return done
 
 
@@ -210,7 +210,7 @@ def tag_records(
     """
     done = done_ids(out) if out is not None else set()
     pending = (r for r in records if isinstance(r, TropemlError) or r.id not in done)
-    with _progress(progress, total, len(done)) as advance:
+    with _Progress(progress, total, len(done)) as advance:
         for batch in _batches(pending, batch_size):
             outcomes: list[Outcome | None] = [None] * len(batch)
             works: list[Work] = []
@@ -236,7 +236,7 @@ def tag_records(
             advance(len(batch))
 
 
-class _progress:
+class _Progress:
     """A rich progress bar on stderr (or nothing), as a context giving ``advance(n)``."""
 
     def __init__(self, show: bool, total: int | None, skipped: int) -> None:

@@ -68,14 +68,16 @@ PROBES = (
         "the two of them argued in the kitchen about who should have gone back for the dog."
         for _ in range(12)
     ),
-    "Chapter 3\n\n***\n\n\"Don't,\" she whispered. \"Don't you dare die on me.\"",
+    'Chapter 3\n\n***\n\n"Don\'t," she whispered. "Don\'t you dare die on me."',
 )
 """Fixed texts (written for tropeml) on which the int8 model is checked against the float one."""
 
 
 def default_backend_dir() -> Path:
-    """Return the folder of built ONNX models: ``$TROPEML_ONNX_DIR``, or ``onnx/`` next to the
-    embedding cache."""
+    """Return the folder of built ONNX models.
+
+    ``$TROPEML_ONNX_DIR`` if set, else ``onnx/`` next to the embedding cache.
+    """
     root = os.environ.get("TROPEML_ONNX_DIR")
     return Path(root) if root else default_cache_path().parent / "onnx"
 

@@ -76,7 +76,7 @@ class TagActor:
 
 
 def _dataset(
-    ray: Any, paths: Sequence[str | Path], text_column: str, id_column: str | None
+    ray: Any, paths: Sequence[str | Path], text_column: str, id_column: str | None, actors: int
 ) -> Any:
     tables = [p for p in paths if is_table(p)]
     if tables and len(tables) != len(paths):
@@ -85,7 +85,9 @@ def _dataset(
         files = expand_paths(paths)
         if "-" in files:
             raise TropemlError("--engine ray cannot read stdin")
-        return ray.data.from_items([{"id": f, "path": str(Path(f).resolve())} for f in files])
+        items = [{"id": f, "path": str(Path(f).resolve())} for f in files]
+        blocks = max(1, min(len(items), 8 * actors))  # enough blocks to keep every actor busy
+        return ray.data.from_items(items, override_num_blocks=blocks)
     kinds = {TABLE_FORMATS[Path(p).suffix.lower()] for p in tables}
     if len(kinds) != 1:
         raise TropemlError("--engine ray takes table files of one format at a time")
@@ -149,7 +151,7 @@ def tag_with_ray(
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True  # identical output to the local run
     ctx.enable_progress_bars = False
-    ds = _dataset(ray, paths, text_column, id_column)
+    ds = _dataset(ray, paths, text_column, id_column, actors)
     done = done_ids(out) if out is not None else set()
     if done:
         ds = ds.filter(lambda row: str(row["id"]) not in done)

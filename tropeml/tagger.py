@@ -163,7 +163,9 @@ class Tagger:
                 )
         return self.tag_embedded(work, passages, X, source)
 
-    def tag_many(self, works: Sequence[Work], sources: Sequence[str] | None = None) -> list[WorkResult]:
+    def tag_many(
+        self, works: Sequence[Work], sources: Sequence[str] | None = None
+    ) -> list[WorkResult]:
         """Tag several works with one call to the encoder (fuller batches, same results).
 
         Args:
