@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tropeml-installed
 
-.PHONY: demo test lint train env bench
+.PHONY: demo test lint train env bench speed
 
 env: $(STAMP)
 
@@ -36,3 +36,10 @@ train: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python benchmarks/quality.py
+
+## Time tropeml's backends against a plain sentence-transformers + scikit-learn pipeline on
+## fics of 1k, 10k and 100k words (about 15 minutes on 2 CPU cores; writes
+## benchmarks/results/speed.md), and compare per-tag AP on both backends (backends.md).
+speed: $(STAMP)
+	$(BIN)/python benchmarks/speed.py
+	$(BIN)/python benchmarks/backends.py

@@ -68,10 +68,19 @@ def make_passage(rng: random.Random, tags: list[str], words: int = 40) -> str:
     return text.capitalize() + "."
 
 
+@pytest.fixture(scope="session")
+def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder for the fast backend's int8 model, so a test session builds it at most once."""
+    return tmp_path_factory.mktemp("onnx")
+
+
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _isolated(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory, onnx_dir: Path
+) -> None:
     """Every test gets its own embedding cache and never touches the network."""
     monkeypatch.setenv("TROPEML_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("TROPEML_ONNX_DIR", str(onnx_dir))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
 

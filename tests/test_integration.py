@@ -39,7 +39,9 @@ def tagger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tropeml.Tagger]
         mp.setenv("HF_HUB_OFFLINE", "1")
         mp.setenv("TRANSFORMERS_OFFLINE", "1")
         mp.setenv("TROPEML_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        t = tropeml.load(cache=tmp_path_factory.mktemp("icache") / "embeddings.sqlite3")
+        t = tropeml.load(
+            cache=tmp_path_factory.mktemp("icache") / "embeddings.sqlite3", backend="torch"
+        )
         t.encoder.embed(["warm up: load the weights while offline is enforced"])
         yield t
 

@@ -23,6 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: rendering it with rich doubles `tropeml --help` time
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -88,6 +89,14 @@ DataOpt = Annotated[
 RootOpt = Annotated[
     Path, typer.Option("--root", help="Folder that label files' paths are relative to.")
 ]
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        help="Encoder backend: fast (int8 ONNX, no torch), torch, or auto (fast if it can be "
+        "built, else torch).",
+    ),
+]
 
 
 def _each_work(paths: list[str], max_bytes: int) -> Iterator[tuple[str, Any]]:
@@ -126,7 +135,13 @@ def _report(exc: TropemlError) -> int:
 @app.command()
 @friendly_errors
 def tag(
-    paths: PathsArg,
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            help="Files (text, HTML, EPUB), folders (every fic inside), - for stdin, or a "
+            "JSONL/CSV/Parquet file with a text column."
+        ),
+    ],
     model: ModelOpt = None,
     as_json: JsonLinesOpt = False,
     max_bytes: MaxBytesOpt = 50_000_000,
@@ -139,26 +154,91 @@ def tag(
             "their scores stay in --json.",
         ),
     ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Append JSON Lines here as works finish; a rerun resumes."
+        ),
+    ] = None,
+    backend: BackendOpt = "auto",
+    engine: Annotated[
+        str, typer.Option("--engine", help="local (this process) or ray (Ray Data).")
+    ] = "local",
+    address: Annotated[
+        str | None, typer.Option("--address", help="Ray cluster address (default: start one).")
+    ] = None,
+    actors: Annotated[int, typer.Option("--actors", help="Ray actors (model copies).")] = 2,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Works per batch.")] = 16,
+    text_column: Annotated[
+        str, typer.Option("--text-column", help="Text column of table files.")
+    ] = "text",
+    id_column: Annotated[
+        str | None, typer.Option("--id-column", help="Id column of table files (default: id).")
+    ] = None,
 ) -> None:
-    """Tag fics (HTML, EPUB or text): a table per work (tag, score, evidence), or JSON Lines."""
-    from tropeml.tagger import Tagger, load
+    """Tag fics (text, HTML, EPUB) or a corpus: a table per work, or JSON Lines."""
+    from tropeml.corpus import iter_records, tag_records
 
-    tagger: Tagger | None = None
+    if engine not in {"local", "ray"}:
+        raise TropemlError(f"unknown engine {engine!r}: choose local or ray")
+    if engine == "ray":
+        from tropeml.ray import tag_with_ray
+
+        outcomes = tag_with_ray(
+            paths,
+            model,
+            backend,
+            out,
+            address=address,
+            actors=actors,
+            batch_size=batch_size,
+            cache=not no_cache,
+            text_column=text_column,
+            id_column=id_column,
+            max_bytes=max_bytes,
+        )
+    else:
+        records = iter_records(paths, text_column, id_column, max_bytes)
+        outcomes = tag_records(
+            _LazyTagger(model, backend, not no_cache, spoilers),
+            records,
+            out=out,
+            batch_size=batch_size if out is not None else 1,
+            progress=out is not None,
+        )
     failed = 0
-    for source, work in _each_work(paths, max_bytes):  # a bad file does not stop the others
-        try:
-            tagger = tagger or load(model, cache=not no_cache)
-            result = tagger.tag(work, source=source)
-            result = result if spoilers else result.without_spoilers()
-        except TropemlError as exc:
-            failed += _report(exc)
-            continue
-        if as_json:
-            typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
-        else:
-            _print_result(result)
+    for outcome in outcomes:
+        if outcome.result is None:
+            if _state["debug"]:
+                raise TropemlError(str(outcome.error))
+            _err(str(outcome.error))
+            failed += 1
+        elif out is None:
+            result = outcome.result if spoilers else outcome.result.without_spoilers()
+            if as_json:
+                typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+            else:
+                _print_result(result)
     if failed:
         raise typer.Exit(1)
+
+
+class _LazyTagger:
+    """Loads the model only when the first readable work arrives."""
+
+    def __init__(self, model: Path | None, backend: str, cache: bool, spoilers: bool) -> None:
+        self.args = (model, backend, cache)
+        self.spoilers = spoilers
+        self._tagger: Any = None
+
+    def tag_many(self, works: Any, sources: Any) -> Any:
+        if self._tagger is None:
+            from tropeml.tagger import load
+
+            model, backend, cache = self.args
+            self._tagger = load(model, cache=cache, backend=backend)
+        results = self._tagger.tag_many(works, sources)
+        return results if self.spoilers else [r.without_spoilers() for r in results]
 
 
 def _print_result(result: WorkResult) -> None:
@@ -421,11 +501,15 @@ def evaluate(
         ),
     ] = "works",
     no_cache: NoCacheOpt = False,
+    backend: BackendOpt = "torch",
 ) -> None:
     """Cross-validated evaluation: per-tag precision, recall, F1, AP and support."""
+    from tropeml.encoders import load_encoder
     from tropeml.training import evaluate as run_evaluate
 
-    report = run_evaluate(data, root, protocol=protocol, cache=not no_cache)
+    # torch is what training uses; another backend swaps in the same model run differently
+    encoder = None if backend == "torch" else load_encoder(None, backend=backend)
+    report = run_evaluate(data, root, encoder=encoder, protocol=protocol, cache=not no_cache)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     elif markdown:
@@ -497,6 +581,26 @@ def tropes(
     for t in taxonomy.values():
         table.add_row(t.id, t.name + (" [dim](spoiler)[/dim]" if t.spoiler else ""), t.definition)
     Console().print(table)
+
+
+@app.command()
+@friendly_errors
+def setup(
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option("--cache-dir", help="Where to put it (default: beside the embedding cache)."),
+    ] = None,
+) -> None:
+    """Build the fast backend now (int8 ONNX export of the encoder, checked against it)."""
+    from tropeml.onnx_backend import OnnxEncoder
+
+    encoder = OnnxEncoder(cache_dir=cache_dir)
+    meta = encoder.ensure_built()
+    typer.echo(
+        f"fast backend ready: {encoder.model_file} (cosine to the float encoder on "
+        f"{meta['probes']} probe texts: mean {meta['mean_cosine']:.4f}, "
+        f"min {meta['min_cosine']:.4f})"
+    )
 
 
 def main() -> None:

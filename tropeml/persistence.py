@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tropeml._imports import skops_io
 from tropeml._io import fsync_write
 from tropeml._version import __version__
 from tropeml.classifier import TropeClassifier
@@ -118,7 +119,7 @@ def save_model(
     Returns:
         The folder.
     """
-    import skops.io as sio
+    sio = skops_io()
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -211,7 +212,7 @@ def load_model(folder: str | Path) -> tuple[TropeClassifier, dict[str, Any], Tax
             config, a head holding a type not on the allow-list, or a head that does not
             fit the config (tags, embedding dimension).
     """
-    import skops.io as sio
+    sio = skops_io()
 
     folder = Path(folder)
     config = read_config(folder)

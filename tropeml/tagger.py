@@ -68,7 +68,11 @@ class Tagger:
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path | None = None, encoder: Any = None, cache: bool | str | Path = True
+        cls,
+        path: str | Path | None = None,
+        encoder: Any = None,
+        cache: bool | str | Path = True,
+        backend: str | None = None,
     ) -> Tagger:
         """Load a model folder (default: the shipped model).
 
@@ -78,6 +82,9 @@ class Tagger:
                 (it must give embeddings of the same dimension).
             cache: Cache embeddings on disk (``True``: the default cache file; a path: that
                 file; ``False``: no cache).
+            backend: How to run the model's encoder: ``"auto"`` (default: the fast int8
+                ONNX backend where it can be built, else torch), ``"fast"`` or ``"torch"``.
+                The embedding cache keeps each backend's vectors apart.
 
         Raises:
             TropemlError: If the folder is missing, corrupt, untrusted or incompatible.
@@ -85,7 +92,7 @@ class Tagger:
         folder = Path(path) if path is not None else default_model_dir()
         classifier, config, taxonomy = load_model(folder)
         if encoder is None:
-            encoder = load_encoder(config["encoder"].get("name"))
+            encoder = load_encoder(config["encoder"].get("name"), backend=backend)
         if cache:
             encoder = CachedEncoder(encoder, None if cache is True else Path(str(cache)))
         rollup = config["rollup"]
@@ -155,6 +162,32 @@ class Tagger:
                     "embed tagger.passages(work)"
                 )
         return self.tag_embedded(work, passages, X, source)
+
+    def tag_many(
+        self, works: Sequence[Work], sources: Sequence[str] | None = None
+    ) -> list[WorkResult]:
+        """Tag several works with one call to the encoder (fuller batches, same results).
+
+        Args:
+            works: The works.
+            sources: Names to report, one per work (default: each work's own source).
+
+        Returns:
+            One result per work, in order; each equals ``self.tag(work)``.
+        """
+        passages = [self.passages(w) for w in works]
+        texts: list[str] = []
+        for work, ps in zip(works, passages, strict=True):
+            names = work_names(work) if self.mask_names else {}
+            texts.extend(mask(p.text, names) for p in ps)
+        X = self.embed([Passage(0, len(t), t) for t in texts])
+        out, at = [], 0
+        for i, (work, ps) in enumerate(zip(works, passages, strict=True)):
+            out.append(
+                self.tag_embedded(work, ps, X[at : at + len(ps)], sources[i] if sources else None)
+            )
+            at += len(ps)
+        return out
 
     def tag_embedded(
         self,

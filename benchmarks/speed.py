@@ -1,0 +1,357 @@
+"""Speed benchmark: tropeml's backends against the pipeline a user would write by hand.
+
+Run from the repository root with the project's virtual environment::
+
+    .venv/bin/python benchmarks/speed.py [--repeats N] [--sizes 1000,10000,100000] [--out PATH]
+
+Inputs: three fics of about 1k, 10k and 100k words, built deterministically from the seed fics
+and the written exemplars in ``data/`` (paragraphs shuffled with a fixed seed and repeated).
+Every contender tags the same three fics:
+
+(a) plain: sentence-transformers ``encode`` of fixed 200-word chunks, then a scikit-learn
+    ``LogisticRegression`` (one per tag, 18 tags) ``predict_proba``. The head is fitted on
+    random vectors: only its cost matters here.
+(b) tropeml, torch backend (no embedding cache).
+(c) tropeml, fast backend: int8 ONNX with onnxruntime, no torch (no embedding cache).
+(d) tropeml, fast backend, warm embedding cache (the fic was tagged once before).
+(e) separate processes: ``tropeml --help`` and a cold ``tropeml tag`` of the 1k-word fic
+    on the fast backend (embedding cache off; the int8 model is already built).
+
+Each contender runs in its own process (the model is loaded before timing starts), so its
+peak RSS is its own. Times are medians of ``--repeats`` runs after one warm-up run. "encoder
+share" is the part of tropeml's time spent inside the encoder; the rest (reading, splitting,
+name masking, the classifier, roll-up) is tropeml's overhead. Ratios compare contenders
+measured in this one run on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+CHUNK_WORDS = 200
+CONTENDERS = {
+    "a": "plain: ST encode + sklearn LR",
+    "b": "tropeml, torch backend",
+    "c": "tropeml, fast backend",
+    "d": "tropeml, fast, warm cache",
+}
+
+
+def build_fic(words: int) -> str:
+    """A fic of about ``words`` words from the seeds' and exemplars' paragraphs."""
+    paragraphs: list[str] = []
+    for seed in sorted((ROOT / "seeds").glob("*.txt")):
+        text = seed.read_text(encoding="utf-8")
+        paragraphs += [p.strip() for p in text.split("\n\n") if len(p.split()) >= 5]
+    for path in sorted((ROOT / "data" / "exemplars").glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                paragraphs.append(json.loads(line)["text"].strip())
+    rng = random.Random(0)
+    out: list[str] = []
+    count = 0
+    while count < words:
+        order = paragraphs[:]
+        rng.shuffle(order)
+        for p in order:
+            out.append(p)
+            count += len(p.split())
+            if count >= words:
+                break
+    return "\n\n".join(out) + "\n"
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Timed:
+    """Wraps an encoder and adds up the time spent in ``embed``."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.seconds = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def embed(self, texts: list[str]) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return self.inner.embed(texts)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+
+def child(contender: str, fic: Path, repeats: int) -> dict[str, Any]:
+    """Time one contender on one fic in this process; return the measurements."""
+    text = fic.read_text(encoding="utf-8")
+    words = len(text.split())
+    if contender == "a":
+        import numpy as np
+        from sentence_transformers import SentenceTransformer
+        from sklearn.linear_model import LogisticRegression
+
+        from tropeml.encoders import SentenceTransformerEncoder
+
+        st = SentenceTransformer(str(SentenceTransformerEncoder()._path), device="cpu")
+        rng = np.random.default_rng(0)
+        Xfit = rng.normal(size=(200, 384)).astype(np.float32)
+        heads = [
+            LogisticRegression(max_iter=200).fit(Xfit, rng.integers(0, 2, 200)) for _ in range(18)
+        ]
+
+        def run() -> tuple[int, float]:
+            tokens = text.split()
+            chunks = [
+                " ".join(tokens[i : i + CHUNK_WORDS]) for i in range(0, len(tokens), CHUNK_WORDS)
+            ]
+            X = st.encode(chunks, batch_size=32, normalize_embeddings=True)
+            np.stack([h.predict_proba(X)[:, 1] for h in heads], axis=1)
+            return len(chunks), float("nan")
+
+    else:
+        import tropeml
+        from tropeml.encoders import CachedEncoder
+
+        backend = "torch" if contender == "b" else "fast"
+        base = tropeml.load(cache=False, backend=backend)
+        timer = Timed(base.encoder)
+        cache_file = Path(tempfile.mkdtemp()) / "embeddings.sqlite3"
+        base.encoder = CachedEncoder(timer, cache_file) if contender == "d" else timer
+        work = tropeml.read_work(fic)
+
+        def run() -> tuple[int, float]:
+            timer.seconds = 0.0
+            result = base.tag(work)
+            return result.n_passages, timer.seconds
+
+    cold = time.perf_counter()
+    run()  # warm-up (for d: this fills the cache)
+    cold = time.perf_counter() - cold
+    times, encoder = [], []
+    n_passages = 0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        n_passages, enc = run()
+        times.append(time.perf_counter() - t0)
+        encoder.append(enc)
+    return {
+        "contender": contender,
+        "words": words,
+        "passages": n_passages,
+        "seconds": statistics.median(times),
+        "first_seconds": cold,
+        "encoder_seconds": statistics.median(encoder),
+        "peak_rss_mb": peak_rss_mb(),
+        "times": times,
+    }
+
+
+def run_child(contender: str, fic: Path, repeats: int) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", contender, str(fic), "--repeats", str(repeats)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONWARNINGS": "ignore", "TOKENIZERS_PARALLELISM": "false"},
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"{contender} on {fic} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+_WRAPPER = """
+import json, resource, subprocess, sys, time
+t0 = time.perf_counter()
+proc = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+seconds = time.perf_counter() - t0
+if proc.returncode:
+    sys.exit(proc.stderr[-3000:])
+rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(json.dumps({"seconds": seconds, "rss": rss}))
+"""
+
+
+def time_process(args: list[str], repeats: int, env: dict[str, str]) -> dict[str, float]:
+    """Wall time and peak RSS of a command, each run timed by a fresh wrapper process."""
+    times, rss = [], []
+    for _ in range(repeats):
+        proc = subprocess.run(
+            [sys.executable, "-c", _WRAPPER, *args], capture_output=True, text=True, env=env
+        )
+        if proc.returncode != 0:
+            raise SystemExit(f"{args} failed:\n{proc.stderr[-3000:]}")
+        got = json.loads(proc.stdout)
+        times.append(got["seconds"])
+        rss.append(got["rss"])
+    return {"seconds": statistics.median(times), "min": min(times), "peak_rss_mb": max(rss)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--child", nargs=2, metavar=("CONTENDER", "FIC"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "speed.md")
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child[0], Path(args.child[1]), args.repeats)))
+        return
+
+    from rich.console import Console
+
+    from tropeml.onnx_backend import OnnxEncoder
+
+    meta = OnnxEncoder().ensure_built()  # built once, outside the timings
+    tmp = Path(tempfile.mkdtemp(prefix="tropeml-speed-"))
+    sizes = [int(s) for s in args.sizes.split(",")]
+    fics = {}
+    for size in sizes:
+        fics[size] = tmp / f"fic-{size}.txt"
+        fics[size].write_text(build_fic(size), encoding="utf-8")
+    rows: list[dict[str, Any]] = []
+    for size in sizes:
+        reps = args.repeats if size < 100_000 else max(2, args.repeats - 1)
+        for contender in CONTENDERS:
+            row = run_child(contender, fics[size], reps)
+            rows.append(row)
+            print(
+                f"{contender} {row['words']:>7} words  {row['seconds']:8.3f} s  "
+                f"{row['passages']} passages  {row['peak_rss_mb']:.0f} MB",
+                file=sys.stderr,
+            )
+    env = {
+        **os.environ,
+        "TROPEML_CACHE_DIR": str(tmp / "cache"),
+        "PYTHONWARNINGS": "ignore",
+    }
+    env["TROPEML_ONNX_DIR"] = str(OnnxEncoder().folder.parent)
+    tropeml_bin = str(VENV_BIN / "tropeml")
+    short = fics[sizes[0]]
+    procs = {
+        "tropeml --help": time_process([tropeml_bin, "--help"], 2 * args.repeats + 1, env),
+        f"cold `tropeml tag` ({sizes[0]} words, fast)": time_process(
+            [tropeml_bin, "tag", "--backend", "fast", "--no-cache", "--json", str(short)],
+            2 * args.repeats + 1,
+            env,
+        ),
+    }
+    report = render(rows, procs, meta, args.repeats)
+    console = Console(width=180)
+    console.print(report["table"])
+    for line in report["markdown"].split("Warm cache against cold")[1].splitlines()[1:]:
+        console.print(line)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(report["markdown"], encoding="utf-8")
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+def render(
+    rows: list[dict[str, Any]], procs: dict[str, dict[str, float]], meta: dict[str, Any], reps: int
+) -> dict[str, Any]:
+    from rich.table import Table
+
+    by = {(r["contender"], r["words"]): r for r in rows}
+    sizes = sorted({r["words"] for r in rows})
+    cols = [
+        "contender",
+        "words",
+        "passages",
+        "median s",
+        "words/s",
+        "passages/s",
+        "× (a)",
+        "encoder share",
+        "ms / 1k words",
+        "peak RSS MB",
+    ]
+    table = Table(title="tropeml speed (medians; ratios against (a) on the same fic)", width=180)
+    for c in cols:
+        table.add_column(c, justify="left" if c == "contender" else "right")
+    md = [
+        "# Speed benchmark",
+        "",
+        f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by `benchmarks/speed.py` on "
+        f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs, so "
+        f"absolute times are noisy; ratios are measured in one run), Python "
+        f"{platform.python_version()}. Medians of {reps} runs ({max(2, reps - 1)} at 100k "
+        "words) after a warm-up run; each contender in its own process.",
+        "",
+        f"Fast backend: int8 ONNX, cosine to the float encoder on {meta['probes']} probe "
+        f"texts: mean {meta['mean_cosine']:.4f}, min {meta['min_cosine']:.4f}.",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
+    for words in sizes:
+        base = by[("a", words)]
+        base_wps = base["words"] / base["seconds"]
+        for c, label in CONTENDERS.items():
+            r = by[(c, words)]
+            wps = r["words"] / r["seconds"]
+            share = (
+                "-"
+                if c == "a" or r["encoder_seconds"] != r["encoder_seconds"]
+                else f"{r['encoder_seconds'] / r['seconds']:.1%}"
+            )
+            cells = [
+                f"({c}) {label}",
+                f"{r['words']:,}",
+                str(r["passages"]),
+                f"{r['seconds']:.3f}",
+                f"{wps:,.0f}",
+                f"{r['passages'] / r['seconds']:,.1f}",
+                f"{wps / base_wps:.2f}",
+                share,
+                f"{1000 * r['seconds'] / r['words'] * 1000:.1f}",
+                f"{r['peak_rss_mb']:.0f}",
+            ]
+            table.add_row(*cells)
+            md.append("| " + " | ".join(cells) + " |")
+    md += [
+        "",
+        "Warm cache against cold: (d) against (c), the same fast backend with every passage "
+        "embedded:",
+        "",
+    ]
+    for words in sizes:
+        c, d = by[("c", words)], by[("d", words)]
+        md.append(
+            f"- {words:,} words: cold {c['seconds']:.3f} s, warm {d['seconds']:.3f} s: "
+            f"{c['seconds'] / d['seconds']:.0f}× faster"
+        )
+    md += ["", "Cost per word and memory as the fic grows (fast backend, (c)):", ""]
+    small, big = by[("c", sizes[0])], by[("c", sizes[-1])]
+    md.append(
+        f"- {sizes[0]:,} → {sizes[-1]:,} words ({big['words'] / small['words']:.0f}× the text): "
+        f"time × {big['seconds'] / small['seconds']:.1f}, peak RSS "
+        f"{small['peak_rss_mb']:.0f} → {big['peak_rss_mb']:.0f} MB"
+    )
+    md += ["", "Separate processes (median of several runs):", ""]
+    for name, p in procs.items():
+        md.append(
+            f"- {name}: {p['seconds']:.2f} s (min {p['min']:.2f} s), peak RSS "
+            f"{p['peak_rss_mb']:.0f} MB"
+        )
+    md.append("")
+    return {"table": table, "markdown": "\n".join(md)}
+
+
+if __name__ == "__main__":
+    main()

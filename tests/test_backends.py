@@ -1,0 +1,203 @@
+"""Encoder backends: selection, cache namespaces, the fast (int8 ONNX) build and its fidelity."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tropeml import onnx_backend
+from tropeml.encoders import (
+    CachedEncoder,
+    EmbeddingCache,
+    HashingEncoder,
+    SentenceTransformerEncoder,
+    load_encoder,
+)
+from tropeml.errors import TropemlError
+from tropeml.onnx_backend import OnnxEncoder
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = ROOT / "seeds" / "002_1ddad86479ad2531.txt"
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def test_hashing_encoder_ignores_the_backend() -> None:
+    for backend in ("auto", "fast", "torch"):
+        assert isinstance(load_encoder("hashing-64", backend=backend), HashingEncoder)
+
+
+def test_torch_backend_gives_sentence_transformers() -> None:
+    enc = load_encoder(None, backend="torch")
+    assert isinstance(enc, SentenceTransformerEncoder)
+    assert "torch" not in sys.modules or enc._st is None  # nothing loaded yet
+
+
+def test_unknown_backend_is_a_clear_error() -> None:
+    with pytest.raises(TropemlError, match="unknown backend 'gpu'"):
+        load_encoder(None, backend="gpu")
+
+
+def test_backend_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TROPEML_BACKEND", "torch")
+    assert isinstance(load_encoder(None), SentenceTransformerEncoder)
+    monkeypatch.setenv("TROPEML_BACKEND", "nope")
+    with pytest.raises(TropemlError, match="unknown backend"):
+        load_encoder(None)
+
+
+def _no_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = onnx_backend.importlib.util.find_spec
+
+    def find_spec(name: str, *args: object) -> object:
+        return None if name == "onnxruntime" else real(name, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(onnx_backend.importlib.util, "find_spec", find_spec)
+
+
+def test_fast_without_onnxruntime_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_onnxruntime(monkeypatch)
+    with pytest.raises(TropemlError, match="onnxruntime is not installed"):
+        load_encoder(None, backend="fast")
+
+
+def test_auto_falls_back_to_torch_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _no_onnxruntime(monkeypatch)
+    enc = load_encoder(None, backend="auto")
+    assert isinstance(enc, SentenceTransformerEncoder)
+    assert "using the torch backend" in capsys.readouterr().err
+
+
+def test_missing_model_without_build_says_how_to_build(tmp_path: Path) -> None:
+    enc = OnnxEncoder(cache_dir=tmp_path, build=False)
+    assert not enc.is_built()
+    with pytest.raises(TropemlError, match="tropeml setup"):
+        enc.embed(["text"])
+
+
+def test_fast_and_torch_share_name_budget_and_tokens_but_not_the_cache_id(tmp_path: Path) -> None:
+    fast, float_ = OnnxEncoder(cache_dir=tmp_path, build=False), SentenceTransformerEncoder()
+    assert fast.name == float_.name  # what a model folder's config records
+    assert fast.id != float_.id  # int8 vectors never mix with float ones in the cache
+    assert fast.max_tokens == float_.max_tokens and fast.dimension == float_.dimension
+    texts = ["Hello there, Alex.", "A longer sentence about rain and umbrellas."]
+    assert fast.count_tokens(texts) == float_.count_tokens(texts)
+
+
+class _Named(HashingEncoder):
+    def __init__(self, id: str, shift: float) -> None:
+        super().__init__(16)
+        self.id, self.shift, self.calls = id, shift, 0
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        return super().embed(texts) + self.shift
+
+
+def test_cache_keeps_each_backends_vectors_apart(tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path / "e.sqlite3")
+    a, b = _Named("m@1", 0.0), _Named("m@1#tropeml-onnx-int8-v1", 1.0)
+    va = CachedEncoder(a, cache).embed(["same text"])
+    vb = CachedEncoder(b, cache).embed(["same text"])
+    assert a.calls == b.calls == 1  # the second backend did not get the first one's vector
+    assert not np.allclose(va, vb)
+    CachedEncoder(b, cache).embed(["same text"])
+    assert b.calls == 1
+
+
+def test_unfaithful_model_is_refused_and_not_written(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def fake_step(*paths: Path) -> None:
+        paths[-1].write_bytes(b"not a model")
+
+    for step in ("_export", "_fuse", "_quantise"):
+        monkeypatch.setattr(onnx_backend, step, fake_step)
+    monkeypatch.setattr(
+        onnx_backend, "fidelity", lambda *a, **k: {"mean_cosine": 0.9, "min_cosine": 0.5}
+    )
+    enc = OnnxEncoder(cache_dir=tmp_path)
+    with pytest.raises(TropemlError, match="not faithful enough"):
+        enc.ensure_built()
+    assert not enc.folder.exists() or not any(enc.folder.iterdir())
+
+
+def test_failed_export_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def boom(*paths: Path) -> None:
+        raise RuntimeError("exporter exploded\nwith details")
+
+    monkeypatch.setattr(onnx_backend, "_export", boom)
+    with pytest.raises(TropemlError, match="building the ONNX model failed") as info:
+        OnnxEncoder(cache_dir=tmp_path).ensure_built()
+    assert "\n" not in str(info.value)
+
+
+def test_outdated_meta_means_rebuild(tmp_path: Path) -> None:
+    (tmp_path / "meta.json").write_text(json.dumps({"format": onnx_backend.FORMAT}))
+    assert onnx_backend.read_meta(tmp_path) is None
+    (tmp_path / "meta.json").write_text("{torn")
+    assert onnx_backend.read_meta(tmp_path) is None
+
+
+# --------------------------------------------------------------------------- the real thing
+
+
+@pytest.fixture(scope="module")
+def fast(onnx_dir: Path) -> Iterator[OnnxEncoder]:
+    """The real int8 model, built once per session into the shared ONNX folder."""
+    enc = OnnxEncoder(cache_dir=onnx_dir)
+    enc.ensure_built()
+    yield enc
+
+
+@pytest.mark.integration
+def test_fast_backend_is_faithful_to_the_float_encoder(fast: OnnxEncoder) -> None:
+    meta = fast.ensure_built()
+    assert meta["mean_cosine"] >= onnx_backend.MIN_MEAN_COSINE
+    assert meta["min_cosine"] >= onnx_backend.MIN_COSINE
+    texts = [
+        "The kettle clicked off and neither of them moved to pour.",
+        "He came back from the war with one boot and no name.",
+        "short",
+    ]
+    a, b = fast.embed(texts), SentenceTransformerEncoder().embed(texts)
+    assert a.shape == b.shape == (3, 384) and a.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    assert float(np.min(np.sum(a * b, axis=1))) > 0.97
+    # batching and ordering do not change a text's vector
+    np.testing.assert_allclose(fast.embed(texts[::-1])[::-1], a, atol=1e-5)
+    assert fast.embed([]).shape == (0, 384)
+
+
+@pytest.mark.integration
+def test_fast_cold_tag_never_imports_torch(fast: OnnxEncoder, tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        f"sys.argv = ['tropeml', 'tag', '--json', '--backend', 'fast', {str(SEED)!r}]\n"
+        "import tropeml.cli\n"
+        "try:\n"
+        "    tropeml.cli.main()\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "heavy = sorted(m for m in ('torch', 'sentence_transformers', 'transformers')"
+        " if m in sys.modules)\n"
+        "print('heavy', heavy)\n"
+    )
+    env = {**os.environ, "TROPEML_CACHE_DIR": str(tmp_path / "cache"), "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-1] == "heavy []", proc.stdout
+    assert json.loads(lines[0])["source"] == str(SEED)

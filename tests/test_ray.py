@@ -1,0 +1,69 @@
+"""Ray Data engine on a local two-worker Ray instance: same output as the single-process run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_cli import run, stderr_of
+from test_corpus import _rows, _texts, read_out, write_table
+
+ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'tropeml[ray]')")
+
+
+@pytest.fixture(scope="module")
+def local_ray(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A local Ray instance: two single-CPU actors side by side, and room for the read tasks."""
+    ray.init(
+        num_cpus=4,
+        include_dashboard=False,
+        log_to_driver=False,
+        _temp_dir=str(tmp_path_factory.mktemp("ray")),
+    )
+    yield
+    ray.shutdown()
+
+
+def _both(tmp_path: Path, tiny_model: Path, *inputs: Path, extra: tuple[str, ...] = ()) -> None:
+    local, dist = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
+    first = run("tag", *inputs, "-m", tiny_model, "--out", local, "--batch-size", "2", *extra)
+    assert first.exit_code == 0, stderr_of(first)
+    second = run(
+        "tag", *inputs, "-m", tiny_model, "--out", dist, "--batch-size", "2",
+        "--engine", "ray", "--actors", "2", *extra,
+    )  # fmt: skip
+    assert second.exit_code == 0, stderr_of(second)
+    assert dist.read_bytes() == local.read_bytes()  # identical, line for line, in order
+
+
+def test_ray_matches_local_on_a_table(local_ray: None, tmp_path: Path, tiny_model: Path) -> None:
+    table = write_table(tmp_path / "c.parquet", _rows(9))
+    _both(tmp_path, tiny_model, table)
+
+
+def test_ray_matches_local_on_a_folder(local_ray: None, tmp_path: Path, tiny_model: Path) -> None:
+    (tmp_path / "lib" / "a").mkdir(parents=True)
+    for i, text in enumerate(_texts(5)):
+        (tmp_path / "lib" / ("a" if i % 2 else "") / f"f{i}.txt").write_text(text)
+    _both(tmp_path, tiny_model, tmp_path / "lib")
+
+
+def test_ray_resumes(local_ray: None, tmp_path: Path, tiny_model: Path) -> None:
+    rows = _rows(6)
+    table = write_table(tmp_path / "c.jsonl", rows[:3])
+    out = tmp_path / "out.jsonl"
+    args = ("-m", tiny_model, "--out", out, "--engine", "ray")
+    assert run("tag", table, *args).exit_code == 0
+    before = out.read_bytes()
+    write_table(table, rows)
+    assert run("tag", table, *args).exit_code == 0
+    assert out.read_bytes().startswith(before)
+    assert [r["id"] for r in read_out(out)] == [r["id"] for r in rows]
+
+
+def test_ray_needs_an_id_column(local_ray: None, tmp_path: Path, tiny_model: Path) -> None:
+    table = write_table(tmp_path / "c.jsonl", [{"text": t} for t in _texts(2)])
+    result = run("tag", table, "-m", tiny_model, "--engine", "ray", "--json")
+    assert result.exit_code == 1
+    assert "needs an id column" in stderr_of(result)
