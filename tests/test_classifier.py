@@ -295,3 +295,60 @@ def test_best_f1_threshold_is_optimal(pairs: list[tuple[int, int]]) -> None:
     best = max(_f1(y, scores >= s) for s in np.unique(scores))
     assert _f1(y, scores >= th) == pytest.approx(best)
     assert 0 <= th <= 1
+
+
+# the lexical view
+
+
+def _texts(Y: np.ndarray, seed: int = 0) -> list[str]:
+    """Texts whose words carry the labels (plus noise words)."""
+    rng = np.random.default_rng(seed)
+    words = ["puddle", "frosting", "blade"]
+    noise = ["the", "and", "walked", "said", "then", "slowly"]
+    out = []
+    for row in Y:
+        bag = list(rng.choice(noise, 5)) + [w for w, y in zip(words, row, strict=True) if y == 1]
+        out.append(" ".join(rng.permutation(bag)))
+    return out
+
+
+def test_lexical_view_learns_words(data: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    X, Y, groups = data
+    rng = np.random.default_rng(3)
+    noise = rng.normal(size=X.shape).astype(np.float32)  # embeddings that say nothing
+    texts = _texts(Y)
+    clf = TropeClassifier(tags=TAGS).fit(noise, Y, groups=groups, texts=texts)
+    assert clf.uses_texts
+    proba = clf.predict_proba(noise, texts)
+    for j in range(len(TAGS)):
+        assert proba[Y[:, j] == 1, j].mean() > proba[Y[:, j] == 0, j].mean() + 0.2
+    without = TropeClassifier(tags=TAGS).fit(noise, Y, groups=groups)
+    assert not without.uses_texts
+    assert np.abs(without.predict_proba(noise) - Y).mean() > np.abs(proba - Y).mean()
+
+
+def test_lexical_view_needs_texts_at_prediction(
+    data: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    X, Y, groups = data
+    clf = TropeClassifier(tags=TAGS).fit(X, Y, groups=groups, texts=_texts(Y))
+    with pytest.raises(ValueError, match="texts"):
+        clf.predict_proba(X)
+    with pytest.raises(ValueError, match="texts"):
+        clf.predict_proba(X, _texts(Y)[:-1])
+    off = TropeClassifier(tags=TAGS, lexical_weight=0.0).fit(X, Y, groups=groups, texts=_texts(Y))
+    assert not off.uses_texts
+    off.predict_proba(X)  # texts are not needed when the view is off
+
+
+def test_views_are_standardised(data: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    X, Y, groups = data
+    P = np.eye(len(TAGS), X.shape[1], dtype=np.float32)
+    clf = TropeClassifier(tags=TAGS, prototypes=P).fit(X, Y, groups=groups, texts=_texts(Y))
+    assert clf.scale_.shape == (3, len(TAGS), 2)
+    assert np.all(clf.scale_[..., 1] > 0)
+    # scaling a view's weight to zero is the same as leaving that view out
+    no_proto = TropeClassifier(tags=TAGS, prototypes=P, prototype_weight=0.0)
+    no_proto.fit(X, Y, groups=groups)
+    plain = TropeClassifier(tags=TAGS).fit(X, Y, groups=groups)
+    assert np.allclose(no_proto.decision_function(X), plain.decision_function(X))

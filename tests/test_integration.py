@@ -199,9 +199,10 @@ def test_save_load_round_trip_gives_identical_scores(
         k: v for k, v in config.items() if k not in kept
     }
     work = read_work(SEED["001"])
-    X = tagger.embed(tagger.passages(work))
+    passages = tagger.passages(work)
+    X, texts = tagger.embed(passages, work), tagger.texts(passages, work)
     np.testing.assert_array_equal(
-        copy.classifier.predict_proba(X), tagger.classifier.predict_proba(X)
+        copy.classifier.predict_proba(X, texts), tagger.classifier.predict_proba(X, texts)
     )
     a, b = tagger.tag(work), copy.tag(work)
     assert a.scores == b.scores

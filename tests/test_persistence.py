@@ -32,6 +32,11 @@ from tropeml.persistence import (
 from tropeml.taxonomy import Taxonomy
 
 
+def texts(n: int) -> list[str]:
+    """Passage texts for a classifier with a lexical view."""
+    return [f"the rain fell on the cake and the sword, day {i}" for i in range(n)]
+
+
 class Evil:
     """Stands for a malicious payload: restoring its state writes a file."""
 
@@ -114,7 +119,7 @@ def test_loading_twice_gives_identical_predictions(model: Path) -> None:
     X = np.random.default_rng(3).normal(size=(7, 64)).astype(np.float32)
     a, _, _ = load_model(model)
     b, _, _ = load_model(model)
-    assert np.array_equal(a.predict_proba(X), b.predict_proba(X))
+    assert np.array_equal(a.predict_proba(X, texts(7)), b.predict_proba(X, texts(7)))
     assert np.array_equal(a.thresholds_, b.thresholds_)
 
 
@@ -125,8 +130,8 @@ def test_save_load_round_trip(tmp_path: Path, tiny_model: Path, clf: TropeClassi
     assert folder == tmp_path / "m"
     loaded, config, taxonomy = load_model(folder)
     X = np.random.default_rng(1).normal(size=(9, 16)).astype(np.float32)
-    assert np.array_equal(loaded.predict_proba(X), clf.predict_proba(X))
-    assert np.array_equal(loaded.predict(X), clf.predict(X))
+    assert np.array_equal(loaded.predict_proba(X, texts(9)), clf.predict_proba(X, texts(9)))
+    assert np.array_equal(loaded.predict(X, texts(9)), clf.predict(X, texts(9)))
     assert np.array_equal(loaded.thresholds_, clf.thresholds_)
     assert loaded.get_params()["tags"] == clf.get_params()["tags"]
     assert config["name"] == "test"
@@ -161,7 +166,7 @@ def test_reproducible_skops(clf: TropeClassifier) -> None:
     assert sio.get_untrusted_types(data=fixed) == sio.get_untrusted_types(data=first)
     loaded = sio.loads(fixed, trusted=sio.get_untrusted_types(data=fixed))
     X = np.random.default_rng(2).normal(size=(4, 16)).astype(np.float32)
-    assert np.array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    assert np.array_equal(loaded.predict_proba(X, texts(4)), clf.predict_proba(X, texts(4)))
 
 
 def test_save_over_existing_folder_replaces_it(

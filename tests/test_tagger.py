@@ -263,4 +263,7 @@ def test_training_is_deterministic_and_reuses_the_cache(tiny_root: Path) -> None
     assert second.reused >= first.embedded + first.reused
     assert first.folder == tiny_root / "m1"
     X = np.random.default_rng(0).normal(size=(3, 64)).astype(np.float32)
-    assert np.array_equal(first.classifier.predict_proba(X), second.classifier.predict_proba(X))
+    texts = ["rain", "cake and rain", "a sword"]
+    assert np.array_equal(
+        first.classifier.predict_proba(X, texts), second.classifier.predict_proba(X, texts)
+    )

@@ -45,6 +45,8 @@ def test_required_tropes_are_complete(shipped: Taxonomy, tid: str) -> None:
     assert trope.synonyms
     assert all(s.strip() for s in trope.synonyms)
     assert trope.description == f"{trope.name}. {trope.definition}"
+    assert len(trope.scenes) >= 3  # scene sketches for the prototype
+    assert all(s.strip() and "\n" not in s for s in trope.scenes)
 
 
 def test_shipped_related_ids_exist(shipped: Taxonomy) -> None:
@@ -159,6 +161,12 @@ def test_minimal_taxonomy_loads(tmp_path: Path) -> None:
     assert tax["rain"].related == ("cake",)
     assert tax["cake"].spoiler is False
     assert tax.resolve("rainy day") == "rain"
+    assert tax["rain"].scenes == ()
+
+
+def test_scenes_are_parsed(tmp_path: Path) -> None:
+    tax = Taxonomy.load(write(tmp_path, GOOD + 'scenes = ["It  pours\\n all day.", " "]\n'))
+    assert tax["cake"].scenes == ("It pours all day.",)
 
 
 @pytest.mark.parametrize(
@@ -174,6 +182,7 @@ def test_minimal_taxonomy_loads(tmp_path: Path) -> None:
         (GOOD.replace('synonyms = ["Rainy Day"]', 'synonyms = "Rainy Day"'), "'synonyms' must"),
         (GOOD.replace('synonyms = ["Rainy Day"]', "synonyms = [1, 2]"), "'synonyms' must"),
         (GOOD + "spoiler = 'yes'\n", "'spoiler' must be true or false"),
+        (GOOD + "scenes = 'It pours.'\n", "'scenes' must be a list of strings"),
         ("schema_version = 1\n", "expected a non-empty \\[\\[trope\\]\\] list"),
         ("trope = []\n", "expected a non-empty"),
         ("trope = [1, 2]\n", "expected a table"),

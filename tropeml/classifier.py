@@ -1,12 +1,27 @@
-"""The multi-label trope classifier over passage embeddings (a scikit-learn estimator)."""
+"""The multi-label trope classifier (a scikit-learn estimator).
+
+Three views of a passage score each tag, and their standardised scores are summed:
+
+- **embedding**: a balanced logistic regression on the passage embedding;
+- **lexical**: a balanced logistic regression on TF-IDF words of the passage's
+  (name-masked) text, when texts are given: tropes have words of their own ("alpha",
+  "soulmark", "voicemail", "funeral") that a 256-token sentence embedding blurs;
+- **prototype**: the passage's cosine similarity to the tag's prototype (its definition and
+  scene sketches, embedded), centred on the passage's mean similarity to all tags. This is
+  prior knowledge from the taxonomy: it needs no labels, so a tag with none is predicted
+  zero-shot, and it keeps the learned views from drifting to one corpus's style.
+"""
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 from sklearn.utils.validation import check_array, check_is_fitted
@@ -14,19 +29,24 @@ from sklearn.utils.validation import check_array, check_is_fitted
 UNKNOWN = -1
 """Label value meaning "not known" (excluded from that tag's training)."""
 
-SIMILARITY_SCALE = 20.0
-"""Cosine similarities times this are on a logit-like scale (a cosine gap of 0.1 is 2 nats)."""
+VIEWS = ("embedding", "lexical", "prototype")
+"""The three views, in the order of the first axis of ``scale_``."""
+
+_EMB, _LEX, _PROTO = range(3)
 
 
 class TropeClassifier(ClassifierMixin, BaseEstimator):
-    """Per-tag logistic regressions, anchored on trope definitions, with calibrated scores.
+    """Per-tag scores from three views of a passage, combined, calibrated and thresholded.
 
-    For each tag, a balanced logistic regression reads the passage embedding plus the
-    passage's cosine similarity to the tag's *prototype* (the embedded definition from the
-    taxonomy). Its logit is blended with that similarity, so what the taxonomy says a trope
-    is keeps weighing in where labels are few. Out-of-fold scores, with folds grouped by
-    work (no work on both sides), then fit a per-tag Platt calibration (so 0.8 means about
-    80%) and the F1-maximising threshold.
+    For each tag, the *embedding* view is a balanced logistic regression on the passage
+    embedding, the *lexical* view a balanced logistic regression on TF-IDF words of
+    the passage text (only when ``texts`` are passed to :meth:`fit`), and the *prototype*
+    view the passage's similarity to the tag's embedded definition, centred across tags.
+    Each view's score is standardised per tag (mean and spread of its out-of-fold scores on
+    the training rows) and the weighted sum is the tag's raw score, so no view dominates
+    by scale and each weighs as its weight says. Out-of-fold raw scores, with folds grouped
+    by work (no work on both sides), then fit a per-tag Platt calibration (so 0.8 means
+    about 80%) and the F1-maximising threshold.
 
     A tag with fewer than ``min_positives`` labelled positives is predicted zero-shot from
     its prototype alone, calibrated on the tags that do have labels; without prototypes it
@@ -34,15 +54,21 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
 
     Args:
         tags: Tag ids, one per column of ``Y``; stored as ``classes_``. ``None`` numbers them.
-        prototypes: Embedded tag definitions, shape ``(T, d)``, rows L2-normalised; or
+        prototypes: Embedded tag descriptions, shape ``(T, d)``, rows L2-normalised; or
             ``None`` to learn from labels alone.
-        C: Inverse regularisation strength of each logistic regression.
-        class_weight: Passed to :class:`~sklearn.linear_model.LogisticRegression`.
-        prototype_feature: Scale of the prototype-similarity feature (larger: cheaper for
-            the regression to lean on it).
-        prior_weight: Weight of the scaled prototype similarity added to each logit.
-        min_positives: Fewest positive examples a tag needs to get a learned model.
-        threshold_folds: Most folds for calibration and thresholds (fewer if fewer groups).
+        C: Inverse regularisation strength of the embedding view's regressions.
+        lexical_C: Inverse regularisation strength of the lexical view's regressions.
+        class_weight: Passed to each :class:`~sklearn.linear_model.LogisticRegression`.
+        embedding_weight: Weight of the standardised embedding view.
+        lexical_weight: Weight of the standardised lexical view (0 turns it off).
+        prototype_weight: Weight of the standardised prototype view (0 turns it off for
+            tags with labels; tags without labels still use it).
+        ngram_range: Word n-gram range of the lexical view.
+        max_features: Largest lexical vocabulary (most frequent n-grams).
+        min_df: Fewest training texts an n-gram must occur in.
+        min_positives: Fewest positive examples a tag needs to get learned views.
+        threshold_folds: Most folds for standardisation, calibration and thresholds (fewer
+            if fewer groups).
         default_threshold: Threshold where none can be cross-validated.
         max_iter: Solver iteration limit.
     """
@@ -52,9 +78,14 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
         tags: list[str] | None = None,
         prototypes: ArrayLike | None = None,
         C: float = 1.0,
+        lexical_C: float = 1.0,
         class_weight: str | None = "balanced",
-        prototype_feature: float = 3.0,
-        prior_weight: float = 0.25,
+        embedding_weight: float = 0.5,
+        lexical_weight: float = 1.0,
+        prototype_weight: float = 1.0,
+        ngram_range: tuple[int, int] = (1, 1),
+        max_features: int | None = 30000,
+        min_df: int = 2,
         min_positives: int = 2,
         threshold_folds: int = 5,
         default_threshold: float = 0.5,
@@ -63,23 +94,37 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
         self.tags = tags
         self.prototypes = prototypes
         self.C = C
+        self.lexical_C = lexical_C
         self.class_weight = class_weight
-        self.prototype_feature = prototype_feature
-        self.prior_weight = prior_weight
+        self.embedding_weight = embedding_weight
+        self.lexical_weight = lexical_weight
+        self.prototype_weight = prototype_weight
+        self.ngram_range = ngram_range
+        self.max_features = max_features
+        self.min_df = min_df
         self.min_positives = min_positives
         self.threshold_folds = threshold_folds
         self.default_threshold = default_threshold
         self.max_iter = max_iter
 
-    def fit(self, X: ArrayLike, Y: ArrayLike, groups: ArrayLike | None = None) -> TropeClassifier:
-        """Fit one model per tag, then calibrate and choose thresholds by grouped CV.
+    def fit(
+        self,
+        X: ArrayLike,
+        Y: ArrayLike,
+        groups: ArrayLike | None = None,
+        texts: Sequence[str] | None = None,
+    ) -> TropeClassifier:
+        """Fit the views per tag, then standardise, calibrate and choose thresholds by CV.
 
         Args:
             X: Passage embeddings, shape ``(n, d)``.
             Y: Labels, shape ``(n, T)``: 1 present, 0 absent, -1 unknown.
             groups: Work id of each passage, shape ``(n,)``. With two or more distinct
-                groups, calibration and thresholds are cross-validated; otherwise scores
-                stay uncalibrated and the default threshold is used.
+                groups, standardisation, calibration and thresholds are cross-validated;
+                otherwise scores are standardised in-sample, stay uncalibrated, and the
+                default threshold is used.
+            texts: Passage texts, ``n`` strings (name-masked as at tagging time), for the
+                lexical view; ``None`` leaves it out.
 
         Returns:
             self
@@ -90,38 +135,74 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"Y must have shape (n_samples, n_tags); got {Y_.shape}")
         if self.tags is not None and len(self.tags) != Y_.shape[1]:
             raise ValueError(f"{len(self.tags)} tags given but Y has {Y_.shape[1]} columns")
-        P = self._prototypes(X_.shape[1], Y_.shape[1])
+        texts_ = self._check_texts(texts, X_.shape[0])
         self.classes_ = np.asarray(self.tags if self.tags is not None else range(Y_.shape[1]))
         self.n_features_in_ = X_.shape[1]
-        self.prototypes_ = P
-        self.estimators_, self.priors_ = self._fit_all(X_, Y_)
+        self.prototypes_ = self._prototypes(X_.shape[1], Y_.shape[1])
+        self.estimators_, self.vectorizer_, self.lexical_, self.priors_ = self._fit_views(
+            X_, Y_, texts_ if self.lexical_weight else None
+        )
         self.n_positives_ = (Y_ == 1).sum(axis=0).astype(np.int64)
         self.n_negatives_ = (Y_ == 0).sum(axis=0).astype(np.int64)
         self.calibration_ = np.tile([1.0, 0.0], (Y_.shape[1], 1))
         self.thresholds_ = np.full(Y_.shape[1], self.default_threshold, dtype=np.float64)
-        self._calibrate(X_, Y_, groups)
+        cv = groups is not None and len(np.unique(np.asarray(groups))) >= 2
+        if cv:
+            views = self._out_of_fold(X_, Y_, texts_, np.asarray(groups))
+        else:
+            views = self._views(self._fitted(), X_, texts_)
+        self.scale_ = _scale(views, Y_ != UNKNOWN)
+        if cv:
+            self._calibrate(self._combine(views), views, Y_)
         return self
 
-    def decision_function(self, X: ArrayLike) -> NDArray[np.float64]:
-        """Return uncalibrated per-tag scores (logit scale), shape ``(n, T)``."""
+    def decision_function(
+        self, X: ArrayLike, texts: Sequence[str] | None = None
+    ) -> NDArray[np.float64]:
+        """Return uncalibrated per-tag scores (logit scale), shape ``(n, T)``.
+
+        Args:
+            X: Passage embeddings, shape ``(n, d)``.
+            texts: The passages' texts, required when the classifier was fitted with them.
+        """
         check_is_fitted(self, "estimators_")
         X_ = check_array(X, dtype=np.float32)
         if X_.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {X_.shape[1]} features, but the classifier expects {self.n_features_in_}"
             )
-        return self._raw(self.estimators_, self.priors_, X_)
+        texts_ = self._check_texts(texts, X_.shape[0])
+        if self.vectorizer_ is not None and texts_ is None:
+            raise ValueError("this classifier reads passage texts too: pass texts=")
+        return self._combine(self._views(self._fitted(), X_, texts_))
 
-    def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
-        """Return calibrated per-tag probabilities, shape ``(n, T)``."""
-        raw = self.decision_function(X)
+    def predict_proba(
+        self, X: ArrayLike, texts: Sequence[str] | None = None
+    ) -> NDArray[np.float64]:
+        """Return calibrated per-tag probabilities, shape ``(n, T)`` (see :meth:`fit`)."""
+        raw = self.decision_function(X, texts)
         return _sigmoid(raw * self.calibration_[:, 0] + self.calibration_[:, 1])
 
-    def predict(self, X: ArrayLike) -> NDArray[np.int8]:
+    def predict(self, X: ArrayLike, texts: Sequence[str] | None = None) -> NDArray[np.int8]:
         """Return 0/1 tag decisions per passage, shape ``(n, T)``."""
-        return (self.predict_proba(X) >= self.thresholds_).astype(np.int8)
+        return (self.predict_proba(X, texts) >= self.thresholds_).astype(np.int8)
+
+    @property
+    def uses_texts(self) -> bool:
+        """Whether prediction needs the passages' texts (the lexical view was fitted)."""
+        check_is_fitted(self, "estimators_")
+        return self.vectorizer_ is not None
 
     # -- internals ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_texts(texts: Sequence[str] | None, n: int) -> list[str] | None:
+        if texts is None:
+            return None
+        out = list(texts)
+        if len(out) != n or not all(isinstance(t, str) for t in out):
+            raise ValueError(f"texts must be {n} strings, one per row of X")
+        return out
 
     def _prototypes(self, d: int, n_tags: int) -> NDArray[np.float32] | None:
         if self.prototypes is None:
@@ -131,82 +212,159 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"prototypes must have shape ({n_tags}, {d}); got {P.shape}")
         return P
 
-    def _similarity(self, X: NDArray[Any]) -> NDArray[np.float64] | None:
-        P = self.prototypes_
-        return None if P is None else np.asarray(X @ P.T, dtype=np.float64)
+    def _fitted(self) -> tuple[list[Any], Any, list[Any], NDArray[Any]]:
+        return self.estimators_, self.vectorizer_, self.lexical_, self.priors_
 
-    def _features(self, X: NDArray[Any], sim: NDArray[Any] | None, j: int) -> NDArray[Any]:
-        if sim is None:
-            return X
-        return np.hstack([X, self.prototype_feature * sim[:, j : j + 1]]).astype(np.float32)
+    def _logreg(self, C: float, sparse: bool = False) -> LogisticRegression:
+        if sparse:  # many more n-grams than rows: the dual problem is fast (50x lbfgs here)
+            return LogisticRegression(
+                C=C,
+                class_weight=self.class_weight,
+                max_iter=self.max_iter,
+                solver="liblinear",
+                dual=True,
+                random_state=0,
+            )
+        return LogisticRegression(C=C, class_weight=self.class_weight, max_iter=self.max_iter)
 
-    def _fit_all(self, X: NDArray[Any], Y: NDArray[np.int8]) -> tuple[list[Any], NDArray[Any]]:
-        sim = self._similarity(X)
-        estimators: list[Any] = []
-        priors = np.zeros(Y.shape[1], dtype=np.float64)
-        for j in range(Y.shape[1]):
+    def _fit_views(
+        self, X: NDArray[Any], Y: NDArray[np.int8], texts: list[str] | None
+    ) -> tuple[list[Any], Any, list[Any], NDArray[Any]]:
+        """Fit the embedding and lexical regressions of every tag with enough labels."""
+        T = Y.shape[1]
+        priors = np.zeros(T, dtype=np.float64)
+        learnable = []
+        for j in range(T):
+            y = Y[Y[:, j] != UNKNOWN, j]
+            priors[j] = float(y.mean()) if y.size else 0.0
+            learnable.append((y == 1).sum() >= self.min_positives and (y == 0).sum() >= 1)
+        vectorizer, V = None, None
+        if texts is not None and any(learnable):
+            vectorizer = TfidfVectorizer(
+                sublinear_tf=True,
+                ngram_range=self.ngram_range,
+                max_features=self.max_features,
+                min_df=min(self.min_df, len(texts)),
+                dtype=np.float64,
+            )
+            try:
+                V = vectorizer.fit_transform(texts)
+            except ValueError:  # no n-gram occurs often enough: no lexical view
+                vectorizer, V = None, None
+        embedding: list[Any] = []
+        lexical: list[Any] = []
+        for j in range(T):
+            if not learnable[j]:
+                embedding.append(None)
+                lexical.append(None)
+                continue
             known = Y[:, j] != UNKNOWN
             y = Y[known, j]
-            priors[j] = float(y.mean()) if y.size else 0.0
-            if (y == 1).sum() < self.min_positives or (y == 0).sum() < 1:
-                estimators.append(None)
-                continue
-            model = LogisticRegression(
-                C=self.C, class_weight=self.class_weight, max_iter=self.max_iter
+            embedding.append(self._logreg(self.C).fit(X[known], y))
+            lexical.append(
+                None if V is None else self._logreg(self.lexical_C, sparse=True).fit(V[known], y)
             )
-            estimators.append(model.fit(self._features(X[known], _rows(sim, known), j), y))
-        return estimators, priors
+        return embedding, vectorizer, lexical, priors
 
-    def _raw(self, estimators: list[Any], priors: NDArray[Any], X: NDArray[Any]) -> NDArray[Any]:
-        sim = self._similarity(X)
-        out = np.empty((X.shape[0], len(estimators)), dtype=np.float64)
-        for j, model in enumerate(estimators):
-            if model is not None:
-                out[:, j] = model.decision_function(self._features(X, sim, j))
-                if sim is not None:
-                    out[:, j] += self.prior_weight * SIMILARITY_SCALE * sim[:, j]
-            elif sim is not None:  # zero-shot: the definition alone
-                out[:, j] = SIMILARITY_SCALE * sim[:, j]
-            else:
-                p = min(max(priors[j], 1e-6), 1 - 1e-6)
-                out[:, j] = np.log(p / (1 - p))
+    def _views(
+        self,
+        fitted: tuple[list[Any], Any, list[Any], NDArray[Any]],
+        X: NDArray[Any],
+        texts: list[str] | None,
+    ) -> NDArray[np.float64]:
+        """Score every view, shape ``(3, n, T)``; NaN where a tag lacks that view."""
+        embedding, vectorizer, lexical, _ = fitted
+        n, T = X.shape[0], len(embedding)
+        out = np.full((3, n, T), np.nan)
+        V = None if vectorizer is None or texts is None else vectorizer.transform(texts)
+        for j in range(T):
+            if embedding[j] is not None:
+                out[_EMB, :, j] = embedding[j].decision_function(X)
+            if V is not None and lexical[j] is not None:
+                out[_LEX, :, j] = lexical[j].decision_function(V)
+        P = self.prototypes_
+        if P is not None:
+            sim = np.asarray(X @ P.T, dtype=np.float64)
+            out[_PROTO] = sim - sim.mean(axis=1, keepdims=True) if T > 1 else sim
         return out
 
-    def _calibrate(self, X: NDArray[Any], Y: NDArray[np.int8], groups: ArrayLike | None) -> None:
+    def _weights(self) -> NDArray[np.float64]:
+        return np.array([self.embedding_weight, self.lexical_weight, self.prototype_weight])
+
+    def _combine(self, views: NDArray[Any]) -> NDArray[np.float64]:
+        """Weighted sum of standardised views, shape ``(n, T)``.
+
+        A tag with no learned view scores from its prototype alone (zero-shot); a tag with
+        no view at all gets its training prevalence as a constant logit.
+        """
+        mean, std = self.scale_[:, :, 0], self.scale_[:, :, 1]
+        z = (views - mean[:, None, :]) / std[:, None, :]
+        learned = ~np.isnan(self.scale_[_EMB, :, 0])
+        w = np.repeat(self._weights()[:, None], len(learned), axis=1)
+        w[_PROTO, ~learned] = 1.0  # zero-shot: the prototype is all there is
+        raw = np.nansum(z * w[:, None, :], axis=0)
+        empty = np.all(np.isnan(self.scale_[:, :, 0]), axis=0)
+        if empty.any():
+            p = np.clip(self.priors_[empty], 1e-6, 1 - 1e-6)
+            raw[:, empty] = np.log(p / (1 - p))
+        return np.asarray(raw, dtype=np.float64)
+
+    def _out_of_fold(
+        self, X: NDArray[Any], Y: NDArray[np.int8], texts: list[str] | None, groups: NDArray[Any]
+    ) -> NDArray[np.float64]:
+        """Out-of-fold view scores, shape ``(3, n, T)``, with folds grouped by work."""
+        views = self._views(self._fitted(), X, texts)  # the prototype view needs no fitting
+        learned = np.full((3, *Y.shape), np.nan)
+        folds = GroupKFold(n_splits=min(self.threshold_folds, len(np.unique(groups))))
+        for train, test in folds.split(X, groups=groups):
+            sub = self._fit_views(
+                X[train], Y[train], None if texts is None else [texts[i] for i in train]
+            )
+            part = self._views(sub, X[test], None if texts is None else [texts[i] for i in test])
+            learned[:, test] = part
+        for j, model in enumerate(self.estimators_):
+            views[_EMB, :, j] = learned[_EMB, :, j] if model is not None else np.nan
+            lex = self.lexical_[j] is not None
+            views[_LEX, :, j] = learned[_LEX, :, j] if lex else np.nan
+        return views
+
+    def _calibrate(self, raw: NDArray[Any], views: NDArray[Any], Y: NDArray[np.int8]) -> None:
         learned = [j for j, m in enumerate(self.estimators_) if m is not None]
         zero_shot = [j for j, m in enumerate(self.estimators_) if m is None]
-        if groups is None or len(np.unique(np.asarray(groups))) < 2:
-            return  # nothing to cross-validate on: raw scores and default thresholds
-        groups_ = np.asarray(groups)
-        oof = np.full(Y.shape, np.nan)
-        folds = GroupKFold(n_splits=min(self.threshold_folds, len(np.unique(groups_))))
-        for train, test in folds.split(X, groups=groups_):
-            estimators, priors = self._fit_all(X[train], Y[train])
-            oof[test] = self._raw(estimators, priors, X[test])
         for j in learned:
-            ok = (Y[:, j] != UNKNOWN) & ~np.isnan(oof[:, j])
-            self.calibration_[j] = _platt(oof[ok, j], Y[ok, j])
-            prob = _sigmoid(oof[ok, j] * self.calibration_[j, 0] + self.calibration_[j, 1])
+            ok = (Y[:, j] != UNKNOWN) & ~np.isnan(raw[:, j])
+            self.calibration_[j] = _platt(raw[ok, j], Y[ok, j])
+            prob = _sigmoid(raw[ok, j] * self.calibration_[j, 0] + self.calibration_[j, 1])
             self.thresholds_[j] = best_f1_threshold(Y[ok, j], prob, self.default_threshold)
-        sim = self._similarity(X)
-        if sim is None or not zero_shot or not learned:
+        if self.prototypes_ is None or not zero_shot or not learned:
             return
         # Zero-shot tags borrow one calibration and threshold from the labelled tags'
-        # similarity-only scores.
-        raw = SIMILARITY_SCALE * sim[:, learned]
+        # standardised prototype scores.
+        mean, std = self.scale_[_PROTO, learned, 0], self.scale_[_PROTO, learned, 1]
+        z = (views[_PROTO][:, learned] - mean) / std
         ys = Y[:, learned]
         ok = ys != UNKNOWN
-        centred = raw - np.median(raw, axis=0)
-        a, b = _platt(centred[ok], ys[ok])
-        th = best_f1_threshold(ys[ok], _sigmoid(centred[ok] * a + b), self.default_threshold)
-        med = np.median(SIMILARITY_SCALE * sim, axis=0)
+        a, b = _platt(z[ok], ys[ok])
+        th = best_f1_threshold(ys[ok], _sigmoid(z[ok] * a + b), self.default_threshold)
         for j in zero_shot:
-            self.calibration_[j] = [a, b - a * med[j]]
+            self.calibration_[j] = [a, b]
             self.thresholds_[j] = th
 
 
-def _rows(sim: NDArray[Any] | None, mask: NDArray[Any]) -> NDArray[Any] | None:
-    return None if sim is None else sim[mask]
+def _scale(views: NDArray[Any], known: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """Per view and tag, the mean and standard deviation of the scores, shape ``(3, T, 2)``.
+
+    Only rows whose label for the tag is known count (all rows for a tag with none). NaN
+    where a tag lacks the view; a spread of zero becomes 1.
+    """
+    known = known | ~known.any(axis=0)
+    masked = np.where(known[None], views, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: the tag lacks the view
+        mean = np.nanmean(masked, axis=1)
+        std = np.nanstd(masked, axis=1)
+    std = np.where(np.isnan(std) | (std > 1e-12), std, 1.0)
+    return np.stack([mean, std], axis=-1).astype(np.float64)
 
 
 def _sigmoid(z: NDArray[Any]) -> NDArray[np.float64]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -128,6 +129,7 @@ def leave_one_work_out(
     groups: ArrayLike,
     test_mask: ArrayLike | None = None,
     top_k: int = 2,
+    texts: Sequence[str] | None = None,
 ) -> EvalReport:
     """Cross-validate by work: each test work's passages are never in its training fold.
 
@@ -143,6 +145,7 @@ def leave_one_work_out(
         groups: Work id per row, shape ``(n,)``.
         test_mask: Rows that may be tested, shape ``(n,)`` (default: all).
         top_k: Passages pooled for the work-level view.
+        texts: Row texts for the classifier's lexical view (``None``: none).
 
     Returns:
         Per-tag metrics (``note`` says "not enough data" where numbers mean nothing).
@@ -150,7 +153,7 @@ def leave_one_work_out(
     groups_ = np.asarray(groups)
     mask = _mask(test_mask, len(groups_))
     folds = [[g] for g in dict.fromkeys(groups_[mask])]
-    scores, decisions, works = _out_of_fold(estimator, X, Y, groups_, mask, folds, top_k)
+    scores, decisions, works = _out_of_fold(estimator, X, Y, groups_, mask, folds, top_k, texts)
     rows = _metrics(_tags(estimator, np.asarray(Y)), Y, scores, decisions, mask)
     return EvalReport(tags=rows, works=works, n_folds=len(folds))
 
@@ -164,6 +167,7 @@ def grouped_kfold(
     n_splits: int = 5,
     repeats: int = 3,
     random_state: int = 0,
+    texts: Sequence[str] | None = None,
 ) -> EvalReport:
     """Repeated k-fold cross-validation over groups (works never straddle folds).
 
@@ -180,6 +184,7 @@ def grouped_kfold(
         n_splits: Folds per repeat.
         repeats: Repeats with different shuffles.
         random_state: Seed of the shuffles.
+        texts: Row texts for the classifier's lexical view (``None``: none).
     """
     groups_ = np.asarray(groups)
     mask = _mask(test_mask, len(groups_))
@@ -192,11 +197,15 @@ def grouped_kfold(
     for _ in range(repeats):
         order = unique[rng.permutation(len(unique))]
         folds = [list(order[i::k]) for i in range(k)]
-        scores, decisions, _ = _out_of_fold(estimator, X, Y_, groups_, mask, folds, 2)
+        scores, decisions, _ = _out_of_fold(estimator, X, Y_, groups_, mask, folds, 2, texts)
         per_repeat.append(_metrics(tags, Y_, scores, decisions, mask))
     rows = [_average([rep[j] for rep in per_repeat]) for j in range(len(tags))]
     scheme = f"grouped {k}-fold CV x {repeats} repeats"
     return EvalReport(tags=rows, works=[], n_folds=k * repeats, scheme=scheme)
+
+
+def _rows(texts: Sequence[str] | None, mask: NDArray[np.bool_]) -> list[str] | None:
+    return None if texts is None else [t for t, m in zip(texts, mask, strict=True) if m]
 
 
 def _mask(test_mask: ArrayLike | None, n: int) -> NDArray[np.bool_]:
@@ -215,6 +224,7 @@ def _out_of_fold(
     mask: NDArray[np.bool_],
     folds: list[list[Any]],
     top_k: int,
+    texts: Sequence[str] | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.int8], list[WorkCheck]]:
     """Fit a clone per fold (its groups held out) and score the fold's test rows."""
     X_ = np.asarray(X, dtype=np.float32)
@@ -226,9 +236,14 @@ def _out_of_fold(
     for fold in folds:
         held = np.isin(groups, np.array(fold, dtype=groups.dtype))
         test, train = mask & held, ~held
-        model = clone(estimator).fit(X_[train], Y_[train], groups=groups[train])
-        proba = model.predict_proba(X_[test])
-        scores[test] = proba
+        model = clone(estimator).fit(
+            X_[train], Y_[train], groups=groups[train], texts=_rows(texts, train)
+        )
+        test_texts = _rows(texts, test)
+        proba = model.predict_proba(X_[test], test_texts)
+        # AP ranks by the raw score: calibration is a per-fold monotone map, and pooled
+        # over folds its fold-to-fold differences would count as ranking errors.
+        scores[test] = model.decision_function(X_[test], test_texts)
         decisions[test] = proba >= model.thresholds_
         if len(fold) == 1:  # one work held out: also compare work-level tags
             known = Y_[test] != UNKNOWN

@@ -114,6 +114,11 @@ class Tagger:
             return split_passages(work, count_words, _FALLBACK_BUDGET)
         return split_passages(work, counter, int(getattr(self.encoder, "max_tokens", 254)))
 
+    def texts(self, passages: Sequence[Passage], work: Work | None = None) -> list[str]:
+        """Return the texts the model reads: the passages, names masked if the model masks."""
+        names = work_names(work) if (self.mask_names and work is not None) else {}
+        return [mask(p.text, names) for p in passages]
+
     def embed(self, passages: Sequence[Passage], work: Work | None = None) -> NDArray[np.float32]:
         """Embed passages (of ``work``, whose names are masked if the model masks names).
 
@@ -122,9 +127,7 @@ class Tagger:
         """
         if not passages:
             return np.zeros((0, self.classifier.n_features_in_), dtype=np.float32)
-        names = work_names(work) if (self.mask_names and work is not None) else {}
-        texts = [mask(p.text, names) for p in passages]
-        X = np.asarray(self.encoder.embed(texts), dtype=np.float32)
+        X = np.asarray(self.encoder.embed(self.texts(passages, work)), dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != self.classifier.n_features_in_:
             raise TropemlError(
                 f"encoder gives {X.shape[-1]}-d embeddings; the model expects "
@@ -197,9 +200,11 @@ class Tagger:
         source: str | None = None,
     ) -> WorkResult:
         """Tag a work whose passages are already embedded (``X``: shape ``(n, d)``)."""
-        scores = (
-            self.classifier.predict_proba(X) if len(passages) else np.zeros((0, len(self.tags)))
-        )
+        if len(passages):
+            texts = self.texts(passages, work) if self.classifier.uses_texts else None
+            scores = self.classifier.predict_proba(X, texts)
+        else:
+            scores = np.zeros((0, len(self.tags)))
         work_scores = pool_scores(scores, self.top_k) if len(passages) else np.zeros(len(self.tags))
         prom = prominence(scores, self.thresholds, [p.end - p.start for p in passages])
         tags = []

@@ -28,6 +28,8 @@ class Trope:
         definition: What must happen in a passage for the tag to apply.
         related: Ids of related tropes.
         spoiler: Whether the tag gives the plot away.
+        scenes: Short sketches of scenes that show the trope; embedded with the definition
+            as the trope's prototype.
     """
 
     id: str
@@ -36,6 +38,7 @@ class Trope:
     definition: str
     related: tuple[str, ...] = ()
     spoiler: bool = False
+    scenes: tuple[str, ...] = ()
 
     @property
     def description(self) -> str:
@@ -137,7 +140,7 @@ def _parse_trope(entry: Any, where: str) -> Trope:
     for key in ("name", "definition"):
         if not isinstance(entry.get(key), str) or not entry[key].strip():
             raise TropemlError(f"{where} ({tid}): '{key}' must be a non-empty string")
-    for key in ("synonyms", "related"):
+    for key in ("synonyms", "related", "scenes"):
         value = entry.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise TropemlError(f"{where} ({tid}): '{key}' must be a list of strings")
@@ -151,4 +154,5 @@ def _parse_trope(entry: Any, where: str) -> Trope:
         definition=" ".join(entry["definition"].split()),
         related=tuple(entry.get("related", [])),
         spoiler=spoiler,
+        scenes=tuple(" ".join(v.split()) for v in entry.get("scenes", []) if v.strip()),
     )

@@ -54,6 +54,11 @@ class TrainingSet:
     def __len__(self) -> int:
         return len(self.chunks)
 
+    @property
+    def texts(self) -> list[str]:
+        """Each row's text (its chunks joined), for the classifier's lexical view."""
+        return [" ".join(row) for row in self.chunks]
+
     def counts(self, kind: str | None = None) -> dict[str, int]:
         """Return positive rows per tag (optionally of one kind)."""
         rows = [i for i, k in enumerate(self.kinds) if kind is None or k == kind]
@@ -139,8 +144,28 @@ def embed_training_set(ts: TrainingSet, encoder: Any) -> NDArray[np.float32]:
 
 
 def embed_prototypes(taxonomy: Taxonomy, encoder: Any) -> NDArray[np.float32]:
-    """Embed each trope's name and definition: the prototypes, shape ``(T, d)``."""
-    return np.asarray(encoder.embed([t.description for t in taxonomy.values()]), np.float32)
+    """Embed each trope's prototype, shape ``(T, d)``, rows L2-normalised.
+
+    A prototype is the normalised sum of the embedded name-and-definition and the
+    normalised mean of the embedded scene sketches (the definition alone where a trope has
+    no scenes). Definitions say what counts; scenes show it the way stories tell it.
+    """
+    tropes = list(taxonomy.values())
+    scenes = [s for t in tropes for s in t.scenes]
+    vectors = np.asarray(encoder.embed([t.description for t in tropes] + scenes), np.float32)
+    out = _unit(vectors[: len(tropes)])
+    pos = len(tropes)
+    for i, trope in enumerate(tropes):
+        if trope.scenes:
+            mean = _unit(vectors[pos : pos + len(trope.scenes)].mean(axis=0, keepdims=True))
+            out[i] = _unit(out[i : i + 1] + mean)[0]
+            pos += len(trope.scenes)
+    return out
+
+
+def _unit(V: NDArray[np.float32]) -> NDArray[np.float32]:
+    norms = np.linalg.norm(V, axis=1, keepdims=True)
+    return np.asarray(V / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
 @dataclass
@@ -218,8 +243,10 @@ def run_protocol(
     if not any(mask):
         return None
     if protocol == "works":
-        return leave_one_work_out(classifier, prepared.X, ts.Y, ts.groups, mask, top_k=top_k)
-    return grouped_kfold(classifier, prepared.X, ts.Y, ts.groups, mask)
+        return leave_one_work_out(
+            classifier, prepared.X, ts.Y, ts.groups, mask, top_k=top_k, texts=ts.texts
+        )
+    return grouped_kfold(classifier, prepared.X, ts.Y, ts.groups, mask, texts=ts.texts)
 
 
 def evaluate(
@@ -283,7 +310,7 @@ def train(
     clf = TropeClassifier(tags=ts.tags, prototypes=prepared.prototypes, C=C)
     report = run_protocol(prepared, clf, "works", top_k)
     exemplar_report = run_protocol(prepared, clf, "exemplars", top_k)
-    clf.fit(prepared.X, ts.Y, groups=ts.groups)
+    clf.fit(prepared.X, ts.Y, groups=ts.groups, texts=ts.texts)
     folder = None
     if out is not None:
         config = _config(name, clf, ts, prepared.encoder, top_k, report, exemplar_report)
@@ -385,12 +412,13 @@ Tags fan-fiction passages with tropes and rolls them up to work-level tags with 
 - Encoder: `{enc["name"]}` ({enc["version"]}), {enc["dimension"]}-d, {enc["max_tokens"]} tokens
   per passage (plus special tokens).
 - Names: character and place names are replaced by neutral stand-ins before embedding.
-- Head: one balanced logistic regression per tag over the passage embedding and its
-  similarity to the tag's embedded definition, blended with that similarity
-  (`tropeml.TropeClassifier`, saved with skops, loaded with an allow-list of types). Tags
-  without labels are predicted zero-shot from their definition.
-- Calibration and thresholds: per tag, Platt scaling and the F1-maximising threshold on
-  out-of-fold scores, folds grouped by work.
+- Head (`tropeml.TropeClassifier`, saved with skops, loaded with an allow-list of types):
+  per tag, three views summed after standardisation: a balanced logistic regression on the
+  passage embedding, one on TF-IDF words of the masked passage text, and the
+  passage's similarity to the tag's prototype (embedded definition and scene sketches),
+  centred across tags. Tags without labels are predicted zero-shot from the prototype.
+- Standardisation, calibration and thresholds: per tag, from out-of-fold scores with folds
+  grouped by work (Platt scaling, then the F1-maximising threshold).
 - Work score: mean of the {config["rollup"]["top_k"]} best passage scores; prominence is the
   share of the work's text in passages over the threshold.
 - Training data: {ts.kinds.count(SEED)} labelled passages of
