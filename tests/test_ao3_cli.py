@@ -24,12 +24,14 @@ def audit_model(tiny_model: Path, tmp_path: Path) -> Path:
     """The tiny model with hand-set thresholds (as a user may set them in config.json).
 
     The hashing encoder's tiny model scores swords on any rainy text; a high sword threshold
-    keeps these tests about the audit, not about that model's quality.
+    keeps these tests about the audit, not about that model's quality. The fics here are
+    four passages long, so one cake passage pools (top-2 mean) to about 0.5: 0.4 lets
+    chapter 2 carry the tag.
     """
     folder = tmp_path / "audit-model"
     shutil.copytree(tiny_model, folder)
     config = json.loads((folder / "config.json").read_text())
-    config["thresholds"] = {"rain": 0.5, "cake": 0.5, "sword": 0.97}
+    config["thresholds"] = {"rain": 0.4, "cake": 0.4, "sword": 0.97}
     (folder / "config.json").write_text(json.dumps(config))
     return folder
 
@@ -43,8 +45,8 @@ def download(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     return write_epub(tmp_path / "work.epub", AUDIT_TAGS)
 
 
-def test_tag_reports_chapter_aware_evidence(tiny_model: Path, download: Path) -> None:
-    result = run("tag", download, "--model", tiny_model, "--json")
+def test_tag_reports_chapter_aware_evidence(audit_model: Path, download: Path) -> None:
+    result = run("tag", download, "--model", audit_model, "--json")
     assert result.exit_code == 0, all_text(result)
     (obj,) = json_lines(result.stdout)
     tags = {t["id"]: t for t in obj["tags"]}
@@ -54,7 +56,7 @@ def test_tag_reports_chapter_aware_evidence(tiny_model: Path, download: Path) ->
     for tag in obj["tags"]:
         for ev in tag["evidence"]:
             assert ev["chapter"] in CHAPTER_TITLES
-    table = run("tag", download, "--model", tiny_model)
+    table = run("tag", download, "--model", audit_model)
     assert table.exit_code == 0, all_text(table)
     assert "Chapter 2: Flour" in table.stdout
 

@@ -54,7 +54,8 @@ def score_work(tagger: Tagger, work: Work, source: str | None = None) -> ScoredW
     passages = tagger.passages(work)
     X = tagger.embed(passages, work)
     if passages:
-        scores = np.asarray(tagger.classifier.predict_proba(X), dtype=np.float64)
+        texts = tagger.texts(passages, work) if tagger.classifier.uses_texts else None
+        scores = np.asarray(tagger.classifier.predict_proba(X, texts), dtype=np.float64)
     else:
         scores = np.zeros((0, len(tagger.tags)))
     return ScoredWork(work, passages, X, scores, tagger.tag_embedded(work, passages, X, source))

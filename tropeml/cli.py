@@ -196,6 +196,7 @@ def tag(
             text_column=text_column,
             id_column=id_column,
             max_bytes=max_bytes,
+            spoilers=spoilers,
         )
     else:
         records = iter_records(paths, text_column, id_column, max_bytes)

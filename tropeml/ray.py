@@ -49,12 +49,14 @@ class TagActor:
         cache: bool | str,
         max_bytes: int,
         text_column: str,
+        spoilers: bool = True,
     ) -> None:
         from tropeml.tagger import load
 
         self.tagger = load(model, backend=backend, cache=cache)
         self.max_bytes = max_bytes
         self.text_column = text_column
+        self.spoilers = spoilers
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
         """Tag a batch (columns ``id`` and ``path`` or the text column); one JSON line each."""
@@ -71,6 +73,7 @@ class TagActor:
             except TropemlError as exc:
                 lines[i] = json.dumps({"id": rid, "error": str(exc)}, ensure_ascii=False)
         for i, result in zip(at, self.tagger.tag_many(works, [ids[i] for i in at]), strict=True):
+            result = result if self.spoilers else result.without_spoilers()
             lines[i] = json.dumps(Outcome(ids[i], result=result).to_dict(), ensure_ascii=False)
         return {"id": ids, "line": lines}
 
@@ -123,6 +126,7 @@ def tag_with_ray(
     id_column: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     actor_cpus: float = 1.0,
+    spoilers: bool = True,
 ) -> Iterator[Outcome]:
     """Tag a corpus with Ray Data; same results, in the same order, as the local engine.
 
@@ -141,6 +145,7 @@ def tag_with_ray(
         max_bytes: Refuse fic files larger than this.
         actor_cpus: CPUs each actor reserves. Leave the cluster some CPUs beyond
             ``actors * actor_cpus``: Ray Data's read tasks need them too.
+        spoilers: Keep spoiler tags in ``tags`` (``False``: moved to ``hidden_spoilers``).
 
     Yields:
         One :class:`~tropeml.corpus.Outcome` per work not already in ``out``.
@@ -158,7 +163,7 @@ def tag_with_ray(
     model_dir = str(Path(model).resolve()) if model is not None else None
     tagged = ds.map_batches(
         TagActor,
-        fn_constructor_args=(model_dir, backend, cache, max_bytes, text_column),
+        fn_constructor_args=(model_dir, backend, cache, max_bytes, text_column, spoilers),
         batch_size=batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=actors),

@@ -423,17 +423,21 @@ def retrain(
 
     X_base = np.concatenate(Xs).astype(np.float32)
     Y_base = np.concatenate(blocks).astype(np.int8)
+    texts_base = [" ".join(c) for c in chunks]
     clf = TropeClassifier(tags=tags, prototypes=prepared.prototypes, C=C)
 
     def fit_with(selected: list[NDArray[np.int8]], rows: list[WorkRows]) -> TropeClassifier:
-        X, Y, g = _stack(X_base, Y_base, groups, rows, selected)
-        fitted: TropeClassifier = clone(clf).fit(X, Y, groups=g)
+        X, Y, g, t = _stack(X_base, Y_base, groups, rows, selected, texts_base)
+        fitted: TropeClassifier = clone(clf).fit(X, Y, groups=g, texts=t)
         return fitted
 
-    model = clone(clf).fit(X_base, Y_base, groups=groups)
+    model = clone(clf).fit(X_base, Y_base, groups=groups, texts=texts_base)
     selected: list[NDArray[np.int8]] = []
     for _ in range(max(1, mil_rounds) if work_rows else 0):
-        selected = [mil_targets(model.predict_proba(w.X), w.positive, mil_top_k) for w in work_rows]
+        selected = [
+            mil_targets(model.predict_proba(w.X, w.chunks), w.positive, mil_top_k)
+            for w in work_rows
+        ]
         model = fit_with(selected, work_rows)
 
     # The combined training set (work rows: only the chosen passages carry a label).
@@ -442,7 +446,7 @@ def retrain(
         chunks += [[c] for c, k in zip(w.chunks, keep, strict=True) if k]
         groups += [w.group] * int(keep.sum())
         kinds += [WORK] * int(keep.sum())
-    X_all, Y_all, _ = _stack(X_base, Y_base, [], work_rows, selected, only_labelled=True)
+    X_all, Y_all, _, _ = _stack(X_base, Y_base, [], work_rows, selected, texts_base)
     combined = TrainingSet(
         chunks,
         Y_all,
@@ -463,6 +467,7 @@ def retrain(
         else _work_checks(
             X_base,
             Y_base,
+            texts_base,
             groups[: len(Y_base)],
             work_rows,
             selected,
@@ -507,20 +512,23 @@ def _stack(
     groups: list[str],
     rows: list[WorkRows],
     selected: list[NDArray[np.int8]],
-    only_labelled: bool = True,
-) -> tuple[NDArray[np.float32], NDArray[np.int8], list[str]]:
-    Xs, Ys, g = [X_base], [Y_base], list(groups)
+    texts_base: list[str],
+) -> tuple[NDArray[np.float32], NDArray[np.int8], list[str], list[str]]:
+    """The base rows plus each work's labelled passages: X, Y, groups and texts."""
+    Xs, Ys, g, texts = [X_base], [Y_base], list(groups), list(texts_base)
     for w, Y_w in zip(rows, selected, strict=True):
-        keep = (Y_w != UNKNOWN).any(axis=1) if only_labelled else np.ones(len(Y_w), bool)
+        keep = (Y_w != UNKNOWN).any(axis=1)
         Xs.append(w.X[keep])
         Ys.append(Y_w[keep])
         g += [w.group] * int(keep.sum())
-    return np.concatenate(Xs).astype(np.float32), np.concatenate(Ys).astype(np.int8), g
+        texts += [c for c, k in zip(w.chunks, keep, strict=True) if k]
+    return np.concatenate(Xs).astype(np.float32), np.concatenate(Ys).astype(np.int8), g, texts
 
 
 def _work_checks(
     X_base: NDArray[np.float32],
     Y_base: NDArray[np.int8],
+    texts_base: list[str],
     groups: list[str],
     rows: list[WorkRows],
     selected: list[NDArray[np.int8]],
@@ -534,9 +542,9 @@ def _work_checks(
     for i, w in enumerate(rows[:limit]):
         others = [r for r_i, r in enumerate(rows) if r_i != i]
         sel = [s for s_i, s in enumerate(selected) if s_i != i]
-        X, Y, g = _stack(X_base, Y_base, groups, others, sel)
-        model = clone(clf).fit(X, Y, groups=g)
-        pooled = pool_scores(model.predict_proba(w.X), top_k)
+        X, Y, g, t = _stack(X_base, Y_base, groups, others, sel, texts_base)
+        model = clone(clf).fit(X, Y, groups=g, texts=t)
+        pooled = pool_scores(model.predict_proba(w.X, w.chunks), top_k)
         predicted = [t for j, t in enumerate(tags) if pooled[j] >= model.thresholds_[j]]
         checks.append(WorkCheck(w.group, [tags[j] for j in w.positive], predicted))
     return checks
