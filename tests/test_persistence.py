@@ -21,8 +21,10 @@ from tropeml.persistence import (
     CARD_FILE,
     CONFIG_FILE,
     FORMAT_VERSION,
+    HASHED_FILES,
     HEAD_FILE,
     TAXONOMY_FILE,
+    content_hash,
     load_model,
     read_config,
     reproducible_skops,
@@ -53,17 +55,32 @@ def model(tiny_model: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(tiny_model, tmp_path / "model"))
 
 
-def edit_config(folder: Path, change: Callable[[dict[str, Any]], None]) -> None:
+def edit_config(
+    folder: Path, change: Callable[[dict[str, Any]], None], reseal: bool = True
+) -> None:
+    """Edit config.json; ``reseal`` records fresh hashes, as a deliberate forger would."""
     config = json.loads((folder / CONFIG_FILE).read_text())
     change(config)
+    if reseal:
+        seal(folder, config)
     (folder / CONFIG_FILE).write_text(json.dumps(config))
+
+
+def seal(folder: Path, config: dict[str, Any]) -> None:
+    """Record the current files' hashes and the content hash in ``config`` (if it has them)."""
+    if isinstance(config.get("head"), dict) and (folder / HEAD_FILE).is_file():
+        config["head"]["sha256"] = sha256_file(folder / HEAD_FILE)
+    if isinstance(config.get("files"), dict):
+        for name in HASHED_FILES:
+            if (folder / name).is_file():
+                config["files"][name] = sha256_file(folder / name)
+        config["content_sha256"] = content_hash(config)
 
 
 def replace_head(folder: Path, data: bytes) -> None:
     """Write a new head and record its hash, so only the checks after the hash can stop it."""
     (folder / HEAD_FILE).write_bytes(data)
-    digest = sha256_file(folder / HEAD_FILE)
-    edit_config(folder, lambda c: c["head"].update(sha256=digest))
+    edit_config(folder, lambda c: None)
 
 
 def fitted_classifier(tags: list[str], d: int = 16) -> TropeClassifier:
@@ -180,7 +197,8 @@ def test_save_over_existing_folder_replaces_it(
     assert not (folder / "stale.txt").exists()
     assert (folder / CARD_FILE).read_text() == "new card"
     assert load_model(folder)[1]["name"] == "second"
-    assert sorted(p.name for p in folder.parent.iterdir()) == ["m"]  # no temporary folders
+    # no temporary folders; the lock file stays (deleting a lock file races other lockers)
+    assert sorted(p.name for p in folder.parent.iterdir()) == [".m.lock", "m"]
 
 
 def test_failed_save_keeps_the_old_folder(
@@ -192,7 +210,7 @@ def test_failed_save_keeps_the_old_folder(
         save_model(folder, clf, config_for(clf), tmp_path / "missing.toml", "new card")
     assert (folder / CARD_FILE).read_text() == "old card"
     load_model(folder)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".m.lock", "m"]
 
 
 def test_saved_folder_is_not_private(
@@ -275,7 +293,7 @@ def test_config_missing_field(model: Path, field: str) -> None:
 
 def test_config_field_of_wrong_type(model: Path) -> None:
     edit_config(model, lambda c: c.update(tags="rain"))
-    with pytest.raises(TropemlError, match="field 'tags' missing or not a list"):
+    with pytest.raises(TropemlError, match="'tags' must be a non-empty list"):
         load_model(model)
 
 
@@ -373,7 +391,7 @@ def test_tags_that_do_not_match_the_head(model: Path) -> None:
 
 def test_missing_taxonomy(model: Path) -> None:
     (model / TAXONOMY_FILE).unlink()
-    with pytest.raises(TropemlError, match="taxonomy file not found"):
+    with pytest.raises(TropemlError, match=r"tropes\.toml: missing from the model folder"):
         load_model(model)
 
 
@@ -381,6 +399,7 @@ def test_taxonomy_without_a_model_tag(model: Path) -> None:
     toml = (model / TAXONOMY_FILE).read_text()
     start = toml.index('[[trope]]\nid = "sword"')
     (model / TAXONOMY_FILE).write_text(toml[:start])
+    edit_config(model, lambda c: None)
     with pytest.raises(TropemlError, match="unknown tag\\(s\\) 'sword'") as info:
         load_model(model)
     assert str(model / CONFIG_FILE) in str(info.value)
