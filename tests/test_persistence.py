@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import skops.io as sio
+from conftest import edit_config
 from sklearn.linear_model import LogisticRegression
 
 from tropeml._io import append_line, atomic_write_bytes
@@ -21,10 +22,8 @@ from tropeml.persistence import (
     CARD_FILE,
     CONFIG_FILE,
     FORMAT_VERSION,
-    HASHED_FILES,
     HEAD_FILE,
     TAXONOMY_FILE,
-    content_hash,
     load_model,
     read_config,
     reproducible_skops,
@@ -53,28 +52,6 @@ class Evil:
 @pytest.fixture
 def model(tiny_model: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(tiny_model, tmp_path / "model"))
-
-
-def edit_config(
-    folder: Path, change: Callable[[dict[str, Any]], None], reseal: bool = True
-) -> None:
-    """Edit config.json; ``reseal`` records fresh hashes, as a deliberate forger would."""
-    config = json.loads((folder / CONFIG_FILE).read_text())
-    change(config)
-    if reseal:
-        seal(folder, config)
-    (folder / CONFIG_FILE).write_text(json.dumps(config))
-
-
-def seal(folder: Path, config: dict[str, Any]) -> None:
-    """Record the current files' hashes and the content hash in ``config`` (if it has them)."""
-    if isinstance(config.get("head"), dict) and (folder / HEAD_FILE).is_file():
-        config["head"]["sha256"] = sha256_file(folder / HEAD_FILE)
-    if isinstance(config.get("files"), dict):
-        for name in HASHED_FILES:
-            if (folder / name).is_file():
-                config["files"][name] = sha256_file(folder / name)
-        config["content_sha256"] = content_hash(config)
 
 
 def replace_head(folder: Path, data: bytes) -> None:
