@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import io
 import json
@@ -388,12 +389,19 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+@functools.cache
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    Draft202012Validator.check_schema(CONFIG_SCHEMA)
+    return Draft202012Validator(CONFIG_SCHEMA)
+
+
 def _check_schema(config: dict[str, Any], path: Path) -> None:
     """Raise a one-line :class:`TropemlError` for the first way ``config`` breaks the schema."""
-    from jsonschema import Draft202012Validator
     from jsonschema.exceptions import best_match
 
-    error = best_match(Draft202012Validator(CONFIG_SCHEMA).iter_errors(config))
+    error = best_match(_validator().iter_errors(config))
     if error is None:
         return
     where = ".".join(str(p) for p in error.absolute_path)
