@@ -22,8 +22,10 @@ from tropeml.persistence import (
     CARD_FILE,
     CONFIG_FILE,
     FORMAT_VERSION,
+    HASHED_FILES,
     HEAD_FILE,
     TAXONOMY_FILE,
+    content_hash,
     load_model,
     read_config,
     reproducible_skops,
@@ -380,3 +382,67 @@ def test_taxonomy_without_a_model_tag(model: Path) -> None:
     with pytest.raises(TropemlError, match="unknown tag\\(s\\) 'sword'") as info:
         load_model(model)
     assert str(model / CONFIG_FILE) in str(info.value)
+
+
+# swapping folders, leftovers of killed saves, format 1 folders
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["atomic-exchange", "two-renames"])
+def test_save_replaces_with_or_without_atomic_exchange(
+    tmp_path: Path,
+    tiny_model: Path,
+    clf: TropeClassifier,
+    monkeypatch: pytest.MonkeyPatch,
+    exchange: bool,
+) -> None:
+    if not exchange:
+        monkeypatch.setattr("tropeml.persistence._exchange", lambda a, b: False)
+    folder = tmp_path / "m"
+    save_model(folder, clf, config_for(clf), tiny_model / TAXONOMY_FILE, "old card")
+    save_model(folder, clf, config_for(clf), tiny_model / TAXONOMY_FILE, "new card")
+    assert (folder / CARD_FILE).read_text() == "new card"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".m.lock", "m"]
+
+
+def test_next_save_restores_and_clears_what_a_killed_save_left(
+    tmp_path: Path, tiny_model: Path, clf: TropeClassifier
+) -> None:
+    folder = tmp_path / "m"
+    save_model(folder, clf, config_for(clf), tiny_model / TAXONOMY_FILE, "old card")
+    (tmp_path / ".m.new-abc").mkdir()  # a half-written new folder
+    folder.rename(tmp_path / ".m.old-def")  # killed between the two renames
+    with pytest.raises(
+        TropemlError, match=r"interrupted save left the previous model in .*old-def"
+    ):
+        load_model(folder)
+    with pytest.raises(FileNotFoundError):  # this save fails too, after the recovery
+        save_model(folder, clf, config_for(clf), tmp_path / "missing.toml", "new card")
+    assert (folder / CARD_FILE).read_text() == "old card"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".m.lock", "m"]
+
+
+def test_format_1_folder_without_content_hash_still_loads(model: Path) -> None:
+    def downgrade(config: dict[str, Any]) -> None:
+        config.update(format_version=1)
+        del config["files"], config["content_sha256"]
+
+    edit_config(model, downgrade)
+    assert load_model(model)[1]["format_version"] == 1
+
+
+def test_format_2_folder_needs_its_hashes(model: Path) -> None:
+    edit_config(model, lambda c: c.pop("content_sha256"), reseal=False)
+    with pytest.raises(TropemlError, match="field 'content_sha256' missing"):
+        load_model(model)
+
+
+def test_saved_config_fits_the_schema_and_records_hashes(model: Path) -> None:
+    config = read_config(model)
+    assert config["format_version"] == FORMAT_VERSION == 2
+    assert config["files"] == {name: sha256_file(model / name) for name in HASHED_FILES}
+    assert config["content_sha256"] == content_hash(config)
+
+
+def test_thresholds_can_still_be_edited_by_hand(model: Path) -> None:
+    edit_config(model, lambda c: c["thresholds"].update(rain=0.9), reseal=False)
+    assert load_model(model)[1]["thresholds"]["rain"] == 0.9
