@@ -21,6 +21,7 @@ from tropeml.errors import TropemlError
 from tropeml.persistence import (
     CARD_FILE,
     CONFIG_FILE,
+    CONFIG_SCHEMA,
     FORMAT_VERSION,
     HASHED_FILES,
     HEAD_FILE,
@@ -251,19 +252,7 @@ def test_config_not_a_model_config(model: Path, config: str) -> None:
         load_model(model)
 
 
-@pytest.mark.parametrize(
-    "field",
-    [
-        "format_version",
-        "tropeml_version",
-        "name",
-        "tags",
-        "thresholds",
-        "encoder",
-        "rollup",
-        "head",
-    ],
-)
+@pytest.mark.parametrize("field", [f for f in CONFIG_SCHEMA["required"] if f != "format"])
 def test_config_missing_field(model: Path, field: str) -> None:
     edit_config(model, lambda c: c.pop(field))
     with pytest.raises(TropemlError, match=f"field '{field}' missing"):
