@@ -319,3 +319,9 @@ def test_files_on_disk_match_decode_bytes(tmp_path: Path) -> None:
         check,
         QUICK,
     )
+
+
+@pytest.mark.parametrize("text", [')\n"', '***\n"\nShe left.', "~~~\n...\n"])
+def test_scene_break_does_not_swallow_the_next_line(text: str) -> None:
+    """Found by the fuzzer: a separator line ate a following line of punctuation."""
+    check_passages(Work(text=text), 40)
