@@ -220,7 +220,7 @@ TEXT_CASES = [
     Case("missing-file", "no such file", _tag_file(None, "nowhere.txt")),
     Case("unreadable-file", "permission denied", _unreadable_file),
     Case("dir-of-unreadable-files", "permission denied", _dir_of_unreadable),
-    Case("dir-without-txt", "no .txt files", _dir_without_txt),
+    Case("dir-without-txt", "directory holds no", _dir_without_txt),
     Case("broken-symlink", "broken symbolic link", _broken_symlink),
     Case("symlink-loop", "cannot read", _symlink_loop),
     Case("directory-as-file", "is a directory", _directory_to_read_work, API),
