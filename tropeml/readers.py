@@ -163,7 +163,7 @@ def read_work(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Work:
                 )
             with p.open("rb") as fh:
                 head = fh.read(min(_SNIFF, max_bytes + 1))
-                if _binary_start(head):  # refused before the rest is read
+                if _binary_start(head) and not head.startswith(b"PK"):  # not a ZIP/EPUB
                     raise TropemlError(f"{source}: looks like a binary file, not text")
                 data = head + fh.read(max_bytes + 1 - len(head))
         except FileNotFoundError:
