@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tropeml.encoders import HashingEncoder
+from tropeml.persistence import CONFIG_FILE, HASHED_FILES, HEAD_FILE, content_hash, sha256_file
 from tropeml.training import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,3 +139,25 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_root(tmp_path: Path) -> Path:
     write_tiny_data(tmp_path)
     return tmp_path
+
+
+def edit_config(
+    folder: Path, change: Callable[[dict[str, Any]], None], reseal: bool = True
+) -> None:
+    """Edit config.json; ``reseal`` records fresh hashes, as a deliberate forger would."""
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    change(config)
+    if reseal:
+        seal(folder, config)
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+
+
+def seal(folder: Path, config: dict[str, Any]) -> None:
+    """Record the current files' hashes and the content hash in ``config`` (if it has them)."""
+    if isinstance(config.get("head"), dict) and (folder / HEAD_FILE).is_file():
+        config["head"]["sha256"] = sha256_file(folder / HEAD_FILE)
+    if isinstance(config.get("files"), dict):
+        for name in HASHED_FILES:
+            if (folder / name).is_file():
+                config["files"][name] = sha256_file(folder / name)
+        config["content_sha256"] = content_hash(config)

@@ -559,7 +559,7 @@ def test_train_replaces_an_existing_model(
     result = run("train", "--data", tiny_root / "data", "--root", tiny_root, "--out", out)
     assert result.exit_code == 0, all_text(result)
     assert not (out / "stale.txt").exists()
-    assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == [".m.lock"]
 
 
 def test_eval_json(hashing_train: None, tiny_root: Path) -> None:

@@ -183,6 +183,7 @@ def test_save_load_round_trip_gives_identical_scores(
 ) -> None:
     classifier, config, _ = load_model(default_model_dir())
     kept = {"format", "format_version", "tropeml_version", "head", "packages"}
+    kept |= {"files", "content_sha256"}
     folder = save_model(
         tmp_path / "copy",
         classifier,

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import skops.io as sio
+from conftest import edit_config
 from sklearn.linear_model import LogisticRegression
 
 from tropeml._io import append_line, atomic_write_bytes
@@ -20,9 +21,12 @@ from tropeml.errors import TropemlError
 from tropeml.persistence import (
     CARD_FILE,
     CONFIG_FILE,
+    CONFIG_SCHEMA,
     FORMAT_VERSION,
+    HASHED_FILES,
     HEAD_FILE,
     TAXONOMY_FILE,
+    content_hash,
     load_model,
     read_config,
     reproducible_skops,
@@ -53,17 +57,10 @@ def model(tiny_model: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(tiny_model, tmp_path / "model"))
 
 
-def edit_config(folder: Path, change: Callable[[dict[str, Any]], None]) -> None:
-    config = json.loads((folder / CONFIG_FILE).read_text())
-    change(config)
-    (folder / CONFIG_FILE).write_text(json.dumps(config))
-
-
 def replace_head(folder: Path, data: bytes) -> None:
     """Write a new head and record its hash, so only the checks after the hash can stop it."""
     (folder / HEAD_FILE).write_bytes(data)
-    digest = sha256_file(folder / HEAD_FILE)
-    edit_config(folder, lambda c: c["head"].update(sha256=digest))
+    edit_config(folder, lambda c: None)
 
 
 def fitted_classifier(tags: list[str], d: int = 16) -> TropeClassifier:
@@ -180,7 +177,8 @@ def test_save_over_existing_folder_replaces_it(
     assert not (folder / "stale.txt").exists()
     assert (folder / CARD_FILE).read_text() == "new card"
     assert load_model(folder)[1]["name"] == "second"
-    assert sorted(p.name for p in folder.parent.iterdir()) == ["m"]  # no temporary folders
+    # no temporary folders; the lock file stays (deleting a lock file races other lockers)
+    assert sorted(p.name for p in folder.parent.iterdir()) == [".m.lock", "m"]
 
 
 def test_failed_save_keeps_the_old_folder(
@@ -192,7 +190,7 @@ def test_failed_save_keeps_the_old_folder(
         save_model(folder, clf, config_for(clf), tmp_path / "missing.toml", "new card")
     assert (folder / CARD_FILE).read_text() == "old card"
     load_model(folder)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".m.lock", "m"]
 
 
 def test_saved_folder_is_not_private(
@@ -254,19 +252,7 @@ def test_config_not_a_model_config(model: Path, config: str) -> None:
         load_model(model)
 
 
-@pytest.mark.parametrize(
-    "field",
-    [
-        "format_version",
-        "tropeml_version",
-        "name",
-        "tags",
-        "thresholds",
-        "encoder",
-        "rollup",
-        "head",
-    ],
-)
+@pytest.mark.parametrize("field", [f for f in CONFIG_SCHEMA["required"] if f != "format"])
 def test_config_missing_field(model: Path, field: str) -> None:
     edit_config(model, lambda c: c.pop(field))
     with pytest.raises(TropemlError, match=f"field '{field}' missing"):
@@ -275,7 +261,7 @@ def test_config_missing_field(model: Path, field: str) -> None:
 
 def test_config_field_of_wrong_type(model: Path) -> None:
     edit_config(model, lambda c: c.update(tags="rain"))
-    with pytest.raises(TropemlError, match="field 'tags' missing or not a list"):
+    with pytest.raises(TropemlError, match="'tags' must be a non-empty list"):
         load_model(model)
 
 
@@ -373,7 +359,7 @@ def test_tags_that_do_not_match_the_head(model: Path) -> None:
 
 def test_missing_taxonomy(model: Path) -> None:
     (model / TAXONOMY_FILE).unlink()
-    with pytest.raises(TropemlError, match="taxonomy file not found"):
+    with pytest.raises(TropemlError, match=r"tropes\.toml: missing from the model folder"):
         load_model(model)
 
 
@@ -381,6 +367,71 @@ def test_taxonomy_without_a_model_tag(model: Path) -> None:
     toml = (model / TAXONOMY_FILE).read_text()
     start = toml.index('[[trope]]\nid = "sword"')
     (model / TAXONOMY_FILE).write_text(toml[:start])
+    edit_config(model, lambda c: None)
     with pytest.raises(TropemlError, match="unknown tag\\(s\\) 'sword'") as info:
         load_model(model)
     assert str(model / CONFIG_FILE) in str(info.value)
+
+
+# swapping folders, leftovers of killed saves, format 1 folders
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["atomic-exchange", "two-renames"])
+def test_save_replaces_with_or_without_atomic_exchange(
+    tmp_path: Path,
+    tiny_model: Path,
+    clf: TropeClassifier,
+    monkeypatch: pytest.MonkeyPatch,
+    exchange: bool,
+) -> None:
+    if not exchange:
+        monkeypatch.setattr("tropeml.persistence._exchange", lambda a, b: False)
+    folder = tmp_path / "m"
+    save_model(folder, clf, config_for(clf), tiny_model / TAXONOMY_FILE, "old card")
+    save_model(folder, clf, config_for(clf), tiny_model / TAXONOMY_FILE, "new card")
+    assert (folder / CARD_FILE).read_text() == "new card"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".m.lock", "m"]
+
+
+def test_next_save_restores_and_clears_what_a_killed_save_left(
+    tmp_path: Path, tiny_model: Path, clf: TropeClassifier
+) -> None:
+    folder = tmp_path / "m"
+    save_model(folder, clf, config_for(clf), tiny_model / TAXONOMY_FILE, "old card")
+    (tmp_path / ".m.new-abc").mkdir()  # a half-written new folder
+    folder.rename(tmp_path / ".m.old-def")  # killed between the two renames
+    with pytest.raises(
+        TropemlError, match=r"interrupted save left the previous model in .*old-def"
+    ):
+        load_model(folder)
+    with pytest.raises(FileNotFoundError):  # this save fails too, after the recovery
+        save_model(folder, clf, config_for(clf), tmp_path / "missing.toml", "new card")
+    assert (folder / CARD_FILE).read_text() == "old card"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".m.lock", "m"]
+
+
+def test_format_1_folder_without_content_hash_still_loads(model: Path) -> None:
+    def downgrade(config: dict[str, Any]) -> None:
+        config.update(format_version=1)
+        del config["files"], config["content_sha256"]
+
+    edit_config(model, downgrade)
+    assert load_model(model)[1]["format_version"] == 1
+
+
+def test_format_2_folder_needs_its_hashes(model: Path) -> None:
+    edit_config(model, lambda c: c.pop("content_sha256"), reseal=False)
+    with pytest.raises(TropemlError, match="field 'content_sha256' missing"):
+        load_model(model)
+
+
+def test_saved_config_fits_the_schema_and_records_hashes(model: Path) -> None:
+    config = read_config(model)
+    assert config["format_version"] == FORMAT_VERSION == 2
+    assert config["files"] == {name: sha256_file(model / name) for name in HASHED_FILES}
+    assert config["content_sha256"] == content_hash(config)
+
+
+def test_thresholds_can_still_be_edited_by_hand(model: Path) -> None:
+    edit_config(model, lambda c: c["thresholds"].update(rain=0.9), reseal=False)
+    assert load_model(model)[1]["thresholds"]["rain"] == 0.9

@@ -113,7 +113,16 @@ def test_wrong_number_of_embeddings(tagger: Tagger) -> None:
 
 
 def test_encoder_of_the_wrong_dimension(tiny_model: Path) -> None:
-    tagger = Tagger.from_pretrained(tiny_model, encoder=HashingEncoder(32), cache=False)
+    with pytest.raises(TropemlError, match="expects 64-d embeddings but encoder 'hashing-32'"):
+        Tagger.from_pretrained(tiny_model, encoder=HashingEncoder(32), cache=False)
+
+
+def test_encoder_that_does_not_say_its_dimension(tiny_model: Path) -> None:
+    class Quiet:
+        def embed(self, texts: list[str]) -> np.ndarray:
+            return HashingEncoder(32).embed(texts)
+
+    tagger = Tagger.from_pretrained(tiny_model, encoder=Quiet(), cache=False)
     with pytest.raises(TropemlError, match="32-d embeddings; the model expects 64-d"):
         tagger.tag(story())
 

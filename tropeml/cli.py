@@ -132,6 +132,16 @@ def _report(exc: TropemlError) -> int:
     return 1
 
 
+EncoderOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--encoder",
+        help="Encoder: a sentence-transformers model name or local folder, or hashing-<d> "
+        "(fast, meaning-blind; for tests). Default: all-MiniLM-L6-v2. Kept in the model.",
+    ),
+]
+
+
 @app.command()
 @friendly_errors
 def tag(
@@ -442,9 +452,16 @@ def train(
             "--no-eval", help="Skip the cross-validation (faster; the card has no metrics)."
         ),
     ] = False,
+    encoder: EncoderOpt = None,
 ) -> None:
-    """Train a model from labelled data (and AO3 downloads, answers) into a model folder."""
+    """Train a model from labelled data (and AO3 downloads, answers) into a model folder.
+
+    Two trains into the same folder run one after the other: the second waits, and says so.
+    """
+    from tropeml.encoders import load_encoder
     from tropeml.retrain import is_data_dir, retrain
+
+    enc = load_encoder(encoder) if encoder else None
 
     paths = list(data or [Path("data")])
     if len(paths) == 1 and is_data_dir(paths[0]) and not no_eval:  # the plain case
@@ -452,7 +469,15 @@ def train(
         from tropeml.training import train as run_train
 
         guard_default(out, root, overwrite_default)
-        result = run_train(paths[0], root, out, cache=not no_cache, name=name or out.name)
+        result = run_train(
+            paths[0],
+            root,
+            out,
+            encoder=enc,
+            cache=not no_cache,
+            name=name or out.name,
+            on_lock_wait=lambda message: typer.echo(f"tropeml: {message}", err=True),
+        )
         embedded, reused, rows = result.embedded, result.reused, len(result.training_set)
         reports = (result.report, result.exemplar_report)
     else:
@@ -460,6 +485,7 @@ def train(
             paths,
             root=root,
             out=out,
+            encoder=enc,
             cache=not no_cache,
             name=name or out.name,
             overwrite_default=overwrite_default,
@@ -503,14 +529,16 @@ def evaluate(
     ] = "works",
     no_cache: NoCacheOpt = False,
     backend: BackendOpt = "torch",
+    encoder: EncoderOpt = None,
 ) -> None:
     """Cross-validated evaluation: per-tag precision, recall, F1, AP and support."""
     from tropeml.encoders import load_encoder
     from tropeml.training import evaluate as run_evaluate
 
     # torch is what training uses; another backend swaps in the same model run differently
-    encoder = None if backend == "torch" else load_encoder(None, backend=backend)
-    report = run_evaluate(data, root, encoder=encoder, protocol=protocol, cache=not no_cache)
+    enc = None if backend == "torch" else load_encoder(None, backend=backend)
+    enc = load_encoder(encoder) if encoder else enc
+    report = run_evaluate(data, root, encoder=enc, protocol=protocol, cache=not no_cache)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     elif markdown:

@@ -44,7 +44,7 @@ def find_names(text: str) -> dict[str, str]:
     Returns:
         Mapping from each name to its stand-in.
     """
-    lower = {w for w in _LOWER.findall(text)}
+    lower = {m.group() for m in _LOWER.finditer(text)}  # no list of every word: O(vocabulary)
     mid_sentence: Counter[str] = Counter()
     total: Counter[str] = Counter()
     for m in _WORD.finditer(text):

@@ -20,7 +20,7 @@ TokenCounter = Callable[[list[str]], list[int]]
 # Blank means holding only spaces, tabs or other Unicode spaces (AO3 copies hold U+00A0).
 _BLANK_RUN = re.compile(r"\n[^\S\n]*\n(?:[^\S\n]*\n)+")
 _SEPARATOR = re.compile(
-    r"^[^\S\n]*(?:[^\w\s\"'“”‘’(\[]\W*|[oO0]{3,}|[xX]{3,}|(?:[oO0][ \t]*){3,})[^\S\n]*$", re.M
+    r"^[^\S\n]*(?:[^\w\s\"'“”‘’(\[][^\w\n]*|[oO0]{3,}|[xX]{3,}|(?:[oO0][ \t]*){3,})[^\S\n]*$", re.M
 )
 _NUMBER = (
     r"(?:\d+|[ivxlcdm]+|(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"

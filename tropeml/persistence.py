@@ -1,13 +1,20 @@
 """Model folders: ``config.json`` + ``head.skops`` + ``tropes.toml`` + ``README.md``.
 
 No pickles: the classifier is saved with skops and loaded only if every type in the file
-is on an explicit allow-list, so a tampered head is refused before anything is built. The
-head's SHA-256 is recorded in ``config.json`` and checked on load.
+is on an explicit allow-list, so a tampered head is refused before anything is built.
+``config.json`` is validated against :data:`CONFIG_SCHEMA`, and records the SHA-256 of the
+head and the taxonomy plus a content hash over them and the config fields that must agree
+with the head; all are checked on load.
+
+A folder is written to a temporary sibling and swapped in whole (an atomic exchange where the
+OS offers one), under a lock, so a killed or concurrent write never leaves a broken model.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import hashlib
 import io
 import json
@@ -16,38 +23,116 @@ import re
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from tropeml._imports import skops_io
-from tropeml._io import fsync_write
+from tropeml._io import fsync_dir, fsync_write
 from tropeml._version import __version__
 from tropeml.classifier import TropeClassifier
 from tropeml.errors import TropemlError
 from tropeml.taxonomy import Taxonomy
 
 FORMAT = "tropeml-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2 added ``files`` and ``content_sha256``; folders of format 1 (head hash only) still load."""
 HEAD_FILE = "head.skops"
 CONFIG_FILE = "config.json"
 TAXONOMY_FILE = "tropes.toml"
 CARD_FILE = "README.md"
 
 TRUSTED_TYPES = frozenset({"tropeml.classifier.TropeClassifier"})
-"""Types a head may hold beyond skops' defaults (numpy arrays, scikit-learn estimators)."""
+"""tropeml's own types a head may hold (skops does not know them)."""
 
-_REQUIRED = {
-    "format": str,
-    "format_version": int,
-    "tropeml_version": str,
-    "name": str,
-    "tags": list,
-    "thresholds": dict,
-    "encoder": dict,
-    "rollup": dict,
-    "head": dict,
+ALLOWED_MODULES = ("numpy", "sklearn")
+"""Besides :data:`TRUSTED_TYPES` and :data:`ALLOWED_BUILTINS`, a head may only name types and
+functions from these packages, and only those that skops also trusts by default."""
+
+_BUILTINS = "bool bytes complex dict float frozenset int list NoneType set slice str tuple"
+ALLOWED_BUILTINS = frozenset(f"builtins.{name}" for name in _BUILTINS.split())
+
+HASHED_FILES = (HEAD_FILE, TAXONOMY_FILE)
+"""Files whose SHA-256 a model folder records (the card is documentation, not checked)."""
+
+HASHED_FIELDS = ("format", "format_version", "tags", "encoder", "mask_names", "files")
+"""Config fields covered by ``content_sha256``. Thresholds, name and roll-up settings are
+left out so they can be edited by hand."""
+
+_SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+_POSITIVE = {"type": "integer", "minimum": 1}
+CONFIG_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "tropeml model config.json",
+    "type": "object",
+    "required": [
+        "format",
+        "format_version",
+        "tropeml_version",
+        "name",
+        "tags",
+        "thresholds",
+        "encoder",
+        "rollup",
+        "head",
+    ],
+    "properties": {
+        "format": {"const": FORMAT},
+        "format_version": {"type": "integer", "minimum": 1, "maximum": FORMAT_VERSION},
+        "tropeml_version": {"type": "string"},
+        "name": {"type": "string"},
+        "tags": {
+            "type": "array",
+            "minItems": 1,
+            "uniqueItems": True,
+            "items": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
+            "message": "'tags' must be a non-empty list of distinct tag ids",
+        },
+        "thresholds": {
+            "type": "object",
+            "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1},
+            "message": "'thresholds' must map tag ids to numbers between 0 and 1",
+        },
+        "encoder": {
+            "type": "object",
+            "required": ["name", "dimension"],
+            "properties": {
+                "name": {"type": "string", "minLength": 1},
+                "dimension": _POSITIVE,
+                "max_tokens": _POSITIVE,
+            },
+        },
+        "rollup": {
+            "type": "object",
+            "properties": {
+                "top_k": {**_POSITIVE, "message": "'rollup.top_k' must be a positive integer"},
+                "max_evidence": {
+                    **_POSITIVE,
+                    "message": "'rollup.max_evidence' must be a positive integer",
+                },
+            },
+        },
+        "mask_names": {"type": "boolean"},
+        "head": {
+            "type": "object",
+            "required": ["sha256"],
+            "properties": {"file": {"const": HEAD_FILE}, "sha256": _SHA256},
+        },
+        "files": {
+            "type": "object",
+            "required": list(HASHED_FILES),
+            "additionalProperties": False,
+            "properties": {name: _SHA256 for name in HASHED_FILES},
+        },
+        "content_sha256": _SHA256,
+    },
+    "if": {"properties": {"format_version": {"minimum": 2}}},
+    "then": {"required": ["files", "content_sha256"]},
 }
+"""JSON Schema of ``config.json``; a ``message`` member gives the error for its subtree."""
+
+LockWaiter = Callable[[str], None]
 
 
 def package_versions() -> dict[str, str]:
@@ -109,10 +194,15 @@ def save_model(
 ) -> Path:
     """Write a model folder, replacing any old one only once the new one is complete.
 
+    The new folder is written and fsynced beside the old one, then swapped in with one
+    atomic exchange (two renames where the OS has no exchange). A kill at any moment leaves
+    either the old folder or the new one, never a mix. The folder's lock is held throughout.
+
     Args:
         folder: Target folder.
         classifier: A fitted :class:`TropeClassifier`.
-        config: Everything for ``config.json`` except ``format*``, ``head`` and versions.
+        config: Everything for ``config.json`` except ``format*``, ``head``, ``files``,
+            ``content_sha256`` and versions.
         taxonomy_path: The taxonomy the tags come from (copied into the folder).
         card: The model card (Markdown).
 
@@ -123,115 +213,249 @@ def save_model(
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.new-", dir=folder.parent))
-    try:
-        head = tmp / HEAD_FILE
-        fsync_write(head, reproducible_skops(sio.dumps(classifier)))
-        full = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "tropeml_version": __version__,
-            **config,
-            "head": {"file": HEAD_FILE, "sha256": sha256_file(head)},
-            "packages": package_versions(),
-        }
-        fsync_write(tmp / CONFIG_FILE, (json.dumps(full, indent=2) + "\n").encode())
-        fsync_write(tmp / TAXONOMY_FILE, Path(taxonomy_path).read_bytes())
-        fsync_write(tmp / CARD_FILE, card.encode())
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a model folder is not
-        old = None
-        if folder.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
-            old.rmdir()
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with model_lock(folder):
+        _clean_leftovers(folder)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.new-", dir=folder.parent))
+        try:
+            fsync_write(tmp / HEAD_FILE, reproducible_skops(sio.dumps(classifier)))
+            fsync_write(tmp / TAXONOMY_FILE, Path(taxonomy_path).read_bytes())
+            files = {name: sha256_file(tmp / name) for name in HASHED_FILES}
+            full = {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "tropeml_version": __version__,
+                **config,
+                "head": {"file": HEAD_FILE, "sha256": files[HEAD_FILE]},
+                "files": files,
+                "packages": package_versions(),
+            }
+            full["content_sha256"] = content_hash(full)
+            fsync_write(tmp / CONFIG_FILE, (json.dumps(full, indent=2) + "\n").encode())
+            fsync_write(tmp / CARD_FILE, card.encode())
+            umask = os.umask(0)
+            os.umask(umask)
+            tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a model folder is not
+            fsync_dir(tmp)
+            if folder.exists() and _exchange(tmp, folder):
+                fsync_dir(folder.parent)  # tmp now holds the old model
+            else:
+                old = None
+                if folder.exists():  # no atomic exchange: keep the old folder aside meanwhile
+                    old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
+                    old.rmdir()
+                    os.replace(folder, old)
+                os.replace(tmp, folder)
+                fsync_dir(folder.parent)
+                if old is not None:
+                    os.replace(old, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 
-def read_config(folder: str | Path) -> dict[str, Any]:
-    """Read and validate a model folder's ``config.json``.
+def content_hash(config: dict[str, Any]) -> str:
+    """Return the SHA-256 over the config fields in :data:`HASHED_FIELDS` (canonical JSON)."""
+    covered = {key: config.get(key) for key in HASHED_FIELDS}
+    blob = json.dumps(covered, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(blob.encode("ascii")).hexdigest()
+
+
+def lock_path(folder: str | Path) -> Path:
+    """Return the lock file that guards writes to a model folder (a hidden sibling)."""
+    folder = Path(folder)
+    return folder.parent / f".{folder.name}.lock"
+
+
+@contextlib.contextmanager
+def model_lock(
+    folder: str | Path, timeout: float = -1, on_wait: LockWaiter | None = None
+) -> Iterator[None]:
+    """Hold the write lock of a model folder (re-entrant within a process).
+
+    Args:
+        folder: The model folder.
+        timeout: Seconds to wait for another writer; ``-1``: as long as it takes.
+        on_wait: Called with a one-line message if another process holds the lock.
 
     Raises:
-        TropemlError: If the folder or file is missing, not JSON, lacks a field, or was
-            written by a newer, incompatible tropeml.
+        TropemlError: If the lock is still held by another process after ``timeout``.
+    """
+    from filelock import FileLock, Timeout
+
+    folder = Path(folder)
+    path = lock_path(folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path), is_singleton=True)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if timeout == 0:
+            raise TropemlError(
+                f"{folder}: another tropeml process is writing this model folder "
+                f"(lock {path}); try again when it has finished"
+            ) from None
+        if on_wait is not None:
+            on_wait(
+                f"{folder}: another tropeml process is writing this model folder; "
+                f"waiting for it to finish (lock {path})"
+            )
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout:
+            raise TropemlError(
+                f"{folder}: still locked by another tropeml process after {timeout:g} s "
+                f"(lock {path})"
+            ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _clean_leftovers(folder: Path) -> None:
+    """Remove the temporary folders a killed save left beside ``folder`` (lock held).
+
+    If the folder itself is gone but an ``.old-`` copy survives (a kill between the two
+    renames of the fallback swap), that copy is the last complete model: it is put back.
+    """
+    leftovers = sorted(folder.parent.glob(f".{folder.name}.new-*"))
+    olds = sorted(folder.parent.glob(f".{folder.name}.old-*"))
+    if olds and not folder.exists():
+        os.replace(olds.pop(), folder)
+    for path in leftovers + olds:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2``); ``False`` where that is unsupported."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    renameat2.restype = ctypes.c_int
+    c_int, c_path = ctypes.c_int, ctypes.c_char_p
+    renameat2.argtypes = [c_int, c_path, c_int, c_path, ctypes.c_uint]
+    rc = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return bool(rc == 0)
+
+
+def read_config(folder: str | Path) -> dict[str, Any]:
+    """Read and validate a model folder's ``config.json`` against :data:`CONFIG_SCHEMA`.
+
+    Raises:
+        TropemlError: If the folder or file is missing, not JSON, does not fit the schema,
+            or was written by a newer, incompatible tropeml.
     """
     folder = Path(folder)
     if not folder.is_dir():
+        stranded = sorted(folder.parent.glob(f".{folder.name}.old-*"))
+        if stranded and not folder.exists():
+            raise TropemlError(
+                f"{folder}: model folder not found, but an interrupted save left the previous "
+                f"model in {stranded[-1]}: rename it back (or save again)"
+            )
         raise TropemlError(f"{folder}: model folder not found")
     path = folder / CONFIG_FILE
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        config = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
     except FileNotFoundError:
         raise TropemlError(f"{path}: missing; not a tropeml model folder") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise TropemlError(f"{path}: unreadable config ({exc})") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise TropemlError(f"{path}: not a tropeml model config")
-    for key, kind in _REQUIRED.items():
-        if not isinstance(config.get(key), kind):
-            raise TropemlError(f"{path}: field {key!r} missing or not a {kind.__name__}")
-    if config["format_version"] > FORMAT_VERSION:
+    version = config.get("format_version")
+    if (
+        isinstance(version, (int, float))
+        and not isinstance(version, bool)
+        and version > FORMAT_VERSION
+    ):
         raise TropemlError(
-            f"{path}: model format {config['format_version']} was written by tropeml "
-            f"{config['tropeml_version']}; this tropeml ({__version__}) reads up to "
+            f"{path}: model format {version} was written by tropeml "
+            f"{config.get('tropeml_version', '?')}; this tropeml ({__version__}) reads up to "
             f"{FORMAT_VERSION}. Upgrade tropeml."
         )
-    tags = config["tags"]
-    if not tags or not all(isinstance(t, str) for t in tags):
-        raise TropemlError(f"{path}: 'tags' must be a non-empty list of tag ids")
-    if set(config["thresholds"]) != set(tags):
+    _check_schema(config, path)
+    if set(config["thresholds"]) != set(config["tags"]):
         raise TropemlError(f"{path}: 'thresholds' must give one threshold per tag")
-    if not all(_is_number(v) and 0 <= v <= 1 for v in config["thresholds"].values()):
-        raise TropemlError(f"{path}: 'thresholds' must be numbers between 0 and 1")
-    for key in ("top_k", "max_evidence"):
-        value = config["rollup"].get(key, 1)
-        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-            raise TropemlError(f"{path}: 'rollup.{key}' must be a positive integer")
     return config
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+@functools.cache
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    Draft202012Validator.check_schema(CONFIG_SCHEMA)
+    return Draft202012Validator(CONFIG_SCHEMA)
+
+
+def _check_schema(config: dict[str, Any], path: Path) -> None:
+    """Raise a one-line :class:`TropemlError` for the first way ``config`` breaks the schema."""
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator().iter_errors(config))
+    if error is None:
+        return
+    where = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "required":
+        missing = next(k for k in error.validator_value if k not in error.instance)
+        raise TropemlError(f"{path}: field {'.'.join(filter(None, (where, missing)))!r} missing")
+    message, node = None, CONFIG_SCHEMA
+    for part in error.absolute_schema_path:  # the innermost "message" on the way wins
+        message = node.get("message", message) if isinstance(node, dict) else message
+        node = node[part]
+    raise TropemlError(f"{path}: {message or f'field {where!r}: {error.message}'}")
 
 
 def load_model(folder: str | Path) -> tuple[TropeClassifier, dict[str, Any], Taxonomy]:
     """Load a model folder safely.
 
+    Nothing from the head is built before its hash matches the config and every type it
+    names is on the allow-list (:data:`TRUSTED_TYPES`, :data:`ALLOWED_BUILTINS`, and what
+    skops trusts of :data:`ALLOWED_MODULES`).
+
     Returns:
         The classifier, the config and the model's taxonomy.
 
     Raises:
-        TropemlError: On a missing or corrupt file, a head whose hash does not match the
-            config, a head holding a type not on the allow-list, or a head that does not
-            fit the config (tags, embedding dimension).
+        TropemlError: On a missing or corrupt file, a file or config field whose hash does
+            not match the one recorded, a head holding a type not on the allow-list, or a
+            head that does not fit the config (tags, embedding dimension).
     """
     sio = skops_io()
 
     folder = Path(folder)
     config = read_config(folder)
-    if config["head"].get("file", HEAD_FILE) != HEAD_FILE:
-        raise TropemlError(f"{folder / CONFIG_FILE}: head file must be {HEAD_FILE!r}")
     head = folder / HEAD_FILE
     if not head.is_file():
         raise TropemlError(f"{head}: classifier head missing")
-    if sha256_file(head) != config["head"].get("sha256"):
-        raise TropemlError(f"{head}: does not match the hash in config.json (corrupt or altered)")
-    try:
-        untrusted = sio.get_untrusted_types(file=head)
-    except Exception as exc:
-        raise TropemlError(f"{head}: not a readable skops file ({type(exc).__name__})") from None
-    refused = sorted(set(untrusted) - TRUSTED_TYPES)
+    recorded = {HEAD_FILE: config["head"]["sha256"], **config.get("files", {})}
+    for name, digest in recorded.items():
+        if not (folder / name).is_file():
+            raise TropemlError(f"{folder / name}: missing from the model folder")
+        if sha256_file(folder / name) != digest:
+            raise TropemlError(
+                f"{folder / name}: does not match the hash in config.json (corrupt or altered)"
+            )
+    if "content_sha256" in config and content_hash(config) != config["content_sha256"]:
+        raise TropemlError(
+            f"{folder / CONFIG_FILE}: fields {', '.join(HASHED_FIELDS)} do not match the "
+            "content hash recorded when the model was saved (corrupt or altered)"
+        )
+    refused = untrusted_types(head)
     if refused:
         raise TropemlError(f"{head}: refusing to load untrusted type(s): {', '.join(refused)}")
     try:
-        classifier = sio.load(head, trusted=sorted(set(untrusted)))
+        trusted = sorted(set(sio.get_untrusted_types(file=head)))
+        classifier = sio.load(head, trusted=trusted)
     except Exception as exc:
         raise TropemlError(f"{head}: cannot load classifier ({type(exc).__name__})") from None
     if not isinstance(classifier, TropeClassifier):
@@ -247,3 +471,42 @@ def load_model(folder: str | Path) -> tuple[TropeClassifier, dict[str, Any], Tax
     taxonomy = Taxonomy.load(folder / TAXONOMY_FILE)
     taxonomy.check_ids(list(config["tags"]), str(folder / CONFIG_FILE))
     return classifier, config, taxonomy
+
+
+def untrusted_types(head: str | Path) -> list[str]:
+    """Return the types and functions a skops file names that tropeml will not load.
+
+    Only the file's schema is read; nothing is built. A name passes if it is one of
+    :data:`TRUSTED_TYPES` or :data:`ALLOWED_BUILTINS`, or if it comes from one of
+    :data:`ALLOWED_MODULES` and skops trusts it by default.
+
+    Raises:
+        TropemlError: If the file is not a readable skops file.
+    """
+    sio = skops_io()
+
+    head = Path(head)
+    try:
+        skops_untrusted = set(sio.get_untrusted_types(file=head))
+        with zipfile.ZipFile(head) as z:
+            schema = json.loads(z.read("schema.json"))
+    except Exception as exc:
+        raise TropemlError(f"{head}: not a readable skops file ({type(exc).__name__})") from None
+    names: set[str] = set(skops_untrusted)
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            module, cls = node.get("__module__"), node.get("__class__")
+            if isinstance(module, str) and isinstance(cls, str):
+                names.add(f"{module}.{cls}")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return sorted(name for name in names if not _allowed(name, skops_untrusted))
+
+
+def _allowed(name: str, skops_untrusted: set[str]) -> bool:
+    if name in TRUSTED_TYPES or name in ALLOWED_BUILTINS:
+        return True
+    return name.split(".")[0] in ALLOWED_MODULES and name not in skops_untrusted

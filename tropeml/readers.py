@@ -39,6 +39,13 @@ DEFAULT_MAX_BYTES = 50_000_000
 
 _AO3_HEADER = re.compile(r"\A\s*Work Header\s*\n(?P<head>.*?)^\s*Work Text:\s*$\n?", re.M | re.S)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+_SNIFF = 8192  # bytes looked at to tell text from binary
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+def _binary_start(data: bytes) -> bool:
+    """Whether a file's first bytes hold a NUL without a Unicode BOM: a binary file."""
+    return b"\x00" in data[:_SNIFF] and not data.startswith((*_UTF16_BOMS, codecs.BOM_UTF8))
 
 
 def decode_bytes(data: bytes, where: str) -> str:
@@ -51,12 +58,12 @@ def decode_bytes(data: bytes, where: str) -> str:
     """
     if not data:
         raise TropemlError(f"{where}: file is empty")
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+    if _binary_start(data):
+        raise TropemlError(f"{where}: looks like a binary file, not text")
+    if data.startswith(_UTF16_BOMS):
         text = _decode(data, "utf-16", where)
     elif data.startswith(codecs.BOM_UTF8):
         text = _decode(data, "utf-8-sig", where)
-    elif b"\x00" in data[:8192]:
-        raise TropemlError(f"{where}: looks like a binary file, not text")
     else:
         try:
             text = data.decode("utf-8")
@@ -155,8 +162,15 @@ def read_work(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Work:
                     "(raise it with --max-bytes)"
                 )
             with p.open("rb") as fh:
-                data = fh.read(max_bytes + 1)
+                head = fh.read(min(_SNIFF, max_bytes + 1))
+                if _binary_start(head) and not head.startswith(b"PK"):  # not a ZIP/EPUB
+                    raise TropemlError(f"{source}: looks like a binary file, not text")
+                data = head + fh.read(max_bytes + 1 - len(head))
         except FileNotFoundError:
+            if p.is_symlink():
+                raise TropemlError(
+                    f"{source}: broken symbolic link (to {os.readlink(p)})"
+                ) from None
             raise TropemlError(f"{source}: no such file") from None
         except PermissionError:
             raise TropemlError(f"{source}: permission denied") from None

@@ -10,11 +10,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from tropeml.classifier import TropeClassifier
-from tropeml.encoders import CachedEncoder, load_encoder
+from tropeml.encoders import CachedEncoder, encoder_id, load_encoder
 from tropeml.errors import TropemlError
 from tropeml.masking import mask, work_names
 from tropeml.passages import count_words, split_passages
-from tropeml.persistence import load_model
+from tropeml.persistence import CONFIG_FILE, load_model
 from tropeml.readers import DEFAULT_MAX_BYTES, expand_paths, parse_text, read_work
 from tropeml.resources import default_model_dir
 from tropeml.rollup import evidence_order, pool_scores, prominence
@@ -91,8 +91,19 @@ class Tagger:
         """
         folder = Path(path) if path is not None else default_model_dir()
         classifier, config, taxonomy = load_model(folder)
+        where = folder / CONFIG_FILE
         if encoder is None:
-            encoder = load_encoder(config["encoder"].get("name"), backend=backend)
+            try:
+                encoder = load_encoder(config["encoder"].get("name"), backend=backend)
+            except TropemlError as exc:
+                raise TropemlError(f"{where}: {exc}") from None
+        else:
+            dim = getattr(encoder, "dimension", None)
+            if isinstance(dim, int) and dim != classifier.n_features_in_:
+                raise TropemlError(
+                    f"{where}: the model expects {classifier.n_features_in_}-d embeddings but "
+                    f"encoder {encoder_id(encoder)!r} gives {dim}-d"
+                )
         if cache:
             encoder = CachedEncoder(encoder, None if cache is True else Path(str(cache)))
         rollup = config["rollup"]
@@ -158,11 +169,19 @@ class Tagger:
         if embeddings is None:
             X = self.embed(passages, work)
         else:
-            X = np.asarray(embeddings, dtype=np.float32)
-            if X.shape[0] != len(passages):
+            try:
+                X = np.asarray(embeddings, dtype=np.float32)
+            except (TypeError, ValueError) as exc:
+                raise TropemlError(f"embeddings are not a numeric array ({exc})") from None
+            if X.ndim != 2 or X.shape[0] != len(passages):
                 raise TropemlError(
-                    f"got {X.shape[0]} embeddings for {len(passages)} passages; "
+                    f"got {X.shape[0] if X.ndim else 0} embeddings for {len(passages)} passages; "
                     "embed tagger.passages(work)"
+                )
+            if X.shape[1] != self.classifier.n_features_in_:
+                raise TropemlError(
+                    f"got {X.shape[1]}-d embeddings; the model expects "
+                    f"{self.classifier.n_features_in_}-d"
                 )
         return self.tag_embedded(work, passages, X, source)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from tropeml.evaluation import EvalReport, grouped_kfold, leave_one_work_out, na
 from tropeml.labels import load_exemplars, load_span_labels, span_targets
 from tropeml.masking import find_names, mask, work_names
 from tropeml.passages import count_words, split_passages
-from tropeml.persistence import save_model
+from tropeml.persistence import model_lock, save_model
 from tropeml.readers import read_work
 from tropeml.taxonomy import Taxonomy
 
@@ -287,6 +287,8 @@ def train(
     name: str = "default",
     C: float = 1.0,
     top_k: int = 2,
+    lock_timeout: float = -1,
+    on_lock_wait: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train a model from ``data_dir`` (taxonomy, labels, exemplars) and save it.
 
@@ -301,10 +303,32 @@ def train(
         name: The model's name.
         C: Inverse regularisation strength of the per-tag logistic regressions.
         top_k: Passages pooled into work scores.
+        lock_timeout: Seconds to wait while another process writes ``out`` (``-1``: no
+            limit). The whole run holds ``out``'s lock, so concurrent trains take turns.
+        on_lock_wait: Called with a one-line message when this run has to wait.
 
     Returns:
         The fitted classifier, its cross-validation reports and embedding counts.
+
+    Raises:
+        TropemlError: On bad data, or if ``out`` stays locked past ``lock_timeout``.
     """
+    if out is None:
+        return _train(data_dir, root, None, encoder, cache, name, C, top_k)
+    with model_lock(out, lock_timeout, on_lock_wait):
+        return _train(data_dir, root, out, encoder, cache, name, C, top_k)
+
+
+def _train(
+    data_dir: str | Path,
+    root: str | Path,
+    out: str | Path | None,
+    encoder: Any,
+    cache: bool | str | Path,
+    name: str,
+    C: float,
+    top_k: int,
+) -> TrainResult:
     prepared = prepare(data_dir, root, encoder, cache)
     ts = prepared.training_set
     clf = TropeClassifier(tags=ts.tags, prototypes=prepared.prototypes, C=C)
