@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import scipy.special
 import skops.io as sio
+from ao3_fixtures import download_html, write_epub
 from conftest import ROOT, edit_config, write_tiny_data
 from sklearn.linear_model import LogisticRegression
 from test_cli import all_text, assert_one_line_error, json_lines, run, stdout_of
@@ -188,6 +189,30 @@ def _symlink_loop(env: Env) -> Call:
     return _tag(env, link)
 
 
+def _ao3(kind: str) -> Callable[[Env], Call]:
+    """AO3 downloads gone wrong (built from the AO3-shaped fixtures)."""
+
+    def build(env: Env) -> Call:
+        if kind == "truncated-epub":
+            data = write_epub(env.tmp / "whole.epub", ["Rain"]).read_bytes()
+            path = env.tmp / "work.epub"
+            path.write_bytes(data[: len(data) // 2])
+        else:
+            html = download_html(["Rain"])
+            text = {
+                "malformed-html": "<html><body><div id='chapters'><div class='userstuff'>"
+                "<p>Rain fell <b>hard <i>on the roof</p></div>",
+                "truncated-html": html[: len(html) // 2],
+                "html-without-story": "<!DOCTYPE html><html><head><title>x</title></head>"
+                "<body></body></html>",
+            }[kind]
+            path = env.tmp / "work.html"
+            path.write_text(text, encoding="utf-8")
+        return _tag(env, path)
+
+    return build
+
+
 def _directory_to_read_work(env: Env) -> Call:
     return Call(cli=None, api=lambda: read_work(env.tmp), where=str(env.tmp))
 
@@ -224,6 +249,10 @@ TEXT_CASES = [
     Case("broken-symlink", "broken symbolic link", _broken_symlink),
     Case("symlink-loop", "cannot read", _symlink_loop),
     Case("directory-as-file", "is a directory", _directory_to_read_work, API),
+    Case("truncated-epub", "not a readable EPUB", _ao3("truncated-epub")),
+    Case("malformed-html", "works", _ao3("malformed-html")),
+    Case("truncated-html", "no story text", _ao3("truncated-html")),
+    Case("html-without-story", "no story text", _ao3("html-without-story")),
     *(Case(name, "binary" if data else "empty", _stdin(data), CLI) for name, data in STDIN.items()),
 ]
 
