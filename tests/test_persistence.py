@@ -435,3 +435,26 @@ def test_saved_config_fits_the_schema_and_records_hashes(model: Path) -> None:
 def test_thresholds_can_still_be_edited_by_hand(model: Path) -> None:
     edit_config(model, lambda c: c["thresholds"].update(rain=0.9), reseal=False)
     assert load_model(model)[1]["thresholds"]["rain"] == 0.9
+
+
+def test_a_lexical_head_saves_to_the_same_bytes(tmp_path: Path, tiny_model: Path) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 16)).astype(np.float32)
+    Y = (X[:, :3] > 0).astype(np.int8)
+    words = ["rain", "cake", "sword"]
+    docs = [" ".join(w for w, y in zip(words, row, strict=True) if y) + " and so on" for row in Y]
+    groups = np.arange(40) % 4
+    heads = []
+    for name in ("a", "b"):
+        clf = TropeClassifier(tags=words).fit(X, Y, groups=groups, texts=docs)
+        clf.predict_proba(X, docs)  # a transform caches id(stop_words) in the vectorizer
+        folder = save_model(
+            tmp_path / name, clf, config_for(clf), tiny_model / TAXONOMY_FILE, "card"
+        )
+        heads.append((folder / HEAD_FILE).read_bytes())
+        loaded, _, _ = load_model(folder)
+        assert np.array_equal(loaded.predict_proba(X, docs), clf.predict_proba(X, docs))
+    assert heads[0] == heads[1]
+    # id(None) differs from process to process, so the cached id must not be saved
+    with zipfile.ZipFile(io.BytesIO(heads[0])) as z:
+        assert b"_stop_words_id" not in z.read("schema.json")

@@ -251,8 +251,6 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
                 V = vectorizer.fit_transform(texts)
             except ValueError:  # no n-gram occurs often enough: no lexical view
                 vectorizer, V = None, None
-            else:  # a memory address (a cache key): saved models must not depend on it
-                vectorizer.__dict__.pop("_stop_words_id", None)
         embedding: list[Any] = []
         lexical: list[Any] = []
         for j in range(T):

@@ -157,6 +157,17 @@ def sha256_file(path: Path) -> str:
 _SKOPS_ID = re.compile(r'("__id__": |"file": ")(\d+)')
 
 
+def _forget_memory_addresses(classifier: TropeClassifier) -> None:
+    """Drop state that holds a memory address, so the same model saves to the same bytes.
+
+    A fitted ``TfidfVectorizer`` caches ``id(stop_words)`` on every transform, only to skip
+    re-checking its stop words; it sets it again when next needed.
+    """
+    vectorizer = getattr(classifier, "vectorizer_", None)
+    if vectorizer is not None:
+        vectorizer.__dict__.pop("_stop_words_id", None)
+
+
 def reproducible_skops(data: bytes) -> bytes:
     """Return a skops file that depends only on the object saved, not on the process.
 
@@ -217,6 +228,7 @@ def save_model(
         _clean_leftovers(folder)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.new-", dir=folder.parent))
         try:
+            _forget_memory_addresses(classifier)
             fsync_write(tmp / HEAD_FILE, reproducible_skops(sio.dumps(classifier)))
             fsync_write(tmp / TAXONOMY_FILE, Path(taxonomy_path).read_bytes())
             files = {name: sha256_file(tmp / name) for name in HASHED_FILES}
