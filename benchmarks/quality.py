@@ -577,6 +577,7 @@ def header(
     started: dt.datetime,
     runtime_s: float,
     load: tuple[float, float],
+    revision: str,
 ) -> str:
     ts = data.ts
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -589,7 +590,7 @@ def header(
         f"- Machine: {cores} CPU cores (nproc), {cpu_model()}, {platform.system()} "
         f"{platform.release()}, Python {platform.python_version()}; load average "
         f"{load[0]:.1f} at start, {load[1]:.1f} at end (shared machine: timings are rough).",
-        f"- Code: {git_revision()}. Packages: {versions()}.",
+        f"- Code: {revision} (at the start of the run). Packages: {versions()}.",
         f"- Data: {len(ts)} rows ({ts.kinds.count(SEED)} seed passages, "
         f"{ts.kinds.count(EXEMPLAR)} exemplars), {len(ts.tags)} tags, data hash "
         f"`{ts.data_hash[:16]}`.",
@@ -630,6 +631,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     started = dt.datetime.now(dt.UTC)
+    revision = git_revision()
     t_start = time.perf_counter()
     load_start = os.getloadavg()[0]
     seed_everything()
@@ -679,6 +681,7 @@ def main(argv: list[str] | None = None) -> int:
         started,
         runtime,
         (load_start, os.getloadavg()[0]),
+        revision,
     )
     main_names = [c.name for c in contenders if not c.ablation]
     winners = []

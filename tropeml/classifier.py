@@ -33,6 +33,8 @@ VIEWS = ("embedding", "lexical", "prototype")
 """The three views, in the order of the first axis of ``scale_``."""
 
 _EMB, _LEX, _PROTO = range(3)
+_LEXICAL_BLOCK = 512
+"""Passages vectorised at a time for the lexical view (bounds memory on long works)."""
 
 
 class TropeClassifier(ClassifierMixin, BaseEstimator):
@@ -276,12 +278,16 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
         embedding, vectorizer, lexical, _ = fitted
         n, T = X.shape[0], len(embedding)
         out = np.full((3, n, T), np.nan)
-        V = None if vectorizer is None or texts is None else vectorizer.transform(texts)
         for j in range(T):
             if embedding[j] is not None:
                 out[_EMB, :, j] = embedding[j].decision_function(X)
-            if V is not None and lexical[j] is not None:
-                out[_LEX, :, j] = lexical[j].decision_function(V)
+        if vectorizer is not None and texts is not None:
+            # a block of texts at a time: tokenising a whole novel at once costs GBs
+            for start in range(0, n, _LEXICAL_BLOCK):
+                V = vectorizer.transform(texts[start : start + _LEXICAL_BLOCK])
+                for j in range(T):
+                    if lexical[j] is not None:
+                        out[_LEX, start : start + V.shape[0], j] = lexical[j].decision_function(V)
         P = self.prototypes_
         if P is not None:
             sim = np.asarray(X @ P.T, dtype=np.float64)
