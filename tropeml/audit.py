@@ -52,13 +52,11 @@ class ScoredWork:
 def score_work(tagger: Tagger, work: Work, source: str | None = None) -> ScoredWork:
     """Split, embed and score a work once; the passage scores and the work result."""
     passages = tagger.passages(work)
-    X = tagger.embed(passages, work)
-    if passages:
-        texts = tagger.texts(passages, work) if tagger.classifier.uses_texts else None
-        scores = np.asarray(tagger.classifier.predict_proba(X, texts), dtype=np.float64)
-    else:
-        scores = np.zeros((0, len(tagger.tags)))
-    return ScoredWork(work, passages, X, scores, tagger.tag_embedded(work, passages, X, source))
+    texts = tagger.texts(passages, work)  # masked once, for the encoder and the head
+    X = tagger.embed_texts(texts)
+    scores = tagger.score_passages(work, passages, X, texts)
+    result = tagger.tag_embedded(work, passages, X, source, texts)
+    return ScoredWork(work, passages, X, scores, result)
 
 
 def evidence_at(scored: ScoredWork, i: int, j: int) -> Evidence:

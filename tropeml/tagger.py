@@ -136,9 +136,13 @@ class Tagger:
         Returns:
             Shape ``(n, d)``.
         """
-        if not passages:
+        return self.embed_texts(self.texts(passages, work))
+
+    def embed_texts(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """Embed texts the model reads (as :meth:`texts` gives them). Shape ``(n, d)``."""
+        if not texts:
             return np.zeros((0, self.classifier.n_features_in_), dtype=np.float32)
-        X = np.asarray(self.encoder.embed(self.texts(passages, work)), dtype=np.float32)
+        X = np.asarray(self.encoder.embed(list(texts)), dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != self.classifier.n_features_in_:
             raise TropemlError(
                 f"encoder gives {X.shape[-1]}-d embeddings; the model expects "
@@ -166,8 +170,10 @@ class Tagger:
         if isinstance(work, str):
             work = parse_text(work, source=source or "<text>")
         passages = self.passages(work)
+        texts = None
         if embeddings is None:
-            X = self.embed(passages, work)
+            texts = self.texts(passages, work)  # masked once, for the encoder and the head
+            X = self.embed_texts(texts)
         else:
             try:
                 X = np.asarray(embeddings, dtype=np.float32)
@@ -183,7 +189,7 @@ class Tagger:
                     f"got {X.shape[1]}-d embeddings; the model expects "
                     f"{self.classifier.n_features_in_}-d"
                 )
-        return self.tag_embedded(work, passages, X, source)
+        return self.tag_embedded(work, passages, X, source, texts)
 
     def tag_many(
         self, works: Sequence[Work], sources: Sequence[str] | None = None
@@ -198,18 +204,35 @@ class Tagger:
             One result per work, in order; each equals ``self.tag(work)``.
         """
         passages = [self.passages(w) for w in works]
-        texts: list[str] = []
-        for work, ps in zip(works, passages, strict=True):
-            names = work_names(work) if self.mask_names else {}
-            texts.extend(mask(p.text, names) for p in ps)
-        X = self.embed([Passage(0, len(t), t) for t in texts])
+        texts = [self.texts(ps, w) for w, ps in zip(works, passages, strict=True)]
+        X = self.embed_texts([t for ts in texts for t in ts])
         out, at = [], 0
         for i, (work, ps) in enumerate(zip(works, passages, strict=True)):
-            out.append(
-                self.tag_embedded(work, ps, X[at : at + len(ps)], sources[i] if sources else None)
-            )
+            source = sources[i] if sources else None
+            out.append(self.tag_embedded(work, ps, X[at : at + len(ps)], source, texts[i]))
             at += len(ps)
         return out
+
+    def score_passages(
+        self,
+        work: Work,
+        passages: Sequence[Passage],
+        X: NDArray[np.float32],
+        texts: Sequence[str] | None = None,
+    ) -> NDArray[np.float64]:
+        """Calibrated passage scores, shape ``(n, T)`` (columns: :attr:`tags`).
+
+        ``texts`` as for :meth:`tag_embedded`; masked here only if the model reads texts and
+        none are given.
+        """
+        if not len(passages):
+            return np.zeros((0, len(self.tags)))
+        if texts is None and self.classifier.uses_texts:
+            texts = self.texts(passages, work)
+        return np.asarray(
+            self.classifier.predict_proba(X, texts if self.classifier.uses_texts else None),
+            dtype=np.float64,
+        )
 
     def tag_embedded(
         self,
@@ -217,13 +240,14 @@ class Tagger:
         passages: Sequence[Passage],
         X: NDArray[np.float32],
         source: str | None = None,
+        texts: Sequence[str] | None = None,
     ) -> WorkResult:
-        """Tag a work whose passages are already embedded (``X``: shape ``(n, d)``)."""
-        if len(passages):
-            texts = self.texts(passages, work) if self.classifier.uses_texts else None
-            scores = self.classifier.predict_proba(X, texts)
-        else:
-            scores = np.zeros((0, len(self.tags)))
+        """Tag a work whose passages are already embedded (``X``: shape ``(n, d)``).
+
+        ``texts`` are the passages as the model reads them (:meth:`texts`); given, they are
+        not masked again.
+        """
+        scores = self.score_passages(work, passages, X, texts)
         work_scores = pool_scores(scores, self.top_k) if len(passages) else np.zeros(len(self.tags))
         prom = prominence(scores, self.thresholds, [p.end - p.start for p in passages])
         tags = []
