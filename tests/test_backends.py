@@ -180,7 +180,8 @@ def test_fast_backend_is_faithful_to_the_float_encoder(fast: OnnxEncoder) -> Non
 
 
 @pytest.mark.integration
-def test_fast_cold_tag_never_imports_torch(fast: OnnxEncoder, tmp_path: Path) -> None:
+def test_fast_cold_tag_never_imports_torch_or_sklearn(fast: OnnxEncoder, tmp_path: Path) -> None:
+    """Tagging on the fast backend reads the head from head.npz: no torch, sklearn or skops."""
     code = (
         "import sys\n"
         f"sys.argv = ['tropeml', 'tag', '--json', '--backend', 'fast', {str(SEED)!r}]\n"
@@ -189,8 +190,8 @@ def test_fast_cold_tag_never_imports_torch(fast: OnnxEncoder, tmp_path: Path) ->
         "    tropeml.cli.main()\n"
         "except SystemExit as exc:\n"
         "    assert not exc.code, exc.code\n"
-        "heavy = sorted(m for m in ('torch', 'sentence_transformers', 'transformers')"
-        " if m in sys.modules)\n"
+        "heavy = sorted(m for m in ('torch', 'sentence_transformers', 'transformers',"
+        " 'sklearn', 'skops', 'scipy') if m in sys.modules)\n"
         "print('heavy', heavy)\n"
     )
     env = {**os.environ, "TROPEML_CACHE_DIR": str(tmp_path / "cache"), "PYTHONWARNINGS": "ignore"}

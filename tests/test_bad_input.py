@@ -32,7 +32,7 @@ from test_cli import all_text, assert_one_line_error, json_lines, run, stdout_of
 import tropeml
 from tropeml.errors import TropemlError
 from tropeml.labels import load_exemplars, load_span_labels
-from tropeml.persistence import CONFIG_FILE, HEAD_FILE, TAXONOMY_FILE, load_model
+from tropeml.persistence import ARRAYS_FILE, CONFIG_FILE, HEAD_FILE, TAXONOMY_FILE, load_model
 from tropeml.readers import read_work
 from tropeml.taxonomy import Taxonomy
 
@@ -537,7 +537,7 @@ MODEL_CASES = [
     Case(
         "model-wrong-dimension",
         "expects 64-d embeddings",
-        _config(lambda c: c["encoder"].update(dimension=32), named=HEAD_FILE),
+        _config(lambda c: c["encoder"].update(dimension=32), named=ARRAYS_FILE),
     ),
     Case(
         "model-unknown-encoder",

@@ -21,7 +21,7 @@ from tropeml import __version__
 from tropeml.cli import app
 from tropeml.encoders import HashingEncoder
 from tropeml.errors import TropemlError
-from tropeml.persistence import CONFIG_FILE, HEAD_FILE, TAXONOMY_FILE
+from tropeml.persistence import ARRAYS_FILE, CONFIG_FILE, HEAD_FILE, TAXONOMY_FILE
 
 COMMANDS = ("tag", "audit", "label", "train", "eval", "tropes")
 TINY_TAGS = {"rain", "cake", "sword"}
@@ -525,7 +525,7 @@ def test_train_writes_a_model_that_tags(
     assert "not enough data" in text
     assert "model written to" in text
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [CONFIG_FILE, HEAD_FILE, "README.md", TAXONOMY_FILE]
+        [CONFIG_FILE, HEAD_FILE, ARRAYS_FILE, "README.md", TAXONOMY_FILE]
     )
     config = json.loads((out / CONFIG_FILE).read_text(encoding="utf-8"), parse_constant=_refuse)
     assert config["name"] == "fresh"

@@ -26,15 +26,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 from sklearn.utils.validation import check_array, check_is_fitted
 
-UNKNOWN = -1
-"""Label value meaning "not known" (excluded from that tag's training)."""
+from tropeml.head import EMB as _EMB
+from tropeml.head import LEX as _LEX
+from tropeml.head import LEXICAL_BLOCK as _LEXICAL_BLOCK
+from tropeml.head import PROTO as _PROTO
+from tropeml.head import UNKNOWN, VIEWS, combine_views, prototype_view
+from tropeml.head import sigmoid as _sigmoid
 
-VIEWS = ("embedding", "lexical", "prototype")
-"""The three views, in the order of the first axis of ``scale_``."""
-
-_EMB, _LEX, _PROTO = range(3)
-_LEXICAL_BLOCK = 512
-"""Passages vectorised at a time for the lexical view (bounds memory on long works)."""
+__all__ = ["UNKNOWN", "VIEWS", "TropeClassifier", "best_f1_threshold"]
 
 
 class TropeClassifier(ClassifierMixin, BaseEstimator):
@@ -288,10 +287,8 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
                 for j in range(T):
                     if lexical[j] is not None:
                         out[_LEX, start : start + V.shape[0], j] = lexical[j].decision_function(V)
-        P = self.prototypes_
-        if P is not None:
-            sim = np.asarray(X @ P.T, dtype=np.float64)
-            out[_PROTO] = sim - sim.mean(axis=1, keepdims=True) if T > 1 else sim
+        if self.prototypes_ is not None:
+            out[_PROTO] = prototype_view(X, self.prototypes_)
         return out
 
     def _weights(self) -> NDArray[np.float64]:
@@ -300,20 +297,9 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
     def _combine(self, views: NDArray[Any]) -> NDArray[np.float64]:
         """Weighted sum of standardised views, shape ``(n, T)``.
 
-        A tag with no learned view scores from its prototype alone (zero-shot); a tag with
-        no view at all gets its training prevalence as a constant logit.
+        See :func:`tropeml.head.combine_views`.
         """
-        mean, std = self.scale_[:, :, 0], self.scale_[:, :, 1]
-        z = (views - mean[:, None, :]) / std[:, None, :]
-        learned = ~np.isnan(self.scale_[_EMB, :, 0])
-        w = np.repeat(self._weights()[:, None], len(learned), axis=1)
-        w[_PROTO, ~learned] = 1.0  # zero-shot: the prototype is all there is
-        raw = np.nansum(z * w[:, None, :], axis=0)
-        empty = np.all(np.isnan(self.scale_[:, :, 0]), axis=0)
-        if empty.any():
-            p = np.clip(self.priors_[empty], 1e-6, 1 - 1e-6)
-            raw[:, empty] = np.log(p / (1 - p))
-        return np.asarray(raw, dtype=np.float64)
+        return combine_views(views, self.scale_, self._weights(), self.priors_)
 
     def _out_of_fold(
         self, X: NDArray[Any], Y: NDArray[np.int8], texts: list[str] | None, groups: NDArray[Any]
@@ -371,10 +357,6 @@ def _scale(views: NDArray[Any], known: NDArray[np.bool_]) -> NDArray[np.float64]
         std = np.nanstd(masked, axis=1)
     std = np.where(np.isnan(std) | (std > 1e-12), std, 1.0)
     return np.stack([mean, std], axis=-1).astype(np.float64)
-
-
-def _sigmoid(z: NDArray[Any]) -> NDArray[np.float64]:
-    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -50, 50))), dtype=np.float64)
 
 
 def _platt(raw: NDArray[Any], y: NDArray[Any]) -> list[float]:

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tropeml.classifier import UNKNOWN
 from tropeml.errors import TropemlError
+from tropeml.head import UNKNOWN
 from tropeml.taxonomy import Taxonomy
 from tropeml.types import Passage
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 
 from tropeml.types import Work
 
@@ -64,12 +65,41 @@ def _base(word: str) -> str:
     return re.sub(r"['’]s$", "", word)
 
 
-def mask(text: str, names: dict[str, str]) -> str:
-    """Replace every occurrence of each name (and its possessive) by its stand-in."""
+_CANDIDATE = re.compile(r"(?<![\w'’])([A-Z][a-z]+)(['’][a-z]+)?")
+"""Where a name can start: a capitalised word, with an optional apostrophe part."""
+
+
+def masker(names: dict[str, str]) -> Callable[[str], str]:
+    r"""Return a function that masks ``names`` in a text (build it once per work).
+
+    It gives what one regular expression of every name would (``(?<![\w'’])(N1|N2|...)``
+    followed by no lower-case letter, the earlier name winning a tie) without building
+    and running that alternation over each passage: each capitalised word is looked up.
+    """
     if not names:
-        return text
-    pattern = re.compile(r"(?<![\w'’])(" + "|".join(map(re.escape, names)) + r")(?![a-z])")
-    return pattern.sub(lambda m: names[m.group(1)], text)
+        return lambda text: text
+    rank = {name: i for i, name in enumerate(names)}
+
+    def replace(m: re.Match[str]) -> str:
+        base, tail = m.group(1), m.group(2)
+        whole = base + tail if tail else None
+        if whole is not None and whole in names:
+            if base in names and rank[base] < rank[whole]:
+                return names[base] + tail
+            return names[whole]
+        if base in names:
+            return names[base] + (tail or "")
+        return m.group(0)
+
+    return lambda text: _CANDIDATE.sub(replace, text)
+
+
+def mask(text: str, names: dict[str, str]) -> str:
+    """Replace every occurrence of each name (and its possessive) by its stand-in.
+
+    To mask many passages of one work, build :func:`masker` once instead.
+    """
+    return masker(names)(text)
 
 
 def work_names(work: Work) -> dict[str, str]:

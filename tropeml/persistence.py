@@ -1,7 +1,9 @@
-"""Model folders: ``config.json`` + ``head.skops`` + ``tropes.toml`` + ``README.md``.
+"""Model folders: ``config.json`` + ``head.skops`` + ``head.npz`` + ``tropes.toml`` + ``README.md``.
 
 No pickles: the classifier is saved with skops and loaded only if every type in the file
 is on an explicit allow-list, so a tampered head is refused before anything is built.
+Tagging reads the same classifier from ``head.npz``: its prediction as plain arrays
+(:mod:`tropeml.head`), loaded without pickles and without importing scikit-learn.
 ``config.json`` is validated against :data:`CONFIG_SCHEMA`, and records the SHA-256 of the
 head and the taxonomy plus a content hash over them and the config fields that must agree
 with the head; all are checked on load.
@@ -26,19 +28,26 @@ import zipfile
 from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from tropeml._imports import skops_io
 from tropeml._io import fsync_dir, fsync_write
 from tropeml._version import __version__
-from tropeml.classifier import TropeClassifier
 from tropeml.errors import TropemlError
+from tropeml.head import ArrayHead, check_arrays, export_arrays, npz_bytes
 from tropeml.taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    from tropeml.classifier import TropeClassifier
 
 FORMAT = "tropeml-model"
 FORMAT_VERSION = 2
 """2 added ``files`` and ``content_sha256``; folders of format 1 (head hash only) still load."""
 HEAD_FILE = "head.skops"
+ARRAYS_FILE = "head.npz"
+"""The classifier's prediction as plain arrays, for fast loading (see :mod:`tropeml.head`)."""
 CONFIG_FILE = "config.json"
 TAXONOMY_FILE = "tropes.toml"
 CARD_FILE = "README.md"
@@ -53,8 +62,10 @@ functions from these packages, and only those that skops also trusts by default.
 _BUILTINS = "bool bytes complex dict float frozenset int list NoneType set slice str tuple"
 ALLOWED_BUILTINS = frozenset(f"builtins.{name}" for name in _BUILTINS.split())
 
-HASHED_FILES = (HEAD_FILE, TAXONOMY_FILE)
-"""Files whose SHA-256 a model folder records (the card is documentation, not checked)."""
+REQUIRED_FILES = (HEAD_FILE, TAXONOMY_FILE)
+HASHED_FILES = (HEAD_FILE, TAXONOMY_FILE, ARRAYS_FILE)
+"""Files whose SHA-256 a model folder records (the card is documentation, not checked).
+:data:`ARRAYS_FILE` is optional: a folder without it is served from ``head.skops``."""
 
 HASHED_FIELDS = ("format", "format_version", "tags", "encoder", "mask_names", "files")
 """Config fields covered by ``content_sha256``. Thresholds, name and roll-up settings are
@@ -121,7 +132,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
         },
         "files": {
             "type": "object",
-            "required": list(HASHED_FILES),
+            "required": list(REQUIRED_FILES),
             "additionalProperties": False,
             "properties": {name: _SHA256 for name in HASHED_FILES},
         },
@@ -230,8 +241,13 @@ def save_model(
         try:
             _forget_memory_addresses(classifier)
             fsync_write(tmp / HEAD_FILE, reproducible_skops(sio.dumps(classifier)))
+            arrays = checked_arrays(classifier)
+            if arrays is not None:
+                fsync_write(tmp / ARRAYS_FILE, npz_bytes(arrays))
             fsync_write(tmp / TAXONOMY_FILE, Path(taxonomy_path).read_bytes())
-            files = {name: sha256_file(tmp / name) for name in HASHED_FILES}
+            files = {
+                name: sha256_file(tmp / name) for name in HASHED_FILES if (tmp / name).exists()
+            }
             full = {
                 "format": FORMAT,
                 "format_version": FORMAT_VERSION,
@@ -263,6 +279,32 @@ def save_model(
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def checked_arrays(classifier: TropeClassifier) -> dict[str, Any] | None:
+    """Return the classifier as arrays, if they score probe passages as the classifier does.
+
+    The arrays are :func:`tropeml.head.export_arrays`'s. ``None`` means the classifier cannot
+    be reproduced from arrays; its folder then has no ``head.npz`` and is served from
+    ``head.skops``.
+
+    The probes are the prototypes and seeded random unit vectors, with texts drawn from the
+    lexical vocabulary, so the check is the same on every run.
+    """
+    arrays = export_arrays(classifier)
+    if arrays is None:
+        return None
+    rng = np.random.default_rng(0)
+    d = int(classifier.n_features_in_)
+    X = rng.normal(size=(32, d)).astype(np.float32)
+    if classifier.prototypes_ is not None:
+        X = np.vstack([np.asarray(classifier.prototypes_, dtype=np.float32), X])
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    texts = None
+    if classifier.uses_texts:
+        words = [str(w) for w in arrays["vocabulary"].tolist()] or ["empty"]
+        texts = [" ".join(rng.choice(words, size=40)) for _ in range(len(X))]
+    return arrays if check_arrays(classifier, arrays, X, texts) else None
 
 
 def content_hash(config: dict[str, Any]) -> str:
@@ -428,7 +470,7 @@ def _check_schema(config: dict[str, Any], path: Path) -> None:
 
 
 def load_model(folder: str | Path) -> tuple[TropeClassifier, dict[str, Any], Taxonomy]:
-    """Load a model folder safely.
+    """Load a model folder safely, with its classifier as the scikit-learn estimator.
 
     Nothing from the head is built before its hash matches the config and every type it
     names is on the allow-list (:data:`TRUSTED_TYPES`, :data:`ALLOWED_BUILTINS`, and what
@@ -442,9 +484,48 @@ def load_model(folder: str | Path) -> tuple[TropeClassifier, dict[str, Any], Tax
             not match the one recorded, a head holding a type not on the allow-list, or a
             head that does not fit the config (tags, embedding dimension).
     """
-    sio = skops_io()
-
     folder = Path(folder)
+    config = _verified_config(folder)
+    classifier = _load_skops(folder / HEAD_FILE)
+    return classifier, config, _fits(classifier, folder / HEAD_FILE, config, folder)
+
+
+def load_head(
+    folder: str | Path,
+) -> tuple[TropeClassifier | ArrayHead, dict[str, Any], Taxonomy]:
+    """Load a model folder for prediction: from ``head.npz`` when it has one.
+
+    The checks are those of :func:`load_model`, except that ``head.skops`` is not built: the
+    types it names are checked against the allow-list's modules without importing skops,
+    and its top-level object must be a ``TropeClassifier``. The arrays are loaded with
+    pickles refused. A folder without ``head.npz`` (older tropeml) is loaded with
+    :func:`load_model`.
+
+    Returns:
+        The head (an :class:`~tropeml.head.ArrayHead`, or the estimator), the config and
+        the model's taxonomy.
+
+    Raises:
+        TropemlError: As :func:`load_model`, and for malformed arrays.
+    """
+    folder = Path(folder)
+    config = _verified_config(folder)
+    if ARRAYS_FILE not in config.get("files", {}):
+        classifier = _load_skops(folder / HEAD_FILE)
+        return classifier, config, _fits(classifier, folder / HEAD_FILE, config, folder)
+    head = folder / HEAD_FILE
+    names, root = _schema_names(head)
+    refused = sorted(name for name in names if not _allowed_module(name))
+    if refused:
+        raise TropemlError(f"{head}: refusing to load untrusted type(s): {', '.join(refused)}")
+    if root != "tropeml.classifier.TropeClassifier":
+        raise TropemlError(f"{head}: holds a {root.rpartition('.')[2]}, not a TropeClassifier")
+    arrays = ArrayHead.load(folder / ARRAYS_FILE)
+    return arrays, config, _fits(arrays, folder / ARRAYS_FILE, config, folder)
+
+
+def _verified_config(folder: Path) -> dict[str, Any]:
+    """Read the config and check every recorded file hash and the content hash."""
     config = read_config(folder)
     head = folder / HEAD_FILE
     if not head.is_file():
@@ -462,6 +543,14 @@ def load_model(folder: str | Path) -> tuple[TropeClassifier, dict[str, Any], Tax
             f"{folder / CONFIG_FILE}: fields {', '.join(HASHED_FIELDS)} do not match the "
             "content hash recorded when the model was saved (corrupt or altered)"
         )
+    return config
+
+
+def _load_skops(head: Path) -> TropeClassifier:
+    """Build the classifier from ``head.skops`` once every type in it is allowed."""
+    from tropeml.classifier import TropeClassifier
+
+    sio = skops_io()
     refused = untrusted_types(head)
     if refused:
         raise TropemlError(f"{head}: refusing to load untrusted type(s): {', '.join(refused)}")
@@ -472,17 +561,48 @@ def load_model(folder: str | Path) -> tuple[TropeClassifier, dict[str, Any], Tax
         raise TropemlError(f"{head}: cannot load classifier ({type(exc).__name__})") from None
     if not isinstance(classifier, TropeClassifier):
         raise TropemlError(f"{head}: holds a {type(classifier).__name__}, not a TropeClassifier")
-    if list(getattr(classifier, "classes_", [])) != list(config["tags"]):
-        raise TropemlError(f"{head}: its tags do not match config.json")
+    return classifier
+
+
+def _fits(head: Any, path: Path, config: dict[str, Any], folder: Path) -> Taxonomy:
+    """Check a loaded head against the config; return the model's taxonomy."""
+    if [str(c) for c in getattr(head, "classes_", [])] != list(config["tags"]):
+        raise TropemlError(f"{path}: its tags do not match config.json")
     dim = config["encoder"].get("dimension")
-    if getattr(classifier, "n_features_in_", None) != dim:
+    if getattr(head, "n_features_in_", None) != dim:
         raise TropemlError(
-            f"{head}: expects {getattr(classifier, 'n_features_in_', '?')}-d embeddings but "
+            f"{path}: expects {getattr(head, 'n_features_in_', '?')}-d embeddings but "
             f"the encoder in config.json gives {dim}"
         )
     taxonomy = Taxonomy.load(folder / TAXONOMY_FILE)
     taxonomy.check_ids(list(config["tags"]), str(folder / CONFIG_FILE))
-    return classifier, config, taxonomy
+    return taxonomy
+
+
+def _schema_names(head: Path) -> tuple[set[str], str]:
+    """Every type and function a skops file names, and its top-level type (nothing built).
+
+    Raises:
+        TropemlError: If the file is not a readable skops file.
+    """
+    try:
+        with zipfile.ZipFile(head) as z:
+            schema = json.loads(z.read("schema.json"))
+    except Exception as exc:
+        raise TropemlError(f"{head}: not a readable skops file ({type(exc).__name__})") from None
+    names: set[str] = set()
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            module, cls = node.get("__module__"), node.get("__class__")
+            if isinstance(module, str) and isinstance(cls, str):
+                names.add(f"{module}.{cls}")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    root = schema if isinstance(schema, dict) else {}
+    return names, f"{root.get('__module__', '?')}.{root.get('__class__', '?')}"
 
 
 def untrusted_types(head: str | Path) -> list[str]:
@@ -498,27 +618,23 @@ def untrusted_types(head: str | Path) -> list[str]:
     sio = skops_io()
 
     head = Path(head)
+    names, _ = _schema_names(head)
     try:
         skops_untrusted = set(sio.get_untrusted_types(file=head))
-        with zipfile.ZipFile(head) as z:
-            schema = json.loads(z.read("schema.json"))
     except Exception as exc:
         raise TropemlError(f"{head}: not a readable skops file ({type(exc).__name__})") from None
-    names: set[str] = set(skops_untrusted)
-    stack: list[Any] = [schema]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            module, cls = node.get("__module__"), node.get("__class__")
-            if isinstance(module, str) and isinstance(cls, str):
-                names.add(f"{module}.{cls}")
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
+    names |= skops_untrusted
     return sorted(name for name in names if not _allowed(name, skops_untrusted))
 
 
-def _allowed(name: str, skops_untrusted: set[str]) -> bool:
+def _allowed_module(name: str) -> bool:
+    """The allow-list without skops's own list: tropeml's types, builtins, numpy, sklearn."""
     if name in TRUSTED_TYPES or name in ALLOWED_BUILTINS:
         return True
-    return name.split(".")[0] in ALLOWED_MODULES and name not in skops_untrusted
+    return name.split(".")[0] in ALLOWED_MODULES
+
+
+def _allowed(name: str, skops_untrusted: set[str]) -> bool:
+    return _allowed_module(name) and (
+        name in TRUSTED_TYPES or name in ALLOWED_BUILTINS or name not in skops_untrusted
+    )

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from tropeml.ao3 import map_author_tags
 from tropeml.classifier import UNKNOWN, TropeClassifier
 from tropeml.errors import TropemlError
 from tropeml.labels import QUOTE_CHARS, _read_jsonl
-from tropeml.masking import mask, work_names
+from tropeml.masking import masker, work_names
 from tropeml.passages import count_words, split_passages
 from tropeml.persistence import save_model
 from tropeml.readers import DEFAULT_MAX_BYTES, expand_paths, read_work
@@ -397,9 +397,13 @@ def retrain(
                 rows.setdefault((a.file, a.start, a.end), {})[a.tag] = int(a.answer == "yes")
                 n_answers += 1
         texts, names = [], []
+        read: dict[str, tuple[str, Callable[[str], str]]] = {}  # each answered file once
         for (file, start, end), answers in rows.items():
-            work = read_work(file, max_bytes=max_bytes)
-            texts.append(mask(work.text[start:end], work_names(work)))
+            if file not in read:
+                work = read_work(file, max_bytes=max_bytes)
+                read[file] = (work.text, masker(work_names(work)))
+            text, mask_work = read[file]
+            texts.append(mask_work(text[start:end]))
             names.append(file)
             blocks.append(np.array([[answers.get(t, UNKNOWN) for t in tags]], dtype=np.int8))
         if texts:
@@ -414,8 +418,8 @@ def retrain(
         passages = split_passages(lw.work, count_tokens, max_tokens)
         if not passages:
             continue
-        names_ = work_names(lw.work)
-        texts = [mask(p.text, names_) for p in passages]
+        mask_work = masker(work_names(lw.work))
+        texts = [mask_work(p.text) for p in passages]
         digest.update(lw.work.text.encode())
         files.append(lw.work.source)
         X_w = np.asarray(cached.embed(texts), dtype=np.float32)

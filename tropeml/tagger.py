@@ -4,22 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from tropeml.classifier import TropeClassifier
 from tropeml.encoders import CachedEncoder, encoder_id, load_encoder
 from tropeml.errors import TropemlError
-from tropeml.masking import mask, work_names
+from tropeml.head import ArrayHead
+from tropeml.masking import masker, work_names
 from tropeml.passages import count_words, split_passages
-from tropeml.persistence import CONFIG_FILE, load_model
+from tropeml.persistence import CONFIG_FILE, load_head
 from tropeml.readers import DEFAULT_MAX_BYTES, expand_paths, parse_text, read_work
 from tropeml.resources import default_model_dir
 from tropeml.rollup import evidence_order, pool_scores, prominence
 from tropeml.taxonomy import Taxonomy
 from tropeml.types import Evidence, Passage, TagResult, Work, WorkResult
+
+if TYPE_CHECKING:
+    from tropeml.classifier import TropeClassifier
 
 _FALLBACK_BUDGET = 180  # words, for encoders that cannot count their tokens
 
@@ -28,7 +31,9 @@ class Tagger:
     """Tag works with a trained model.
 
     Args:
-        classifier: A fitted :class:`TropeClassifier`.
+        classifier: A fitted :class:`TropeClassifier`, or its
+            :class:`~tropeml.head.ArrayHead` (what :meth:`from_pretrained` loads: the same
+            scores from plain arrays, without importing scikit-learn).
         taxonomy: The model's taxonomy (names for the tag ids).
         encoder: Anything with ``embed(list[str]) -> (n, d)``; ideally also
             ``count_tokens`` and ``max_tokens``.
@@ -41,7 +46,7 @@ class Tagger:
 
     def __init__(
         self,
-        classifier: TropeClassifier,
+        classifier: TropeClassifier | ArrayHead,
         taxonomy: Taxonomy,
         encoder: Any,
         thresholds: dict[str, float] | None = None,
@@ -90,7 +95,7 @@ class Tagger:
             TropemlError: If the folder is missing, corrupt, untrusted or incompatible.
         """
         folder = Path(path) if path is not None else default_model_dir()
-        classifier, config, taxonomy = load_model(folder)
+        classifier, config, taxonomy = load_head(folder)
         where = folder / CONFIG_FILE
         if encoder is None:
             try:
@@ -128,7 +133,8 @@ class Tagger:
     def texts(self, passages: Sequence[Passage], work: Work | None = None) -> list[str]:
         """Return the texts the model reads: the passages, names masked if the model masks."""
         names = work_names(work) if (self.mask_names and work is not None) else {}
-        return [mask(p.text, names) for p in passages]
+        mask_work = masker(names)
+        return [mask_work(p.text) for p in passages]
 
     def embed(self, passages: Sequence[Passage], work: Work | None = None) -> NDArray[np.float32]:
         """Embed passages (of ``work``, whose names are masked if the model masks names).

@@ -16,7 +16,7 @@ from tropeml.encoders import CachedEncoder, SentenceTransformerEncoder, encoder_
 from tropeml.errors import TropemlError
 from tropeml.evaluation import EvalReport, grouped_kfold, leave_one_work_out, nan_to_none
 from tropeml.labels import load_exemplars, load_span_labels, span_targets
-from tropeml.masking import find_names, mask, work_names
+from tropeml.masking import find_names, masker, work_names
 from tropeml.passages import count_words, split_passages
 from tropeml.persistence import model_lock, save_model
 from tropeml.readers import read_work
@@ -105,21 +105,21 @@ def build_training_set(
             digest.update(work.text.encode())
             files.append(file)
             passages = split_passages(work, count_tokens, max_tokens)
-            names = work_names(work) if mask_names else {}
+            mask_work = masker(work_names(work) if mask_names else {})
             Y = span_targets(passages, file_spans, tags)
             keep = (Y != UNKNOWN).any(axis=1)
             for p, labelled in zip(passages, keep, strict=True):
                 if labelled:
-                    chunks.append([mask(p.text, names)])
+                    chunks.append([mask_work(p.text)])
                     groups.append(file)
                     kinds.append(SEED)
             blocks.append(Y[keep])
     for path in sorted(exemplar_files):
         digest.update(Path(path).read_bytes())
-        files.append(str(path))
+        files.append(_relative(Path(path), root))
         for ex in load_exemplars(path, taxonomy):
-            names = find_names(ex.text) if mask_names else {}
-            parts = [mask(p.text, names) for p in split_passages(ex.text, count_tokens, max_tokens)]
+            mask_ex = masker(find_names(ex.text) if mask_names else {})
+            parts = [mask_ex(p.text) for p in split_passages(ex.text, count_tokens, max_tokens)]
             chunks.append(parts or [ex.text])
             groups.append(ex.group)
             kinds.append(EXEMPLAR)
@@ -128,6 +128,14 @@ def build_training_set(
         raise TropemlError("no labelled passages found: add span labels or exemplars")
     Y_all = np.concatenate(blocks).astype(np.int8)
     return TrainingSet(chunks, Y_all, groups, kinds, tags, digest.hexdigest(), files)
+
+
+def _relative(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` where it lies inside (config files carry no home paths)."""
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def embed_training_set(ts: TrainingSet, encoder: Any) -> NDArray[np.float32]:

@@ -1,0 +1,407 @@
+"""The classifier's prediction as plain arrays: numpy only, no scikit-learn, no skops.
+
+A fitted :class:`~tropeml.classifier.TropeClassifier` is linear in each of its three views
+(logistic regressions on the embedding and on TF-IDF words, and a centred cosine to each
+prototype), followed by per-tag standardisation, a weighted sum and Platt calibration. All
+of that is a handful of arrays. A model folder stores them in ``head.npz`` beside
+``head.skops``, and tagging loads them with ``numpy.load(allow_pickle=False)``: nothing in
+the file can run, and a cold ``tropeml tag`` never pays the seconds it takes to import
+scikit-learn and skops. :func:`export_arrays` checks that the arrays reproduce the
+classifier's scores before they are written.
+
+The maths shared with the estimator (combining the views, the prototype view, the sigmoid)
+lives here, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+import zipfile
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from tropeml.errors import TropemlError
+
+UNKNOWN = -1
+"""Label value meaning "not known" (excluded from that tag's training)."""
+
+VIEWS = ("embedding", "lexical", "prototype")
+"""The three views, in the order of the first axis of ``scale_``."""
+
+EMB, LEX, PROTO = range(3)
+
+LEXICAL_BLOCK = 512
+"""Passages vectorised at a time for the lexical view (bounds memory on long works)."""
+
+HEAD_ARRAYS_VERSION = 1
+
+
+def sigmoid(z: NDArray[Any]) -> NDArray[np.float64]:
+    """Return the logistic function of ``z`` (clipped, so it never overflows)."""
+    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -50, 50))), dtype=np.float64)
+
+
+def prototype_view(X: NDArray[Any], P: NDArray[np.float32]) -> NDArray[np.float64]:
+    """Cosine of each passage to each prototype, centred across tags.
+
+    Args:
+        X: Passage embeddings, shape ``(n, d)``, float32, L2-normalised.
+        P: Prototypes, shape ``(T, d)``, float32.
+
+    Returns:
+        Shape ``(n, T)``: each similarity minus the passage's mean similarity to all tags
+        (uncentred when there is one tag).
+    """
+    sim = np.asarray(X @ P.T, dtype=np.float64)
+    return sim - sim.mean(axis=1, keepdims=True) if P.shape[0] > 1 else sim
+
+
+def combine_views(
+    views: NDArray[Any],
+    scale: NDArray[np.float64],
+    weights: NDArray[np.float64],
+    priors: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """Weighted sum of standardised views, shape ``(n, T)``.
+
+    A tag with no learned view scores from its prototype alone (zero-shot); a tag with no
+    view at all gets its training prevalence as a constant logit.
+
+    Args:
+        views: View scores, shape ``(3, n, T)``; NaN where a tag lacks a view.
+        scale: Mean and spread of each view per tag, shape ``(3, T, 2)``.
+        weights: Weight of each view, shape ``(3,)``.
+        priors: Training prevalence of each tag, shape ``(T,)``.
+    """
+    mean, std = scale[:, :, 0], scale[:, :, 1]
+    z = (views - mean[:, None, :]) / std[:, None, :]
+    learned = ~np.isnan(scale[EMB, :, 0])
+    w = np.repeat(np.asarray(weights, dtype=np.float64)[:, None], len(learned), axis=1)
+    w[PROTO, ~learned] = 1.0  # zero-shot: the prototype is all there is
+    raw = np.nansum(z * w[:, None, :], axis=0)
+    empty = np.all(np.isnan(scale[:, :, 0]), axis=0)
+    if empty.any():
+        p = np.clip(priors[empty], 1e-6, 1 - 1e-6)
+        raw[:, empty] = np.log(p / (1 - p))
+    return np.asarray(raw, dtype=np.float64)
+
+
+class _Tfidf:
+    """The transform of a fitted word-level ``TfidfVectorizer`` (l2 norm, idf), in numpy.
+
+    Only the settings :func:`export_arrays` accepts are supported: word analyzer, regex
+    token pattern, optional lower-casing, n-grams, optional sublinear tf, no stop words,
+    accent stripping, custom preprocessor or tokenizer.
+    """
+
+    def __init__(
+        self,
+        vocabulary: NDArray[np.str_],
+        idf: NDArray[np.float64],
+        token_pattern: str,
+        lowercase: bool,
+        ngram_range: tuple[int, int],
+        sublinear_tf: bool,
+    ) -> None:
+        self.index = {str(term): i for i, term in enumerate(vocabulary.tolist())}
+        self.idf = np.asarray(idf, dtype=np.float64)
+        self.pattern = re.compile(token_pattern)
+        self.lowercase = lowercase
+        self.ngram_range = ngram_range
+        self.sublinear_tf = sublinear_tf
+
+    def _terms(self, text: str) -> list[str]:
+        tokens = self.pattern.findall(text.lower() if self.lowercase else text)
+        lo, hi = self.ngram_range
+        if hi == 1:
+            return list(tokens)
+        out = list(tokens) if lo == 1 else []
+        for n in range(max(lo, 2), min(hi, len(tokens)) + 1):
+            out.extend(" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+        return out
+
+    def row(self, text: str) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+        """One text's TF-IDF vector, as sorted column indices and values."""
+        counts = Counter(i for i in map(self.index.get, self._terms(text)) if i is not None)
+        if not counts:
+            return np.zeros(0, dtype=np.intp), np.zeros(0)
+        idx = np.fromiter(sorted(counts), dtype=np.intp, count=len(counts))
+        tf = np.array([counts[i] for i in idx.tolist()], dtype=np.float64)
+        if self.sublinear_tf:
+            tf = np.log(tf) + 1.0
+        values = tf * self.idf[idx]
+        norm = np.sqrt(np.dot(values, values))
+        return idx, values / norm if norm > 0 else values
+
+
+class ArrayHead:
+    """A fitted :class:`~tropeml.classifier.TropeClassifier`, for prediction only.
+
+    It predicts what the classifier does, to float32 rounding (logits agree to about
+    1e-6), from plain arrays, and
+    offers the same prediction interface: :attr:`classes_`, :attr:`thresholds_`,
+    :attr:`n_features_in_`, :attr:`uses_texts`, :meth:`decision_function`,
+    :meth:`predict_proba` and :meth:`predict`. Build one with :func:`export_arrays` and
+    :meth:`from_arrays`, or load one with :meth:`load`.
+
+    Args:
+        arrays: The arrays :func:`export_arrays` makes.
+
+    Raises:
+        TropemlError: If the arrays are missing, of the wrong kind, or do not fit together.
+    """
+
+    def __init__(self, arrays: dict[str, NDArray[Any]]) -> None:
+        try:
+            self.classes_ = np.asarray(arrays["classes"]).astype(str)
+            T = len(self.classes_)
+            # kept in the dtype they were fitted in, so scores match the estimator's bit for bit
+            self.emb_coef_ = _floats(arrays["emb_coef"], (T, -1), keep_dtype=True)
+            self.n_features_in_ = int(self.emb_coef_.shape[1])
+            self.emb_intercept_ = _floats(arrays["emb_intercept"], (T,), keep_dtype=True)
+            self.has_emb_ = np.asarray(arrays["has_emb"], dtype=bool).reshape(T)
+            self.scale_ = _floats(arrays["scale"], (3, T, 2))
+            self.weights_ = _floats(arrays["weights"], (3,))
+            self.priors_ = _floats(arrays["priors"], (T,))
+            self.calibration_ = _floats(arrays["calibration"], (T, 2))
+            self.thresholds_ = _floats(arrays["thresholds"], (T,))
+            P = arrays.get("prototypes")
+            self.prototypes_ = (
+                None
+                if P is None
+                else np.asarray(P, dtype=np.float32).reshape(T, self.n_features_in_)
+            )
+            self.tfidf_: _Tfidf | None = None
+            if "vocabulary" in arrays:
+                vocabulary = np.asarray(arrays["vocabulary"])
+                if vocabulary.dtype.kind != "U":
+                    raise ValueError("vocabulary is not text")
+                V = len(vocabulary)
+                lo, hi = (int(v) for v in np.asarray(arrays["ngram_range"]).reshape(2))
+                self.tfidf_ = _Tfidf(
+                    vocabulary,
+                    _floats(arrays["idf"], (V,)),
+                    str(np.asarray(arrays["token_pattern"]).reshape(())),
+                    bool(np.asarray(arrays["lowercase"]).reshape(())),
+                    (lo, hi),
+                    bool(np.asarray(arrays["sublinear_tf"]).reshape(())),
+                )
+                self.lex_coef_ = _floats(arrays["lex_coef"], (T, V))
+                self.lex_intercept_ = _floats(arrays["lex_intercept"], (T,))
+                self.has_lex_ = np.asarray(arrays["has_lex"], dtype=bool).reshape(T)
+        except (KeyError, ValueError, TypeError, re.error) as exc:
+            raise TropemlError(f"head arrays are incomplete or malformed ({exc})") from None
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, NDArray[Any]]) -> ArrayHead:
+        """Build the head from :func:`export_arrays`'s arrays."""
+        return cls(arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ArrayHead:
+        """Load ``head.npz`` (no pickles: object arrays are refused).
+
+        Raises:
+            TropemlError: If the file is unreadable, holds objects, or is malformed.
+        """
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+        except Exception as exc:
+            raise TropemlError(f"{path}: cannot load head arrays ({type(exc).__name__})") from None
+        version = arrays.pop("version", None)
+        if version is None or int(np.asarray(version).reshape(())) > HEAD_ARRAYS_VERSION:
+            raise TropemlError(f"{path}: head arrays of an unknown version")
+        try:
+            return cls(arrays)
+        except TropemlError as exc:
+            raise TropemlError(f"{path}: {exc}") from None
+
+    @property
+    def uses_texts(self) -> bool:
+        """Whether prediction needs the passages' texts (the lexical view)."""
+        return self.tfidf_ is not None
+
+    def views(self, X: NDArray[Any], texts: Sequence[str] | None) -> NDArray[np.float64]:
+        """Score every view, shape ``(3, n, T)``; NaN where a tag lacks that view."""
+        n, T = X.shape[0], len(self.classes_)
+        out = np.full((3, n, T), np.nan)
+        emb = X @ self.emb_coef_.T + self.emb_intercept_
+        out[EMB][:, self.has_emb_] = emb[:, self.has_emb_]
+        if self.tfidf_ is not None and texts is not None:
+            lex = np.empty((n, T))
+            for i, text in enumerate(texts):
+                idx, values = self.tfidf_.row(text)
+                lex[i] = self.lex_coef_[:, idx] @ values
+            lex += self.lex_intercept_
+            out[LEX][:, self.has_lex_] = lex[:, self.has_lex_]
+        if self.prototypes_ is not None:
+            out[PROTO] = prototype_view(X, self.prototypes_)
+        return out
+
+    def decision_function(
+        self, X: ArrayLike, texts: Sequence[str] | None = None
+    ) -> NDArray[np.float64]:
+        """Return uncalibrated per-tag scores (logit scale), shape ``(n, T)``.
+
+        Args:
+            X: Passage embeddings, shape ``(n, d)``.
+            texts: The passages' texts, required when the head has a lexical view.
+        """
+        X_ = np.asarray(X, dtype=np.float32)
+        if X_.ndim != 2 or X_.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has shape {X_.shape}, but the classifier expects (n, {self.n_features_in_})"
+            )
+        if texts is not None:
+            texts = list(texts)
+            if len(texts) != X_.shape[0] or not all(isinstance(t, str) for t in texts):
+                raise ValueError(f"texts must be {X_.shape[0]} strings, one per row of X")
+        elif self.tfidf_ is not None:
+            raise ValueError("this classifier reads passage texts too: pass texts=")
+        views = self.views(X_, texts)
+        return combine_views(views, self.scale_, self.weights_, self.priors_)
+
+    def predict_proba(
+        self, X: ArrayLike, texts: Sequence[str] | None = None
+    ) -> NDArray[np.float64]:
+        """Return calibrated per-tag probabilities, shape ``(n, T)``."""
+        raw = self.decision_function(X, texts)
+        return sigmoid(raw * self.calibration_[:, 0] + self.calibration_[:, 1])
+
+    def predict(self, X: ArrayLike, texts: Sequence[str] | None = None) -> NDArray[np.int8]:
+        """Return 0/1 tag decisions per passage, shape ``(n, T)``."""
+        return (self.predict_proba(X, texts) >= self.thresholds_).astype(np.int8)
+
+
+def _floats(a: Any, shape: tuple[int, ...], keep_dtype: bool = False) -> NDArray[Any]:
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "fiub":
+        raise ValueError(f"expected numbers, got {arr.dtype}")
+    keep = keep_dtype and arr.dtype in (np.float32, np.float64)
+    return np.asarray(arr, dtype=arr.dtype if keep else np.float64).reshape(shape)
+
+
+_SUPPORTED_TFIDF = {
+    "analyzer": "word",
+    "binary": False,
+    "norm": "l2",
+    "use_idf": True,
+    "strip_accents": None,
+    "stop_words": None,
+    "preprocessor": None,
+    "tokenizer": None,
+    "vocabulary": None,
+}
+
+
+def export_arrays(classifier: Any) -> dict[str, NDArray[Any]] | None:
+    """Return a fitted ``TropeClassifier`` as arrays for :class:`ArrayHead`.
+
+    Returns:
+        The arrays, or ``None`` if the classifier uses a setting :class:`ArrayHead` does
+        not reproduce (a custom vectorizer, a non-linear estimator); such a model is then
+        served from ``head.skops`` alone.
+    """
+    T, d = len(classifier.classes_), int(classifier.n_features_in_)
+    models = [m for m in classifier.estimators_ if m is not None]
+    dtype = np.asarray(models[0].coef_).dtype if models else np.float64
+    emb_coef, emb_intercept = np.zeros((T, d), dtype=dtype), np.zeros(T, dtype=dtype)
+    has_emb = np.zeros(T, dtype=bool)
+    for j, model in enumerate(classifier.estimators_):
+        if model is None:
+            continue
+        coef = np.asarray(getattr(model, "coef_", None))
+        if coef.shape != (1, d) or coef.dtype != dtype or not hasattr(model, "intercept_"):
+            return None
+        emb_coef[j], emb_intercept[j], has_emb[j] = coef[0], model.intercept_[0], True
+    arrays: dict[str, NDArray[Any]] = {
+        "version": np.asarray(HEAD_ARRAYS_VERSION),
+        "classes": np.asarray([str(c) for c in classifier.classes_]),
+        "emb_coef": emb_coef,
+        "emb_intercept": emb_intercept,
+        "has_emb": has_emb,
+        "scale": np.asarray(classifier.scale_, dtype=np.float64),
+        "weights": classifier._weights(),
+        "priors": np.asarray(classifier.priors_, dtype=np.float64),
+        "calibration": np.asarray(classifier.calibration_, dtype=np.float64),
+        "thresholds": np.asarray(classifier.thresholds_, dtype=np.float64),
+    }
+    if classifier.prototypes_ is not None:
+        arrays["prototypes"] = np.asarray(classifier.prototypes_, dtype=np.float32)
+    vectorizer = classifier.vectorizer_
+    if vectorizer is not None:
+        params = vectorizer.get_params()
+        if any(params.get(k) != v for k, v in _SUPPORTED_TFIDF.items()):
+            return None
+        vocab = sorted(vectorizer.vocabulary_.items(), key=lambda kv: kv[1])
+        V = len(vocab)
+        if [i for _, i in vocab] != list(range(V)):
+            return None
+        lex_coef, lex_intercept = np.zeros((T, V)), np.zeros(T)
+        has_lex = np.zeros(T, dtype=bool)
+        for j, model in enumerate(classifier.lexical_):
+            if model is None:
+                continue
+            coef = np.asarray(model.coef_)
+            if coef.shape != (1, V):
+                return None
+            lex_coef[j], lex_intercept[j], has_lex[j] = coef[0], float(model.intercept_[0]), True
+        arrays.update(
+            vocabulary=np.asarray([term for term, _ in vocab], dtype=str),
+            idf=np.asarray(vectorizer.idf_, dtype=np.float64),
+            token_pattern=np.asarray(str(params["token_pattern"])),
+            lowercase=np.asarray(bool(params["lowercase"])),
+            ngram_range=np.asarray(params["ngram_range"], dtype=np.int64),
+            sublinear_tf=np.asarray(bool(params["sublinear_tf"])),
+            lex_coef=lex_coef,
+            lex_intercept=lex_intercept,
+            has_lex=has_lex,
+        )
+    return arrays
+
+
+def check_arrays(
+    classifier: Any, arrays: dict[str, NDArray[Any]], X: ArrayLike, texts: Sequence[str] | None
+) -> bool:
+    """Whether :class:`ArrayHead` built from ``arrays`` scores ``X`` as the classifier does.
+
+    Args:
+        classifier: The fitted ``TropeClassifier``.
+        arrays: Its :func:`export_arrays`.
+        X: Probe embeddings, shape ``(n, d)``.
+        texts: Probe texts (``n`` strings), or ``None``.
+    """
+    head = ArrayHead({k: v for k, v in arrays.items() if k != "version"})
+    use = texts if classifier.uses_texts else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want = classifier.decision_function(X, use)
+        got = head.decision_function(X, use)
+    return bool(np.allclose(want, got, rtol=1e-5, atol=1e-5, equal_nan=True))
+
+
+def npz_bytes(arrays: dict[str, NDArray[Any]]) -> bytes:
+    """Serialise arrays as an ``.npz`` whose bytes depend only on the arrays.
+
+    ``numpy.savez`` stamps each entry with the current time; here every entry gets a fixed
+    timestamp and the entries are sorted, so the same head always saves to the same bytes.
+    """
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(arrays):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asarray(arrays[name]), allow_pickle=False)
+            entry = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            entry.external_attr = 0o644 << 16
+            zf.writestr(entry, buf.getvalue())
+    return out.getvalue()
