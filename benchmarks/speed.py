@@ -16,6 +16,10 @@ Every contender tags the same three fics:
 (d) tropeml, fast backend, warm embedding cache (the fic was tagged once before).
 (e) separate processes: ``tropeml --help`` and a cold ``tropeml tag`` of the 1k-word fic
     on the fast backend (embedding cache off; the int8 model is already built).
+(f) corpora: ``tropeml tag FOLDER --out tags.jsonl`` over folders of 50, 200 and 800 works
+    of about 1k words (each work is one shared 1k-word fic with a line of its own in front,
+    so most passages come from the cache after the first work), as separate processes: the
+    peak RSS should not grow with the number of works.
 
 Each contender runs in its own process (the model is loaded before timing starts), so its
 peak RSS is its own. Times are medians of ``--repeats`` runs after one warm-up run. "encoder
@@ -208,6 +212,7 @@ def main() -> None:
     parser.add_argument("--child", nargs=2, metavar=("CONTENDER", "FIC"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--corpus-sizes", default="50,200,800")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "speed.md")
     args = parser.parse_args()
     if args.child:
@@ -219,6 +224,9 @@ def main() -> None:
     from tropeml.onnx_backend import OnnxEncoder
 
     meta = OnnxEncoder().ensure_built()  # built once, outside the timings
+    meta["commit"] = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
     tmp = Path(tempfile.mkdtemp(prefix="tropeml-speed-"))
     sizes = [int(s) for s in args.sizes.split(",")]
     fics = {}
@@ -252,7 +260,26 @@ def main() -> None:
             env,
         ),
     }
-    report = render(rows, procs, meta, args.repeats)
+    corpora: dict[int, dict[str, float]] = {}
+    base_fic = fics[sizes[0]].read_text(encoding="utf-8")
+    for n in [int(c) for c in args.corpus_sizes.split(",") if c]:
+        folder = tmp / f"corpus-{n}"
+        folder.mkdir()
+        for i in range(n):
+            line = f"Work {i}: a note of its own, number {i * 7919 % 10007}.\n\n"
+            (folder / f"work-{i:05d}.txt").write_text(line + base_fic, encoding="utf-8")
+        out = tmp / f"corpus-{n}.jsonl"
+        corpora[n] = time_process(
+            [tropeml_bin, "tag", "--backend", "fast", str(folder), "--out", str(out)], 1, env
+        )
+        got = sum(1 for _ in out.open(encoding="utf-8"))
+        assert got == n, f"{out}: {got} results for {n} works"
+        corpora[n]["words"] = n * len(base_fic.split())
+        print(
+            f"f {n} works  {corpora[n]['seconds']:.1f} s  {corpora[n]['peak_rss_mb']:.0f} MB",
+            file=sys.stderr,
+        )
+    report = render(rows, procs, meta, args.repeats, corpora)
     console = Console(width=180)
     console.print(report["table"])
     for line in report["markdown"].split("Warm cache against cold")[1].splitlines()[1:]:
@@ -263,7 +290,11 @@ def main() -> None:
 
 
 def render(
-    rows: list[dict[str, Any]], procs: dict[str, dict[str, float]], meta: dict[str, Any], reps: int
+    rows: list[dict[str, Any]],
+    procs: dict[str, dict[str, float]],
+    meta: dict[str, Any],
+    reps: int,
+    corpora: dict[int, dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     from rich.table import Table
 
@@ -287,7 +318,8 @@ def render(
     md = [
         "# Speed benchmark",
         "",
-        f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by `benchmarks/speed.py` on "
+        f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by `benchmarks/speed.py` "
+        f"(commit {meta.get('commit') or '?'}) on "
         f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs, so "
         f"absolute times are noisy; ratios are measured in one run), Python "
         f"{platform.python_version()}. Medians of {reps} runs ({max(2, reps - 1)} at 100k "
@@ -343,12 +375,30 @@ def render(
         f"time × {big['seconds'] / small['seconds']:.1f}, peak RSS "
         f"{small['peak_rss_mb']:.0f} → {big['peak_rss_mb']:.0f} MB"
     )
+    md += ["", "Overhead beyond the encoder (fast backend, (c): 1 − encoder share):", ""]
+    for words in sizes:
+        c = by[("c", words)]
+        md.append(f"- {words:,} words: {1 - c['encoder_seconds'] / c['seconds']:.1%}")
     md += ["", "Separate processes (median of several runs):", ""]
     for name, p in procs.items():
         md.append(
             f"- {name}: {p['seconds']:.2f} s (min {p['min']:.2f} s), peak RSS "
             f"{p['peak_rss_mb']:.0f} MB"
         )
+    if corpora:
+        md += [
+            "",
+            "Corpora, (f): `tropeml tag FOLDER --out FILE`, one process each (peak RSS of the "
+            "whole process):",
+            "",
+            "| works | words | seconds | works/s | peak RSS MB |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for n, p in corpora.items():
+            md.append(
+                f"| {n} | {int(p['words']):,} | {p['seconds']:.1f} | {n / p['seconds']:.1f} | "
+                f"{p['peak_rss_mb']:.0f} |"
+            )
     md.append("")
     return {"table": table, "markdown": "\n".join(md)}
 

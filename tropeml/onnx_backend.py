@@ -43,6 +43,12 @@ FORMAT_VERSION = 1
 MODEL_FILE = "model-int8.onnx"
 META_FILE = "meta.json"
 
+RECIPE = (
+    "ONNX (opset 17, eager attention), onnxruntime BERT fusion, dynamic int8 quantisation "
+    "(int8 weights per channel, uint8 activations)"
+)
+"""How the fast model is made (recorded in its ``meta.json``)."""
+
 MIN_MEAN_COSINE = 0.98
 """The int8 model is refused unless its vectors match the float model's this well on average."""
 MIN_COSINE = 0.95
@@ -354,6 +360,7 @@ def build(source: Path, folder: Path, reference: Any | None = None) -> dict[str,
             "encoder": getattr(reference, "name", DEFAULT_ENCODER),
             "encoder_id": getattr(reference, "id", ""),
             "probes": len(PROBES),
+            "recipe": RECIPE,
         }
         atomic_write_text(work / META_FILE, json.dumps(meta))  # lets the probe load
         meta.update(fidelity(probe, reference))
