@@ -25,7 +25,7 @@ import pytest
 import scipy.special
 import skops.io as sio
 from ao3_fixtures import download_html, write_epub
-from conftest import ROOT, edit_config, write_tiny_data
+from conftest import ROOT, edit_config, rewrite_arrays, write_tiny_data
 from sklearn.linear_model import LogisticRegression
 from test_cli import all_text, assert_one_line_error, json_lines, run, stdout_of
 
@@ -447,6 +447,11 @@ def _plant(make: Callable[[Env, Any], Any]) -> Callable[[Env], Call]:
     return _model(broken)
 
 
+def _arrays(change: dict[str, Any], pickle: bool = False) -> Callable[[Env], Call]:
+    """Rewrite head.npz with some arrays changed, and record honest hashes for it."""
+    return _model(lambda env: str(rewrite_arrays(env.model, change, pickle)))
+
+
 def _other_estimator(env: Env) -> str:
     lr = LogisticRegression().fit(np.eye(4), [0, 1, 0, 1])
     (env.model / HEAD_FILE).write_bytes(sio.dumps(lr))
@@ -534,6 +539,15 @@ MODEL_CASES = [
         _plant(lambda e, c: scipy.special.expit),
     ),
     Case("model-head-other-estimator", "holds a LogisticRegression", _model(_other_estimator)),
+    Case("model-arrays-missing", "missing from the model folder", _file(ARRAYS_FILE, None)),
+    Case("model-arrays-edited", "does not match the hash", _file(ARRAYS_FILE, b"PK junk")),
+    Case("model-arrays-not-npz", "cannot load head arrays", _file(ARRAYS_FILE, b"PK junk", True)),
+    Case(
+        "model-arrays-pickled",
+        "cannot load head arrays",
+        _arrays({"classes": np.array([Evil("x")], dtype=object)}, pickle=True),
+    ),
+    Case("model-arrays-wrong-shape", "incomplete or malformed", _arrays({"scale": np.zeros(3)})),
     Case(
         "model-wrong-dimension",
         "expects 64-d embeddings",

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import json
 import random
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FILLER, VOCAB, edit_config, make_passage, rewrite_arrays
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tropeml
-from tests.conftest import FILLER, VOCAB, edit_config, make_passage
 from tropeml.classifier import TropeClassifier
 from tropeml.errors import TropemlError
 from tropeml.head import ArrayHead, export_arrays, npz_bytes
@@ -160,20 +158,6 @@ def test_folder_without_arrays_is_served_from_skops(tiny_model: Path, tmp_path: 
     assert tropeml.load(folder, cache=False).tag("Rain on the window.").n_passages == 1
 
 
-def _rewrite_arrays(folder: Path, change: dict[str, np.ndarray], pickle: bool = False) -> None:
-    with np.load(folder / ARRAYS_FILE) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    arrays.update(change)
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as zf:
-        for name, a in arrays.items():
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, a, allow_pickle=pickle)
-            zf.writestr(f"{name}.npy", buf.getvalue())
-    (folder / ARRAYS_FILE).write_bytes(out.getvalue())
-    edit_config(folder, lambda c: None)  # a forger records honest hashes
-
-
 @pytest.mark.parametrize(
     ("change", "pickle", "message"),
     [
@@ -191,7 +175,7 @@ def test_forged_arrays_are_refused(
 
     folder = tmp_path / "forged"
     shutil.copytree(tiny_model, folder)
-    _rewrite_arrays(folder, change, pickle)
+    rewrite_arrays(folder, change, pickle)
     with pytest.raises(TropemlError, match=message):
         load_head(folder)
 

@@ -8,7 +8,9 @@ imported only when a model is first used.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -114,7 +116,7 @@ class SentenceTransformerEncoder:
         """Return the model's name as configured (the default's canonical name if unset)."""
         return DEFAULT_ENCODER if (self.model or "default") in _DEFAULT_ALIASES else str(self.model)
 
-    @property
+    @functools.cached_property  # read from files: once per encoder
     def version(self) -> str:
         """Return where the weights came from and their version."""
         if self.name == DEFAULT_ENCODER and self._path is not None:
@@ -124,12 +126,12 @@ class SentenceTransformerEncoder:
             return f"local:size={sum(w.stat().st_size for w in weights)}"
         return "hub"
 
-    @property
+    @functools.cached_property  # read from files: once per encoder
     def id(self) -> str:
         """Return the cache namespace: name and version."""
         return f"{self.name}@{self.version}"
 
-    @property
+    @functools.cached_property  # read from files: once per encoder
     def max_tokens(self) -> int:
         """Return the content token budget (the model's max sequence length minus 2)."""
         if self._path is not None and (self._path / "sentence_bert_config.json").is_file():
@@ -137,7 +139,7 @@ class SentenceTransformerEncoder:
             return int(cfg.get("max_seq_length", 256)) - 2
         return int(self._model().max_seq_length) - 2
 
-    @property
+    @functools.cached_property  # read from files: once per encoder
     def dimension(self) -> int:
         """Return the embedding dimension ``d``."""
         if self._path is not None and (self._path / "config.json").is_file():
@@ -154,7 +156,8 @@ class SentenceTransformerEncoder:
         if isinstance(self._tokenizer, tuple):  # transformers tokenizer of a loaded model
             ids = self._tokenizer[0](texts, add_special_tokens=False)["input_ids"]
             return [len(x) for x in ids]
-        return [len(e.ids) for e in self._tokenizer.encode_batch(texts, add_special_tokens=False)]
+        encode = getattr(self._tokenizer, "encode_batch_fast", self._tokenizer.encode_batch)
+        return [len(e.ids) for e in encode(texts, add_special_tokens=False)]
 
     def embed(self, texts: list[str]) -> NDArray[np.float32]:
         """Embed texts; returns shape ``(n, d)``, float32, L2-normalised."""
@@ -262,10 +265,25 @@ def text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+@functools.cache
+def code_key(module: str) -> str:
+    """Return the hash of a tropeml module's source (keys values that module derives).
+
+    A cached passage split or name list is keyed by the code that made it, so changing the
+    splitter or the name finder invalidates them without a version number to remember.
+    """
+    spec = importlib.util.find_spec(module)
+    origin = spec.origin if spec is not None else None
+    data = Path(origin).read_bytes() if origin else module.encode()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
 class EmbeddingCache:
     """Embeddings on disk, keyed by (encoder id, text hash), in SQLite (no pickle).
 
-    Each write is one transaction, so an interrupted run leaves the file as it was.
+    The same file keeps small JSON values derived from a work's text (its passage split and
+    its names, see :meth:`get_json`), so re-tagging a work skips that work too. Each write
+    is one transaction, so an interrupted run leaves the file as it was.
 
     Args:
         path: The SQLite file; created with its folder on first write.
@@ -284,6 +302,10 @@ class EmbeddingCache:
                     "CREATE TABLE IF NOT EXISTS embeddings (encoder TEXT NOT NULL, "
                     "key TEXT NOT NULL, dim INTEGER NOT NULL, vector BLOB NOT NULL, "
                     "PRIMARY KEY (encoder, key))"
+                )
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS derived (kind TEXT NOT NULL, key TEXT NOT NULL, "
+                    "value TEXT NOT NULL, PRIMARY KEY (kind, key))"
                 )
                 conn.commit()
             except (sqlite3.Error, OSError) as exc:
@@ -328,6 +350,37 @@ class EmbeddingCache:
         try:
             with db:
                 db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)
+        except sqlite3.Error as exc:
+            raise TropemlError(f"{self.path}: cannot write embedding cache ({exc})") from None
+
+    def get_json(self, kind: str, key: str) -> Any:
+        """Return the JSON value stored under (``kind``, ``key``), or ``None``."""
+        try:
+            row = (
+                self._db()
+                .execute("SELECT value FROM derived WHERE kind=? AND key=?", (kind, key))
+                .fetchone()
+            )
+        except sqlite3.Error as exc:
+            raise TropemlError(
+                f"{self.path}: embedding cache unreadable ({exc}); delete it to rebuild"
+            ) from None
+        if row is None:
+            return None
+        try:
+            return json.loads(row[0])
+        except ValueError:
+            return None  # unreadable: recomputed and stored again
+
+    def put_json(self, kind: str, key: str, value: Any) -> None:
+        """Store a JSON value under (``kind``, ``key``) in one transaction."""
+        db = self._db()
+        try:
+            with db:
+                db.execute(
+                    "INSERT OR REPLACE INTO derived VALUES (?, ?, ?)",
+                    (kind, key, json.dumps(value, separators=(",", ":"))),
+                )
         except sqlite3.Error as exc:
             raise TropemlError(f"{self.path}: cannot write embedding cache ({exc})") from None
 

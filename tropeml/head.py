@@ -19,7 +19,6 @@ import io
 import re
 import warnings
 import zipfile
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -127,18 +126,32 @@ class _Tfidf:
             out.extend(" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
         return out
 
-    def row(self, text: str) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
-        """One text's TF-IDF vector, as sorted column indices and values."""
-        counts = Counter(i for i in map(self.index.get, self._terms(text)) if i is not None)
-        if not counts:
-            return np.zeros(0, dtype=np.intp), np.zeros(0)
-        idx = np.fromiter(sorted(counts), dtype=np.intp, count=len(counts))
-        tf = np.array([counts[i] for i in idx.tolist()], dtype=np.float64)
+    def transform(
+        self, texts: Sequence[str]
+    ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
+        """TF-IDF vectors of ``texts`` as sparse triplets, sorted by row then column.
+
+        Returns:
+            ``(rows, cols, values)``, each of shape ``(nnz,)``: row ``rows[k]`` (an index
+            into ``texts``) has ``values[k]`` in vocabulary column ``cols[k]``.
+        """
+        get = self.index.get
+        ids: list[int] = []
+        lengths = []
+        for text in texts:
+            row = [i for i in map(get, self._terms(text)) if i is not None]
+            ids.extend(row)
+            lengths.append(len(row))
+        V = max(len(self.idf), 1)
+        pid = np.repeat(np.arange(len(texts), dtype=np.intp), lengths)
+        keys, counts = np.unique(pid * V + np.asarray(ids, dtype=np.intp), return_counts=True)
+        rows, cols = keys // V, keys % V
+        tf = counts.astype(np.float64)
         if self.sublinear_tf:
             tf = np.log(tf) + 1.0
-        values = tf * self.idf[idx]
-        norm = np.sqrt(np.dot(values, values))
-        return idx, values / norm if norm > 0 else values
+        values = tf * self.idf[cols]
+        norms = np.sqrt(np.bincount(rows, weights=values * values, minlength=len(texts)))
+        return rows, cols, values / norms[rows]
 
 
 class ArrayHead:
@@ -237,10 +250,13 @@ class ArrayHead:
         emb = X @ self.emb_coef_.T + self.emb_intercept_
         out[EMB][:, self.has_emb_] = emb[:, self.has_emb_]
         if self.tfidf_ is not None and texts is not None:
-            lex = np.empty((n, T))
-            for i, text in enumerate(texts):
-                idx, values = self.tfidf_.row(text)
-                lex[i] = self.lex_coef_[:, idx] @ values
+            lex = np.zeros((n, T))
+            for start in range(0, n, LEXICAL_BLOCK):  # bounds memory on long works
+                rows, cols, values = self.tfidf_.transform(texts[start : start + LEXICAL_BLOCK])
+                if rows.size:
+                    first = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+                    parts = values[:, None] * self.lex_coef_[:, cols].T  # (nnz, T)
+                    lex[start + rows[first]] = np.add.reduceat(parts, first, axis=0)
             lex += self.lex_intercept_
             out[LEX][:, self.has_lex_] = lex[:, self.has_lex_]
         if self.prototypes_ is not None:

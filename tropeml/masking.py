@@ -11,6 +11,7 @@ always masks the same way.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -45,13 +46,13 @@ def find_names(text: str) -> dict[str, str]:
     Returns:
         Mapping from each name to its stand-in.
     """
-    lower = {m.group() for m in _LOWER.finditer(text)}  # no list of every word: O(vocabulary)
+    lower = set(_LOWER.findall(text))
     mid_sentence: Counter[str] = Counter()
     total: Counter[str] = Counter()
     for m in _WORD.finditer(text):
         word = _base(m.group())
         total[word] += 1
-        if not _SENTENCE_START.search(text[max(0, m.start() - 3) : m.start()]):
+        if not _starts_sentence(text[max(0, m.start() - 3) : m.start()]):
             mid_sentence[word] += 1
     names = [
         w
@@ -62,7 +63,13 @@ def find_names(text: str) -> dict[str, str]:
 
 
 def _base(word: str) -> str:
-    return re.sub(r"['’]s$", "", word)
+    return word[:-2] if word.endswith(("'s", "’s")) else word
+
+
+@functools.lru_cache(maxsize=4096)
+def _starts_sentence(before: str) -> bool:
+    """Whether a word preceded by ``before`` (up to 3 characters) starts a sentence."""
+    return _SENTENCE_START.search(before) is not None
 
 
 _CANDIDATE = re.compile(r"(?<![\w'’])([A-Z][a-z]+)(['’][a-z]+)?")

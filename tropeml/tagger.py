@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -9,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from tropeml.encoders import CachedEncoder, encoder_id, load_encoder
+from tropeml.encoders import (
+    CachedEncoder,
+    EmbeddingCache,
+    code_key,
+    encoder_id,
+    load_encoder,
+    text_key,
+)
 from tropeml.errors import TropemlError
 from tropeml.head import ArrayHead
 from tropeml.masking import masker, work_names
@@ -124,17 +132,61 @@ class Tagger:
         )
 
     def passages(self, work: Work | str) -> list[Passage]:
-        """Split a work into passages that fit this tagger's encoder."""
+        """Split a work into passages that fit this tagger's encoder.
+
+        With an embedding cache, the split is cached too (keyed by the work's text and
+        regions, the encoder, its budget and the splitter's code), so a work tagged before
+        is not tokenised again.
+        """
+        if isinstance(work, str):
+            work = Work(text=work)
         counter = getattr(self.encoder, "count_tokens", None)
-        if counter is None:
-            return split_passages(work, count_words, _FALLBACK_BUDGET)
-        return split_passages(work, counter, int(getattr(self.encoder, "max_tokens", 254)))
+        budget = int(getattr(self.encoder, "max_tokens", 254)) if counter else _FALLBACK_BUDGET
+        cache = self._cache()
+        key = ""
+        if cache is not None:
+            regions = [[r.start, r.end, r.chapter] for r in work.story_regions()]
+            head = json.dumps([code_key("tropeml.passages"), encoder_id(self.encoder), budget])
+            key = text_key(head + json.dumps(regions) + work.text)
+            spans = cache.get_json("passages", key)
+            if _valid_spans(spans, len(work.text)):
+                text = work.text
+                return [Passage(s, e, text[s:e], c) for s, e, c in spans]
+        passages = split_passages(work, counter or count_words, budget)
+        if cache is not None:
+            cache.put_json("passages", key, [[p.start, p.end, p.chapter] for p in passages])
+        return passages
 
     def texts(self, passages: Sequence[Passage], work: Work | None = None) -> list[str]:
         """Return the texts the model reads: the passages, names masked if the model masks."""
-        names = work_names(work) if (self.mask_names and work is not None) else {}
+        names = self._names(work) if (self.mask_names and work is not None) else {}
         mask_work = masker(names)
         return [mask_work(p.text) for p in passages]
+
+    def _cache(self) -> EmbeddingCache | None:
+        cache = (
+            getattr(self.encoder, "cache", None)
+            if isinstance(self.encoder, CachedEncoder)
+            else None
+        )
+        return cache if isinstance(cache, EmbeddingCache) else None
+
+    def _names(self, work: Work) -> dict[str, str]:
+        """The work's names and stand-ins (:func:`~tropeml.masking.work_names`), cached."""
+        cache = self._cache()
+        if cache is None:
+            return work_names(work)
+        story = "\n\n".join(work.text[r.start : r.end] for r in work.story_regions())
+        key = text_key(code_key("tropeml.masking") + "\0" + story)
+        pairs = cache.get_json("names", key)
+        if isinstance(pairs, list) and all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
+            for p in pairs
+        ):
+            return dict(pairs)
+        names = work_names(work)
+        cache.put_json("names", key, [[k, v] for k, v in names.items()])
+        return names
 
     def embed(self, passages: Sequence[Passage], work: Work | None = None) -> NDArray[np.float32]:
         """Embed passages (of ``work``, whose names are masked if the model masks names).
@@ -297,6 +349,19 @@ class Tagger:
         """Tag files, directories (every ``.txt`` inside) or ``"-"`` (stdin), one by one."""
         for path in expand_paths(paths):
             yield self.tag(read_work(path, max_bytes=max_bytes), source=path)
+
+
+def _valid_spans(spans: Any, n: int) -> bool:
+    """Whether a cached split is a list of ``[start, end, chapter]`` inside a text of ``n``."""
+    return isinstance(spans, list) and all(
+        isinstance(x, list)
+        and len(x) == 3
+        and type(x[0]) is int
+        and type(x[1]) is int
+        and 0 <= x[0] < x[1] <= n
+        and (x[2] is None or isinstance(x[2], str))
+        for x in spans
+    )
 
 
 def load(path: str | Path | None = None, **kwargs: Any) -> Tagger:

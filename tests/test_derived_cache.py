@@ -1,0 +1,101 @@
+"""The cache keeps a work's passage split and names too, so re-tagging skips them."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import make_passage
+
+import tropeml
+from tropeml.encoders import CachedEncoder, EmbeddingCache, HashingEncoder
+from tropeml.tagger import Tagger
+from tropeml.types import Region, Work
+
+
+class Counting(HashingEncoder):
+    """The hashing encoder, counting its calls to count_tokens."""
+
+    def __init__(self) -> None:
+        super().__init__(64)
+        self.counted = 0
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        self.counted += 1
+        return super().count_tokens(texts)
+
+
+def _story(seed: int = 3) -> str:
+    rng = random.Random(seed)
+    names = "Derek ran in. Then Derek sat, and Mara watched Derek. "
+    return "\n\n\n".join(names + make_passage(rng, tags, 50) for tags in (["rain"], ["cake"], []))
+
+
+def _tagger(tiny_model: Path, cache: Path) -> tuple[Tagger, Counting]:
+    inner = Counting()
+    tagger = tropeml.load(tiny_model, encoder=inner, cache=False)
+    tagger.encoder = CachedEncoder(inner, cache)
+    return tagger, inner
+
+
+def test_second_tag_reads_split_and_names_from_the_cache(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tagger, inner = _tagger(tiny_model, tmp_path / "c.sqlite3")
+    text = _story()
+    first = tagger.tag(text)
+    assert inner.counted > 0
+    counted = inner.counted
+    found: list[Any] = []
+    monkeypatch.setattr("tropeml.tagger.work_names", lambda w: found.append(w) or {})
+    second = tagger.tag(text)
+    assert inner.counted == counted  # no tokenising for the split
+    assert found == []  # no name finding
+    assert second == first
+    assert tagger.passages(text) == tropeml.split_passages(text, inner.count_tokens, 180)
+
+
+def test_split_key_covers_text_regions_and_budget(tiny_model: Path, tmp_path: Path) -> None:
+    tagger, _ = _tagger(tiny_model, tmp_path / "c.sqlite3")
+    text = _story()
+    whole = tagger.passages(Work(text=text))
+    cut = len(text) // 2
+    halves = tagger.passages(
+        Work(text=text, regions=(Region(0, cut, "One"), Region(cut, len(text), "Two")))
+    )
+    assert whole != halves
+    assert {p.chapter for p in halves} == {"One", "Two"}
+    assert tagger.passages(Work(text=text + " More.")) != whole
+    fresh = Tagger.from_pretrained(tiny_model, encoder=HashingEncoder(64), cache=False)
+    assert tagger.passages(Work(text=text)) == whole == fresh.passages(text)
+
+
+def test_changed_code_or_corrupt_entries_are_recomputed(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "c.sqlite3"
+    tagger, inner = _tagger(tiny_model, path)
+    text = _story()
+    want = tagger.passages(text)
+    counted = inner.counted
+    monkeypatch.setattr("tropeml.tagger.code_key", lambda module: "another version")
+    assert tagger.passages(text) == want
+    assert inner.counted > counted  # a new splitter: split again
+    monkeypatch.undo()
+    db = EmbeddingCache(path)._db()
+    with db:
+        db.execute("UPDATE derived SET value = '[[5, 2, null]]' WHERE kind = 'passages'")
+        db.execute("UPDATE derived SET value = 'not json' WHERE kind = 'names'")
+    counted = inner.counted
+    assert tagger.passages(text) == want
+    assert inner.counted > counted
+    plain = tropeml.load(tiny_model, encoder=HashingEncoder(64), cache=False)
+    assert tagger.tag(text).scores == pytest.approx(plain.tag(text).scores, abs=1e-6)
+
+
+def test_no_cache_means_nothing_is_stored(tiny_model: Path, tmp_path: Path) -> None:
+    tagger = tropeml.load(tiny_model, encoder=HashingEncoder(64), cache=False)
+    tagger.tag(_story())
+    assert not list(tmp_path.iterdir())
