@@ -4,8 +4,8 @@ Run from the repository root with the project's virtual environment::
 
     .venv/bin/python benchmarks/backends.py [--out PATH] [--protocols works,exemplars]
 
-Runs exactly what ``tropeml eval --backend torch`` and ``tropeml eval --backend fast``
-run, for each protocol: the training set ``tropeml train`` builds from ``data/`` and
+Runs exactly what ``tropeml eval --backend torch``, ``--backend fast`` and ``--backend
+float`` run, for each protocol: the training set ``tropeml train`` builds from ``data/`` and
 ``seeds/`` is embedded with the backend (through the embedding cache), and the full
 classifier (embedding, lexical and prototype views) is cross-validated with folds grouped
 by fic. ``works`` holds out one labelled seed fic at a time (61 real passages, 1 to 26
@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--protocols", default="works,exemplars")
     args = parser.parse_args()
     fast = load_encoder(None, backend="fast")
+    exact = load_encoder(None, backend="float")
     assert isinstance(fast, OnnxEncoder)
     meta = read_meta(fast.folder) or {}
     torch_encoder = load_encoder(None, backend="torch")
@@ -90,7 +91,7 @@ def main() -> None:
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
     lines = [
-        "# Backends: per-tag average precision, torch against fast (int8 ONNX)",
+        "# Backends: per-tag average precision on torch, fast (int8 ONNX) and float (fp32 ONNX)",
         "",
         f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by `benchmarks/backends.py` "
         f"at commit {commit or '?'}. Each column is `tropeml eval --backend B --protocol P`: "
@@ -106,21 +107,23 @@ def main() -> None:
     for protocol in args.protocols.split(","):
         torch_ = per_tag_ap(evaluate(ROOT / "data", ROOT, protocol=protocol))
         fast_ = per_tag_ap(evaluate(ROOT / "data", ROOT, protocol=protocol, encoder=fast))
+        float_ = per_tag_ap(evaluate(ROOT / "data", ROOT, protocol=protocol, encoder=exact))
         noise_ = per_tag_ap(evaluate(ROOT / "data", ROOT, protocol=protocol, encoder=noisy))
         lines += [
             f"## Protocol `{protocol}`",
             "",
-            "| tag | positives | AP torch | AP fast | Δ | AP torch + noise | Δ |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| tag | positives | AP torch | AP fast | Δ | AP float | Δ | AP torch + noise | Δ |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        deltas, noise_deltas = [], []
+        deltas, float_deltas, noise_deltas = [], [], []
         for tag, (ap, pos) in torch_.items():
-            other, floor = fast_[tag][0], noise_[tag][0]
+            other, same, floor = fast_[tag][0], float_[tag][0], noise_[tag][0]
             deltas.append(other - ap)
+            float_deltas.append(same - ap)
             noise_deltas.append(floor - ap)
             lines.append(
                 f"| {tag} | {pos} | {ap:.4f} | {other:.4f} | {other - ap:+.4f} | "
-                f"{floor:.4f} | {floor - ap:+.4f} |"
+                f"{same:.4f} | {same - ap:+.4f} | {floor:.4f} | {floor - ap:+.4f} |"
             )
         macro_t = np.mean([v[0] for v in torch_.values()])
         macro_f = np.mean([fast_[t][0] for t in torch_])
@@ -135,7 +138,9 @@ def main() -> None:
             "0.01. "
             f"Noise floor: largest |ΔAP| {max(abs(d) for d in noise_deltas):.4f}, mean "
             f"|ΔAP| {np.mean(np.abs(noise_deltas)):.4f}, "
-            f"{sum(abs(d) <= 0.01 for d in noise_deltas)}/{len(noise_deltas)} within 0.01"
+            f"{sum(abs(d) <= 0.01 for d in noise_deltas)}/{len(noise_deltas)} within 0.01. "
+            f"Float backend: largest |ΔAP| {max(abs(d) for d in float_deltas):.4f}, "
+            f"{sum(abs(d) <= 0.01 for d in float_deltas)}/{len(float_deltas)} within 0.01"
         )
         lines += ["", line, ""]
         summary.append(line)

@@ -13,10 +13,13 @@ Every contender tags the same three fics:
     random vectors: only its cost matters here.
 (b) tropeml, torch backend (no embedding cache).
 (c) tropeml, fast backend: int8 ONNX with onnxruntime, no torch (no embedding cache).
-(d) tropeml, fast backend, warm embedding cache (the fic was tagged once before).
-(e) separate processes: ``tropeml --help`` and a cold ``tropeml tag`` of the 1k-word fic
+(d) tropeml, fast backend, warm cache (the fic was tagged once before: its embeddings,
+    passage split and names all come from the cache).
+(e) tropeml, float backend: the same fused graph in float32 with onnxruntime, no torch
+    (no embedding cache).
+(f) separate processes: ``tropeml --help`` and a cold ``tropeml tag`` of the 1k-word fic
     on the fast backend (embedding cache off; the int8 model is already built).
-(f) corpora: ``tropeml tag FOLDER --out tags.jsonl`` over folders of 50, 200 and 800 works
+(g) corpora: ``tropeml tag FOLDER --out tags.jsonl`` over folders of 50, 200 and 800 works
     of about 1k words (each work is one shared 1k-word fic with a line of its own in front,
     so most passages come from the cache after the first work), as separate processes: the
     peak RSS should not grow with the number of works.
@@ -53,6 +56,7 @@ CONTENDERS = {
     "b": "tropeml, torch backend",
     "c": "tropeml, fast backend",
     "d": "tropeml, fast, warm cache",
+    "e": "tropeml, float backend",
 }
 
 
@@ -133,7 +137,7 @@ def child(contender: str, fic: Path, repeats: int) -> dict[str, Any]:
         import tropeml
         from tropeml.encoders import CachedEncoder
 
-        backend = "torch" if contender == "b" else "fast"
+        backend = {"b": "torch", "e": "float"}.get(contender, "fast")
         base = tropeml.load(cache=False, backend=backend)
         timer = Timed(base.encoder)
         cache_file = Path(tempfile.mkdtemp()) / "embeddings.sqlite3"
@@ -224,6 +228,7 @@ def main() -> None:
     from tropeml.onnx_backend import OnnxEncoder
 
     meta = OnnxEncoder().ensure_built()  # built once, outside the timings
+    OnnxEncoder(precision="fp32").ensure_built()
     meta["commit"] = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
@@ -276,7 +281,7 @@ def main() -> None:
         assert got == n, f"{out}: {got} results for {n} works"
         corpora[n]["words"] = n * len(base_fic.split())
         print(
-            f"f {n} works  {corpora[n]['seconds']:.1f} s  {corpora[n]['peak_rss_mb']:.0f} MB",
+            f"g {n} works  {corpora[n]['seconds']:.1f} s  {corpora[n]['peak_rss_mb']:.0f} MB",
             file=sys.stderr,
         )
     report = render(rows, procs, meta, args.repeats, corpora)
@@ -388,7 +393,7 @@ def render(
     if corpora:
         md += [
             "",
-            "Corpora, (f): `tropeml tag FOLDER --out FILE`, one process each (peak RSS of the "
+            "Corpora, (g): `tropeml tag FOLDER --out FILE`, one process each (peak RSS of the "
             "whole process):",
             "",
             "| works | words | seconds | works/s | peak RSS MB |",

@@ -202,3 +202,23 @@ def test_fast_cold_tag_never_imports_torch_or_sklearn(fast: OnnxEncoder, tmp_pat
     lines = proc.stdout.strip().splitlines()
     assert lines[-1] == "heavy []", proc.stdout
     assert json.loads(lines[0])["source"] == str(SEED)
+
+
+@pytest.mark.integration
+def test_float_backend_gives_torchs_vectors_without_torch(onnx_dir: Path) -> None:
+    enc = load_encoder(None, backend="float")
+    assert isinstance(enc, OnnxEncoder) and enc.precision == "fp32" and enc.backend == "float"
+    meta = enc.ensure_built()
+    assert meta["min_cosine"] >= onnx_backend.MIN_COSINE_FP32
+    assert enc.model_file.name == "model-fp32.onnx"
+    fast = OnnxEncoder(cache_dir=onnx_dir)
+    assert len({enc.id, fast.id, SentenceTransformerEncoder().id}) == 3  # three cache namespaces
+    assert enc.folder != fast.folder
+    texts = ["The kettle clicked off and neither of them moved to pour.", "short"]
+    a, b = enc.embed(texts), SentenceTransformerEncoder().embed(texts)
+    assert float(np.min(np.sum(a * b, axis=1))) > 0.9999
+
+
+def test_unknown_precision_is_a_clear_error() -> None:
+    with pytest.raises(TropemlError, match="unknown precision"):
+        OnnxEncoder(precision="int4")

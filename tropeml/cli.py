@@ -93,8 +93,8 @@ BackendOpt = Annotated[
     str,
     typer.Option(
         "--backend",
-        help="Encoder backend: fast (int8 ONNX, no torch), torch, or auto (fast if it can be "
-        "built, else torch).",
+        help="Encoder backend: fast (int8 ONNX, no torch), float (float32 ONNX, no torch: "
+        "torch's vectors), torch, or auto (fast if it can be built, else torch).",
     ),
 ]
 
@@ -619,14 +619,20 @@ def setup(
         Path | None,
         typer.Option("--cache-dir", help="Where to put it (default: beside the embedding cache)."),
     ] = None,
+    backend: Annotated[
+        str,
+        typer.Option("--backend", help="fast (int8, the default backend) or float (float32)."),
+    ] = "fast",
 ) -> None:
     """Build the fast backend now (int8 ONNX export of the encoder, checked against it)."""
     from tropeml.onnx_backend import OnnxEncoder
 
-    encoder = OnnxEncoder(cache_dir=cache_dir)
+    if backend not in ("fast", "float"):
+        raise TropemlError(f"setup builds the fast or the float backend, not {backend!r}")
+    encoder = OnnxEncoder(cache_dir=cache_dir, precision="int8" if backend == "fast" else "fp32")
     meta = encoder.ensure_built()
     typer.echo(
-        f"fast backend ready: {encoder.model_file} (cosine to the float encoder on "
+        f"{backend} backend ready: {encoder.model_file} (cosine to the float encoder on "
         f"{meta['probes']} probe texts: mean {meta['mean_cosine']:.4f}, "
         f"min {meta['min_cosine']:.4f})"
     )

@@ -216,7 +216,7 @@ def _resolve_model_path(name: str) -> Path | None:
     return path if path.is_dir() else None
 
 
-BACKENDS = ("auto", "fast", "torch")
+BACKENDS = ("auto", "fast", "float", "torch")
 """Ways to run a sentence-transformers encoder: ``fast`` (int8 ONNX with onnxruntime, no
 torch), ``torch`` (sentence-transformers), ``auto`` (fast where it can be built, else torch)."""
 
@@ -229,7 +229,8 @@ def load_encoder(name: str | None = None, backend: str | None = None, **kwargs: 
 
     Args:
         name: The encoder's name (``None``: the default all-MiniLM-L6-v2).
-        backend: ``"auto"`` (default, or ``$TROPEML_BACKEND``), ``"fast"`` or ``"torch"``.
+        backend: ``"auto"`` (default, or ``$TROPEML_BACKEND``), ``"fast"`` (int8 ONNX),
+            ``"float"`` (float32 ONNX: torch's vectors without torch) or ``"torch"``.
         **kwargs: Passed to :class:`SentenceTransformerEncoder` (``batch_size``, ``device``).
 
     Raises:
@@ -248,6 +249,8 @@ def load_encoder(name: str | None = None, backend: str | None = None, **kwargs: 
         return enc
     from tropeml.onnx_backend import fast_or_fallback
 
+    if backend == "float":
+        return fast_or_fallback(enc, required=True, precision="fp32")
     return fast_or_fallback(enc, required=backend == "fast")
 
 
@@ -263,6 +266,16 @@ def default_cache_path() -> Path:
 def text_key(text: str) -> str:
     """Return the content hash that keys a text in the cache."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def content_key(*parts: str) -> str:
+    """Return one hash over several texts, each encoded a block at a time (no joined copy)."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(f"{len(part)}:".encode())
+        for i in range(0, len(part), 1 << 20):
+            h.update(part[i : i + (1 << 20)].encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
 
 
 @functools.cache

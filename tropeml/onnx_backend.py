@@ -43,6 +43,9 @@ FORMAT_VERSION = 1
 MODEL_FILE = "model-int8.onnx"
 META_FILE = "meta.json"
 
+PRECISIONS = ("int8", "fp32")
+"""``int8``: the fast backend (quantised); ``fp32``: the float backend (fused, not quantised)."""
+
 RECIPE = (
     "ONNX (opset 17, eager attention), onnxruntime BERT fusion, dynamic int8 quantisation "
     "(int8 weights per channel, uint8 activations)"
@@ -53,6 +56,8 @@ MIN_MEAN_COSINE = 0.98
 """The int8 model is refused unless its vectors match the float model's this well on average."""
 MIN_COSINE = 0.95
 """... and at least this well on every probe text."""
+MIN_COSINE_FP32 = 0.9999
+"""The fp32 model must match the float model to this cosine on every probe text."""
 
 PROBES = (
     "She waited by the window all night, and when the door finally opened she could not speak.",
@@ -93,11 +98,11 @@ def _slug(text: str) -> str:
 
 
 class OnnxEncoder:
-    """A mean-pooled BERT sentence encoder run as an int8 ONNX graph with onnxruntime.
+    """A mean-pooled BERT sentence encoder run as an ONNX graph with onnxruntime.
 
     Same name, tokenizer, passage budget and dimension as the
     :class:`~tropeml.encoders.SentenceTransformerEncoder` it is built from, but a different
-    :attr:`id`, so cached int8 vectors never mix with float ones.
+    :attr:`id`, so cached int8 (or fp32 ONNX) vectors never mix with torch ones.
 
     Args:
         model: Model name or local folder; ``None`` for the default all-MiniLM-L6-v2.
@@ -105,9 +110,9 @@ class OnnxEncoder:
         cache_dir: Where built models live (default: ``onnx/`` next to the embedding cache).
         threads: onnxruntime intra-op threads (default: onnxruntime's choice).
         build: Build the ONNX model on first use if it is missing (otherwise raise).
+        precision: ``"int8"`` (the fast backend: quantised) or ``"fp32"`` (the float
+            backend: the fused float graph, whose vectors match torch's to cosine 0.9999).
     """
-
-    backend = "fast"
 
     def __init__(
         self,
@@ -116,11 +121,16 @@ class OnnxEncoder:
         cache_dir: str | Path | None = None,
         threads: int | None = None,
         build: bool = True,
+        precision: str = "int8",
     ) -> None:
+        if precision not in PRECISIONS:
+            raise TropemlError(f"unknown precision {precision!r}: choose {', '.join(PRECISIONS)}")
         self.model = model
         self.batch_size = batch_size
         self.threads = threads
         self.build = build
+        self.precision = precision
+        self.backend = "fast" if precision == "int8" else "float"
         self._float = SentenceTransformerEncoder(model)
         if self._float._path is None:
             raise TropemlError(
@@ -128,7 +138,8 @@ class OnnxEncoder:
             )
         self.source = self._float._path
         root = Path(cache_dir) if cache_dir is not None else default_backend_dir()
-        self.folder = root / _slug(self._float.id)
+        suffix = "" if precision == "int8" else f"-{precision}"
+        self.folder = root / (_slug(self._float.id) + suffix)
         self._session: Any = None
         self._tokenizer: Any = None
 
@@ -147,7 +158,7 @@ class OnnxEncoder:
     @property
     def id(self) -> str:
         """Return the cache namespace: the float model's id plus this backend's format."""
-        return f"{self._float.id}#{FORMAT}-v{FORMAT_VERSION}"
+        return f"{self._float.id}#{_format(self.precision)}-v{FORMAT_VERSION}"
 
     @property
     def max_tokens(self) -> int:
@@ -167,12 +178,12 @@ class OnnxEncoder:
 
     @property
     def model_file(self) -> Path:
-        """Return the path of the int8 ONNX file."""
-        return self.folder / MODEL_FILE
+        """Return the path of the ONNX file."""
+        return self.folder / _model_file(self.precision)
 
     def is_built(self) -> bool:
-        """Return whether a verified int8 model for this encoder is in the cache."""
-        meta = read_meta(self.folder)
+        """Return whether a verified model for this encoder is in the cache."""
+        meta = read_meta(self.folder, self.precision)
         return meta is not None and self.model_file.is_file()
 
     def ensure_built(self) -> dict[str, Any]:
@@ -182,13 +193,14 @@ class OnnxEncoder:
             TropemlError: If it is missing and ``build`` is off, or building or the fidelity
                 check fails.
         """
-        meta = read_meta(self.folder)
+        meta = read_meta(self.folder, self.precision)
         if meta is None or not self.model_file.is_file():
             if not self.build:
                 raise TropemlError(
-                    f"fast backend: no int8 model in {self.folder}; run `tropeml setup`"
+                    f"{self.backend} backend: no {self.precision} model in {self.folder}; run "
+                    f"`tropeml setup{'' if self.precision == 'int8' else ' --backend float'}`"
                 )
-            meta = build(self.source, self.folder, self._float)
+            meta = build(self.source, self.folder, self._float, self.precision)
         return meta
 
     def _load(self) -> Any:
@@ -198,7 +210,7 @@ class OnnxEncoder:
                 import onnxruntime as ort
             except ImportError:
                 raise TropemlError(
-                    "fast backend: onnxruntime is not installed (use --backend torch)"
+                    f"{self.backend} backend: onnxruntime is not installed (use --backend torch)"
                 ) from None
             opts = ort.SessionOptions()
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -247,13 +259,16 @@ class OnnxEncoder:
         return _normalise(out)
 
 
-def fast_or_fallback(reference: SentenceTransformerEncoder, required: bool = False) -> Any:
-    """Return the fast encoder for ``reference``, building it if needed.
+def fast_or_fallback(
+    reference: SentenceTransformerEncoder, required: bool = False, precision: str = "int8"
+) -> Any:
+    """Return the ONNX encoder for ``reference``, building it if needed.
 
     Args:
         reference: The float encoder (its model folder is exported).
-        required: Raise if the fast encoder cannot be had; otherwise warn on stderr and
+        required: Raise if the ONNX encoder cannot be had; otherwise warn on stderr and
             return ``reference``.
+        precision: ``"int8"`` (the fast backend) or ``"fp32"`` (the float backend).
 
     Raises:
         TropemlError: If ``required`` and onnxruntime is missing or the build fails.
@@ -261,7 +276,7 @@ def fast_or_fallback(reference: SentenceTransformerEncoder, required: bool = Fal
     try:
         if importlib.util.find_spec("onnxruntime") is None:
             raise TropemlError("fast backend: onnxruntime is not installed")
-        fast = OnnxEncoder(reference.model, batch_size=reference.batch_size)
+        fast = OnnxEncoder(reference.model, batch_size=reference.batch_size, precision=precision)
         fast.ensure_built()
     except TropemlError as exc:
         if required:
@@ -280,13 +295,21 @@ def _padding_tokenizer(folder: Path, max_length: int) -> Any:
     return tok
 
 
-def read_meta(folder: Path) -> dict[str, Any] | None:
+def _format(precision: str) -> str:
+    return FORMAT if precision == "int8" else f"tropeml-onnx-{precision}"
+
+
+def _model_file(precision: str) -> str:
+    return MODEL_FILE if precision == "int8" else f"model-{precision}.onnx"
+
+
+def read_meta(folder: Path, precision: str = "int8") -> dict[str, Any] | None:
     """Return a built model's ``meta.json``, or ``None`` if absent, unreadable or outdated."""
     try:
         meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != _format(precision):
         return None
     if meta.get("format_version") != FORMAT_VERSION:
         return None
@@ -317,13 +340,17 @@ def _check_pooling(source: Path) -> None:
         raise TropemlError(f"fast backend: {source} has no tokenizer.json (use --backend torch)")
 
 
-def build(source: Path, folder: Path, reference: Any | None = None) -> dict[str, Any]:
+def build(
+    source: Path, folder: Path, reference: Any | None = None, precision: str = "int8"
+) -> dict[str, Any]:
     """Export, fuse, quantise and verify the model in ``source``; write it into ``folder``.
 
     Args:
         source: A sentence-transformers model folder (mean pooling, BERT).
-        folder: Where ``model-int8.onnx`` and ``meta.json`` go (written atomically).
+        folder: Where ``model-int8.onnx`` (or ``model-fp32.onnx``) and ``meta.json`` go
+            (written atomically).
         reference: The float encoder to check against (default: loaded from ``source``).
+        precision: ``"int8"`` quantises the fused graph; ``"fp32"`` keeps it in float.
 
     Returns:
         The ``meta.json`` contents (fidelity and provenance).
@@ -333,8 +360,10 @@ def build(source: Path, folder: Path, reference: Any | None = None) -> dict[str,
     """
     _check_pooling(source)
     reference = reference or SentenceTransformerEncoder(str(source))
+    backend = "fast" if precision == "int8" else "float"
+    model_file = _model_file(precision)
     print(
-        f"tropeml: building the fast (int8 ONNX) encoder into {folder} (once)...",
+        f"tropeml: building the {backend} ({precision} ONNX) encoder into {folder} (once)...",
         file=sys.stderr,
     )
     with tempfile.TemporaryDirectory(prefix="tropeml-onnx-") as tmp:
@@ -343,7 +372,10 @@ def build(source: Path, folder: Path, reference: Any | None = None) -> dict[str,
             with _quiet():
                 _export(source, work / "model.onnx")
                 _fuse(source, work / "model.onnx", work / "model-fused.onnx")
-                _quantise(work / "model-fused.onnx", work / MODEL_FILE)
+                if precision == "int8":
+                    _quantise(work / "model-fused.onnx", work / model_file)
+                else:
+                    os.replace(work / "model-fused.onnx", work / model_file)
         except TropemlError:
             raise
         except Exception as exc:
@@ -352,29 +384,30 @@ def build(source: Path, folder: Path, reference: Any | None = None) -> dict[str,
                 f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); "
                 "use --backend torch"
             ) from None
-        probe = OnnxEncoder(str(source), build=False)
+        probe = OnnxEncoder(str(source), build=False, precision=precision)
         probe.folder = work
         meta: dict[str, Any] = {
-            "format": FORMAT,
+            "format": _format(precision),
             "format_version": FORMAT_VERSION,
             "encoder": getattr(reference, "name", DEFAULT_ENCODER),
             "encoder_id": getattr(reference, "id", ""),
             "probes": len(PROBES),
-            "recipe": RECIPE,
+            "recipe": RECIPE if precision == "int8" else RECIPE.split(", dynamic")[0],
         }
         atomic_write_text(work / META_FILE, json.dumps(meta))  # lets the probe load
         meta.update(fidelity(probe, reference))
         del probe  # releases the session before the file is copied
-        if meta["mean_cosine"] < MIN_MEAN_COSINE or meta["min_cosine"] < MIN_COSINE:
+        need = (MIN_MEAN_COSINE, MIN_COSINE) if precision == "int8" else (MIN_COSINE_FP32,) * 2
+        if meta["mean_cosine"] < need[0] or meta["min_cosine"] < need[1]:
             raise TropemlError(
-                f"fast backend: the int8 model is not faithful enough (mean cosine "
+                f"{backend} backend: the {precision} model is not faithful enough (mean cosine "
                 f"{meta['mean_cosine']:.4f}, min {meta['min_cosine']:.4f} against the float "
-                f"model; need {MIN_MEAN_COSINE} and {MIN_COSINE}); use --backend torch"
+                f"model; need {need[0]} and {need[1]}); use --backend torch"
             )
-        atomic_write_bytes(folder / MODEL_FILE, (work / MODEL_FILE).read_bytes())
+        atomic_write_bytes(folder / model_file, (work / model_file).read_bytes())
     atomic_write_text(folder / META_FILE, json.dumps(meta, indent=2) + "\n")  # last: the seal
     print(
-        f"tropeml: fast encoder ready (cosine to the float model: mean "
+        f"tropeml: {backend} encoder ready (cosine to the float model: mean "
         f"{meta['mean_cosine']:.4f}, min {meta['min_cosine']:.4f})",
         file=sys.stderr,
     )

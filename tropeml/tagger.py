@@ -14,9 +14,9 @@ from tropeml.encoders import (
     CachedEncoder,
     EmbeddingCache,
     code_key,
+    content_key,
     encoder_id,
     load_encoder,
-    text_key,
 )
 from tropeml.errors import TropemlError
 from tropeml.head import ArrayHead
@@ -147,7 +147,7 @@ class Tagger:
         if cache is not None:
             regions = [[r.start, r.end, r.chapter] for r in work.story_regions()]
             head = json.dumps([code_key("tropeml.passages"), encoder_id(self.encoder), budget])
-            key = text_key(head + json.dumps(regions) + work.text)
+            key = content_key(head, json.dumps(regions), work.text)
             spans = cache.get_json("passages", key)
             if _valid_spans(spans, len(work.text)):
                 text = work.text
@@ -176,8 +176,8 @@ class Tagger:
         cache = self._cache()
         if cache is None:
             return work_names(work)
-        story = "\n\n".join(work.text[r.start : r.end] for r in work.story_regions())
-        key = text_key(code_key("tropeml.masking") + "\0" + story)
+        spans = json.dumps([[r.start, r.end] for r in work.story_regions()])
+        key = content_key(code_key("tropeml.masking"), spans, work.text)
         pairs = cache.get_json("names", key)
         if isinstance(pairs, list) and all(
             isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
