@@ -26,6 +26,7 @@ import argparse
 import datetime as dt
 import json
 import math
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -124,6 +125,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/quantisation.md")
     args = parser.parse_args()
     names = args.variants.split(",")
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
     reference = SentenceTransformerEncoder()
     texts = [
         p.text
@@ -168,7 +172,8 @@ def main() -> None:
         "# Quantisation recipes for the fast backend",
         "",
         f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by `benchmarks/quantisation.py` "
-        f"on {len(texts)} passages of the seed fics. Cosine: to the float (torch) encoder. "
+        f"at commit {commit or '?'} on {len(texts)} passages of the seed fics. "
+        "Cosine: to the float (torch) encoder. "
         "Time: best of 3 runs embedding those passages, variants interleaved; × `all`: "
         "time relative to the fully int8 recipe. AP columns: `tropeml eval` on the variant, "
         "against torch (tags within ±0.01 AP; largest drop below torch; macro AP).",
