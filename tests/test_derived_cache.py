@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import make_passage
 
@@ -84,6 +87,7 @@ def test_changed_code_or_corrupt_entries_are_recomputed(
     assert tagger.passages(text) == want
     assert inner.counted > counted  # a new splitter: split again
     monkeypatch.undo()
+    tagger._flush()
     db = EmbeddingCache(path)._db()
     with db:
         db.execute("UPDATE derived SET value = '[[5, 2, null]]' WHERE kind = 'passages'")
@@ -99,3 +103,41 @@ def test_no_cache_means_nothing_is_stored(tiny_model: Path, tmp_path: Path) -> N
     tagger = tropeml.load(tiny_model, encoder=HashingEncoder(64), cache=False)
     tagger.tag(_story())
     assert not list(tmp_path.iterdir())
+
+
+def test_derived_values_ride_with_the_next_write(tiny_model: Path, tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite3"
+    cache = EmbeddingCache(path)
+    cache.put_json("names", "k", [["Derek", "Alex"]])
+    assert cache.get_json("names", "k") == [["Derek", "Alex"]]  # this process sees it at once
+    assert EmbeddingCache(path).get_json("names", "k") is None  # not written yet: no sync
+    cache.put("enc", {"t": np.ones(3, dtype=np.float32)})  # one transaction for both
+    assert EmbeddingCache(path).get_json("names", "k") == [["Derek", "Alex"]]
+    tagger, _ = _tagger(tiny_model, tmp_path / "t.sqlite3")
+    tagger.tag(_story())  # tag() flushes what it derived
+    db = EmbeddingCache(tmp_path / "t.sqlite3")._db()
+    kinds = dict(db.execute("SELECT kind, count(*) FROM derived GROUP BY kind").fetchall())
+    assert kinds == {"names": 1, "passages": 1}
+
+
+def test_pending_values_are_written_at_exit(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite3"
+    code = (
+        "from tropeml.encoders import EmbeddingCache\n"
+        f"cache = EmbeddingCache({str(path)!r})\n"
+        "assert cache.get_json('passages', 'k') is None\n"  # as the tagger does: look first
+        "cache.put_json('passages', 'k', [[0, 1, None]])\n"  # then exit without a flush
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert EmbeddingCache(path).get_json("passages", "k") == [[0, 1, None]]
+    dropped = EmbeddingCache(path)
+    dropped.put_json("names", "k", [])
+    del dropped  # dropped without a flush: written then
+    assert EmbeddingCache(path).get_json("names", "k") == []
+
+
+def test_left_overs_never_create_a_cache_file(tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path / "gone" / "c.sqlite3")
+    cache.put_json("names", "k", [])
+    del cache
+    assert not (tmp_path / "gone").exists()

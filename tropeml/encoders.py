@@ -8,6 +8,7 @@ imported only when a model is first used.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -15,6 +16,7 @@ import json
 import os
 import re
 import sqlite3
+import weakref
 import zlib
 from collections.abc import Sequence
 from importlib import metadata
@@ -263,6 +265,21 @@ def default_cache_path() -> Path:
     return Path(xdg) / "tropeml" / "embeddings.sqlite3"
 
 
+def _write_left_over(path: Path, pending: dict[tuple[str, str], str]) -> None:
+    """Write derived values a dropped cache still held (best effort: they can be recomputed)."""
+    if not pending:
+        return
+    with contextlib.suppress(sqlite3.Error, OSError):
+        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=5)  # never creates it
+        try:
+            with conn:
+                rows = [(kind, key, value) for (kind, key), value in pending.items()]
+                conn.executemany("INSERT OR REPLACE INTO derived VALUES (?, ?, ?)", rows)
+        finally:
+            conn.close()
+    pending.clear()
+
+
 def text_key(text: str) -> str:
     """Return the content hash that keys a text in the cache."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -305,6 +322,9 @@ class EmbeddingCache:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
+        self._pending: dict[tuple[str, str], str] = {}
+        # what put_json holds is written when the cache is dropped or the process exits
+        weakref.finalize(self, _write_left_over, self.path, self._pending)
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -363,11 +383,14 @@ class EmbeddingCache:
         try:
             with db:
                 db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)
+                self._write_pending(db)
         except sqlite3.Error as exc:
             raise TropemlError(f"{self.path}: cannot write embedding cache ({exc})") from None
 
     def get_json(self, kind: str, key: str) -> Any:
         """Return the JSON value stored under (``kind``, ``key``), or ``None``."""
+        if (kind, key) in self._pending:
+            return json.loads(self._pending[kind, key])
         try:
             row = (
                 self._db()
@@ -386,19 +409,35 @@ class EmbeddingCache:
             return None  # unreadable: recomputed and stored again
 
     def put_json(self, kind: str, key: str, value: Any) -> None:
-        """Store a JSON value under (``kind``, ``key``) in one transaction."""
+        """Store a JSON value under (``kind``, ``key``).
+
+        It is written with the next embeddings (one transaction, one sync), by
+        :meth:`flush`, or by :meth:`close`: derived values can always be recomputed, so they
+        do not cost a sync of their own.
+        """
+        self._pending[kind, key] = json.dumps(value, separators=(",", ":"))
+        if len(self._pending) >= 256:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the JSON values :meth:`put_json` holds, in one transaction."""
+        if not self._pending:
+            return
         db = self._db()
         try:
             with db:
-                db.execute(
-                    "INSERT OR REPLACE INTO derived VALUES (?, ?, ?)",
-                    (kind, key, json.dumps(value, separators=(",", ":"))),
-                )
+                self._write_pending(db)
         except sqlite3.Error as exc:
             raise TropemlError(f"{self.path}: cannot write embedding cache ({exc})") from None
 
+    def _write_pending(self, db: sqlite3.Connection) -> None:
+        rows = [(kind, key, value) for (kind, key), value in self._pending.items()]
+        db.executemany("INSERT OR REPLACE INTO derived VALUES (?, ?, ?)", rows)
+        self._pending.clear()
+
     def close(self) -> None:
-        """Close the database connection."""
+        """Write what is pending and close the database connection."""
+        self.flush()
         if self._conn is not None:
             self._conn.close()
             self._conn = None

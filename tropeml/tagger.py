@@ -171,6 +171,12 @@ class Tagger:
         )
         return cache if isinstance(cache, EmbeddingCache) else None
 
+    def _flush(self) -> None:
+        """Write the splits and names cached for the works just tagged (one transaction)."""
+        cache = self._cache()
+        if cache is not None:
+            cache.flush()
+
     def _names(self, work: Work) -> dict[str, str]:
         """The work's names and stand-ins (:func:`~tropeml.masking.work_names`), cached."""
         cache = self._cache()
@@ -247,7 +253,9 @@ class Tagger:
                     f"got {X.shape[1]}-d embeddings; the model expects "
                     f"{self.classifier.n_features_in_}-d"
                 )
-        return self.tag_embedded(work, passages, X, source, texts)
+        result = self.tag_embedded(work, passages, X, source, texts)
+        self._flush()
+        return result
 
     def tag_many(
         self, works: Sequence[Work], sources: Sequence[str] | None = None
@@ -269,6 +277,7 @@ class Tagger:
             source = sources[i] if sources else None
             out.append(self.tag_embedded(work, ps, X[at : at + len(ps)], source, texts[i]))
             at += len(ps)
+        self._flush()
         return out
 
     def score_passages(
