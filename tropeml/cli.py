@@ -625,11 +625,11 @@ def setup(
     ] = "fast",
 ) -> None:
     """Build the fast backend now (int8 ONNX export of the encoder, checked against it)."""
-    from tropeml.onnx_backend import OnnxEncoder
+    from tropeml.onnx_backend import PRECISION_OF, OnnxEncoder
 
-    if backend not in ("fast", "float"):
+    if backend not in PRECISION_OF:
         raise TropemlError(f"setup builds the fast or the float backend, not {backend!r}")
-    encoder = OnnxEncoder(cache_dir=cache_dir, precision="int8" if backend == "fast" else "fp32")
+    encoder = OnnxEncoder(cache_dir=cache_dir, precision=PRECISION_OF[backend])
     meta = encoder.ensure_built()
     typer.echo(
         f"{backend} backend ready: {encoder.model_file} (cosine to the float encoder on "

@@ -220,7 +220,8 @@ def _resolve_model_path(name: str) -> Path | None:
 
 BACKENDS = ("auto", "fast", "float", "torch")
 """Ways to run a sentence-transformers encoder: ``fast`` (int8 ONNX with onnxruntime, no
-torch), ``torch`` (sentence-transformers), ``auto`` (fast where it can be built, else torch)."""
+torch), ``float`` (float32 ONNX, no torch), ``torch`` (sentence-transformers), ``auto`` (fast
+where it can be built, else torch)."""
 
 
 def load_encoder(name: str | None = None, backend: str | None = None, **kwargs: Any) -> Any:
@@ -249,11 +250,11 @@ def load_encoder(name: str | None = None, backend: str | None = None, **kwargs: 
         raise TropemlError(f"unknown encoder {name!r}: not a local folder or a model name")
     if backend == "torch":
         return enc
-    from tropeml.onnx_backend import fast_or_fallback
+    from tropeml.onnx_backend import PRECISION_OF, fast_or_fallback
 
-    if backend == "float":
-        return fast_or_fallback(enc, required=True, precision="fp32")
-    return fast_or_fallback(enc, required=backend == "fast")
+    if backend == "auto":
+        return fast_or_fallback(enc)
+    return fast_or_fallback(enc, required=True, precision=PRECISION_OF[backend])
 
 
 def default_cache_path() -> Path:
@@ -273,10 +274,16 @@ def _write_left_over(path: Path, pending: dict[tuple[str, str], str]) -> None:
         conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=5)  # never creates it
         try:
             with conn:
-                rows = [(kind, key, value) for (kind, key), value in pending.items()]
-                conn.executemany("INSERT OR REPLACE INTO derived VALUES (?, ?, ?)", rows)
+                _insert_derived(conn, pending)
         finally:
             conn.close()
+    pending.clear()
+
+
+def _insert_derived(conn: sqlite3.Connection, pending: dict[tuple[str, str], str]) -> None:
+    """Write pending derived values (inside the caller's transaction) and forget them."""
+    rows = [(kind, key, value) for (kind, key), value in pending.items()]
+    conn.executemany("INSERT OR REPLACE INTO derived VALUES (?, ?, ?)", rows)
     pending.clear()
 
 
@@ -383,7 +390,7 @@ class EmbeddingCache:
         try:
             with db:
                 db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)
-                self._write_pending(db)
+                _insert_derived(db, self._pending)
         except sqlite3.Error as exc:
             raise TropemlError(f"{self.path}: cannot write embedding cache ({exc})") from None
 
@@ -426,14 +433,9 @@ class EmbeddingCache:
         db = self._db()
         try:
             with db:
-                self._write_pending(db)
+                _insert_derived(db, self._pending)
         except sqlite3.Error as exc:
             raise TropemlError(f"{self.path}: cannot write embedding cache ({exc})") from None
-
-    def _write_pending(self, db: sqlite3.Connection) -> None:
-        rows = [(kind, key, value) for (kind, key), value in self._pending.items()]
-        db.executemany("INSERT OR REPLACE INTO derived VALUES (?, ?, ?)", rows)
-        self._pending.clear()
 
     def close(self) -> None:
         """Write what is pending and close the database connection."""

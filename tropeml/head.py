@@ -158,11 +158,10 @@ class ArrayHead:
     """A fitted :class:`~tropeml.classifier.TropeClassifier`, for prediction only.
 
     It predicts what the classifier does, to float32 rounding (logits agree to about
-    1e-6), from plain arrays, and
-    offers the same prediction interface: :attr:`classes_`, :attr:`thresholds_`,
-    :attr:`n_features_in_`, :attr:`uses_texts`, :meth:`decision_function`,
-    :meth:`predict_proba` and :meth:`predict`. Build one with :func:`export_arrays` and
-    :meth:`from_arrays`, or load one with :meth:`load`.
+    1e-6), from plain arrays, and offers the same prediction interface: :attr:`classes_`,
+    :attr:`thresholds_`, :attr:`n_features_in_`, :attr:`uses_texts`,
+    :meth:`decision_function`, :meth:`predict_proba` and :meth:`predict`. Build one with
+    :func:`export_arrays` and :meth:`from_arrays`, or load one with :meth:`load`.
 
     Args:
         arrays: The arrays :func:`export_arrays` makes.
@@ -175,7 +174,7 @@ class ArrayHead:
         try:
             self.classes_ = np.asarray(arrays["classes"]).astype(str)
             T = len(self.classes_)
-            # kept in the dtype they were fitted in, so scores match the estimator's bit for bit
+            # kept in the dtype they were fitted in (float32), as the estimator computes them
             self.emb_coef_ = _floats(arrays["emb_coef"], (T, -1), keep_dtype=True)
             self.n_features_in_ = int(self.emb_coef_.shape[1])
             self.emb_intercept_ = _floats(arrays["emb_intercept"], (T,), keep_dtype=True)

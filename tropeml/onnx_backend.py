@@ -43,14 +43,18 @@ FORMAT_VERSION = 1
 MODEL_FILE = "model-int8.onnx"
 META_FILE = "meta.json"
 
-PRECISIONS = ("int8", "fp32")
-"""``int8``: the fast backend (quantised); ``fp32``: the float backend (fused, not quantised)."""
+PRECISION_OF = {"fast": "int8", "float": "fp32"}
+"""The ONNX backends: ``fast`` is quantised to int8, ``float`` is the fused graph in fp32."""
+PRECISIONS = tuple(PRECISION_OF.values())
+_BACKEND_OF = {precision: backend for backend, precision in PRECISION_OF.items()}
 
-RECIPE = (
-    "ONNX (opset 17, eager attention), onnxruntime BERT fusion, dynamic int8 quantisation "
-    "(int8 weights per channel, uint8 activations)"
-)
-"""How the fast model is made (recorded in its ``meta.json``)."""
+_FUSED = "ONNX (opset 17, eager attention), onnxruntime BERT fusion"
+RECIPES = {
+    "int8": f"{_FUSED}, dynamic int8 quantisation (int8 weights per channel, uint8 activations)",
+    "fp32": _FUSED,
+}
+"""How each model is made (recorded in its ``meta.json``)."""
+RECIPE = RECIPES["int8"]
 
 MIN_MEAN_COSINE = 0.98
 """The int8 model is refused unless its vectors match the float model's this well on average."""
@@ -130,7 +134,7 @@ class OnnxEncoder:
         self.threads = threads
         self.build = build
         self.precision = precision
-        self.backend = "fast" if precision == "int8" else "float"
+        self.backend = _BACKEND_OF[precision]
         self._float = SentenceTransformerEncoder(model)
         if self._float._path is None:
             raise TropemlError(
@@ -360,7 +364,7 @@ def build(
     """
     _check_pooling(source)
     reference = reference or SentenceTransformerEncoder(str(source))
-    backend = "fast" if precision == "int8" else "float"
+    backend = _BACKEND_OF[precision]
     model_file = _model_file(precision)
     print(
         f"tropeml: building the {backend} ({precision} ONNX) encoder into {folder} (once)...",
@@ -392,7 +396,7 @@ def build(
             "encoder": getattr(reference, "name", DEFAULT_ENCODER),
             "encoder_id": getattr(reference, "id", ""),
             "probes": len(PROBES),
-            "recipe": RECIPE if precision == "int8" else RECIPE.split(", dynamic")[0],
+            "recipe": RECIPES[precision],
         }
         atomic_write_text(work / META_FILE, json.dumps(meta))  # lets the probe load
         meta.update(fidelity(probe, reference))

@@ -515,9 +515,7 @@ def load_head(
         return classifier, config, _fits(classifier, folder / HEAD_FILE, config, folder)
     head = folder / HEAD_FILE
     names, root = _schema_names(head)
-    refused = sorted(name for name in names if not _allowed_module(name))
-    if refused:
-        raise TropemlError(f"{head}: refusing to load untrusted type(s): {', '.join(refused)}")
+    _refuse(head, sorted(name for name in names if not _allowed_module(name)))
     if root != "tropeml.classifier.TropeClassifier":
         raise TropemlError(f"{head}: holds a {root.rpartition('.')[2]}, not a TropeClassifier")
     arrays = ArrayHead.load(folder / ARRAYS_FILE)
@@ -551,12 +549,10 @@ def _load_skops(head: Path) -> TropeClassifier:
     from tropeml.classifier import TropeClassifier
 
     sio = skops_io()
-    refused = untrusted_types(head)
-    if refused:
-        raise TropemlError(f"{head}: refusing to load untrusted type(s): {', '.join(refused)}")
-    try:
-        trusted = sorted(set(sio.get_untrusted_types(file=head)))
-        classifier = sio.load(head, trusted=trusted)
+    refused, skops_untrusted = _audit(head)
+    _refuse(head, refused)
+    try:  # what is left of skops's untrusted list is tropeml's own, allowed types
+        classifier = sio.load(head, trusted=sorted(skops_untrusted))
     except Exception as exc:
         raise TropemlError(f"{head}: cannot load classifier ({type(exc).__name__})") from None
     if not isinstance(classifier, TropeClassifier):
@@ -615,16 +611,24 @@ def untrusted_types(head: str | Path) -> list[str]:
     Raises:
         TropemlError: If the file is not a readable skops file.
     """
-    sio = skops_io()
+    return _audit(Path(head))[0]
 
-    head = Path(head)
+
+def _audit(head: Path) -> tuple[list[str], set[str]]:
+    """The names :func:`untrusted_types` refuses, and the names skops itself does not trust."""
+    sio = skops_io()
     names, _ = _schema_names(head)
     try:
         skops_untrusted = set(sio.get_untrusted_types(file=head))
     except Exception as exc:
         raise TropemlError(f"{head}: not a readable skops file ({type(exc).__name__})") from None
     names |= skops_untrusted
-    return sorted(name for name in names if not _allowed(name, skops_untrusted))
+    return sorted(name for name in names if not _allowed(name, skops_untrusted)), skops_untrusted
+
+
+def _refuse(head: Path, refused: list[str]) -> None:
+    if refused:
+        raise TropemlError(f"{head}: refusing to load untrusted type(s): {', '.join(refused)}")
 
 
 def _allowed_module(name: str) -> bool:

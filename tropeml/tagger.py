@@ -164,12 +164,12 @@ class Tagger:
         return [mask_work(p.text) for p in passages]
 
     def _cache(self) -> EmbeddingCache | None:
-        cache = (
-            getattr(self.encoder, "cache", None)
-            if isinstance(self.encoder, CachedEncoder)
-            else None
-        )
-        return cache if isinstance(cache, EmbeddingCache) else None
+        """The embedding cache, when the encoder has one (it also keeps splits and names)."""
+        if isinstance(self.encoder, CachedEncoder) and isinstance(
+            self.encoder.cache, EmbeddingCache
+        ):
+            return self.encoder.cache
+        return None
 
     def _flush(self) -> None:
         """Write the splits and names cached for the works just tagged (one transaction)."""
