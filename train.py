@@ -8,14 +8,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tropeml.training import train
+from tropeml.model.training import train
 
 ROOT = Path(__file__).resolve().parent
 
 
 def main() -> None:
     """Train, evaluate and save ``models/default``."""
-    result = train(ROOT / "data", root=ROOT, out=ROOT / "models" / "default", name="default")
+    result = train(
+        ROOT / "data",
+        root=ROOT,
+        out=ROOT / "models" / "default",
+        name="default",
+        overwrite_default=True,
+    )
     for report, what in ((result.report, "seed fics"), (result.exemplar_report, "exemplars")):
         if report is not None:
             print(f"## {report.scheme}, {what}\n\n{report.to_markdown()}\n")

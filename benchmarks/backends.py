@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from tropeml.encoders import load_encoder
-from tropeml.evaluation import EvalReport
-from tropeml.onnx_backend import OnnxEncoder, read_meta
-from tropeml.training import evaluate
+from tropeml.model.backends import load_encoder
+from tropeml.model.evaluation import EvalReport
+from tropeml.model.onnx_backend import OnnxEncoder, read_meta
+from tropeml.model.training import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -58,11 +58,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, f1_score
 from sklearn.model_selection import KFold
 
-from tropeml.classifier import UNKNOWN, TropeClassifier, best_f1_threshold
-from tropeml.encoders import CachedEncoder, SentenceTransformerEncoder
-from tropeml.evaluation import MIN_SUPPORT
-from tropeml.taxonomy import Taxonomy
-from tropeml.training import (
+from tropeml.core.taxonomy import Taxonomy
+from tropeml.model.cache import CachedEncoder
+from tropeml.model.classifier import UNKNOWN, TropeClassifier, best_f1_threshold
+from tropeml.model.encoders import SentenceTransformerEncoder
+from tropeml.model.evaluation import MIN_SUPPORT
+from tropeml.model.training import (
     EXEMPLAR,
     SEED,
     TrainingSet,

@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from tropeml.encoders import SentenceTransformerEncoder
-from tropeml.onnx_backend import (
+from tropeml.model.encoders import SentenceTransformerEncoder
+from tropeml.model.onnx_backend import (
     FORMAT,
     FORMAT_VERSION,
     META_FILE,
@@ -45,8 +45,8 @@ from tropeml.onnx_backend import (
     _fuse,
     _quiet,
 )
-from tropeml.passages import split_passages
-from tropeml.training import evaluate
+from tropeml.model.training import evaluate
+from tropeml.text.passages import split_passages
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ("all", "no-ffn-out", "no-attention", "no-ffn-out-attn-out", "fp32")

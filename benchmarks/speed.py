@@ -115,7 +115,7 @@ def child(contender: str, fic: Path, repeats: int) -> dict[str, Any]:
         from sentence_transformers import SentenceTransformer
         from sklearn.linear_model import LogisticRegression
 
-        from tropeml.encoders import SentenceTransformerEncoder
+        from tropeml.model.encoders import SentenceTransformerEncoder
 
         st = SentenceTransformer(str(SentenceTransformerEncoder()._path), device="cpu")
         rng = np.random.default_rng(0)
@@ -135,7 +135,7 @@ def child(contender: str, fic: Path, repeats: int) -> dict[str, Any]:
 
     else:
         import tropeml
-        from tropeml.encoders import CachedEncoder
+        from tropeml.model.cache import CachedEncoder
 
         backend = {"b": "torch", "e": "float"}.get(contender, "fast")
         base = tropeml.load(cache=False, backend=backend)
@@ -225,7 +225,7 @@ def main() -> None:
 
     from rich.console import Console
 
-    from tropeml.onnx_backend import OnnxEncoder
+    from tropeml.model.onnx_backend import OnnxEncoder
 
     meta = OnnxEncoder().ensure_built()  # built once, outside the timings
     OnnxEncoder(precision="fp32").ensure_built()

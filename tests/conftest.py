@@ -10,9 +10,15 @@ from typing import Any
 
 import pytest
 
-from tropeml.encoders import HashingEncoder
-from tropeml.persistence import CONFIG_FILE, HASHED_FILES, HEAD_FILE, content_hash, sha256_file
-from tropeml.training import train
+from tropeml.model.encoders import HashingEncoder
+from tropeml.model.persistence import (
+    CONFIG_FILE,
+    HASHED_FILES,
+    HEAD_FILE,
+    content_hash,
+    sha256_file,
+)
+from tropeml.model.training import train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -170,7 +176,7 @@ def rewrite_arrays(folder: Path, change: dict[str, Any], pickle: bool = False) -
 
     import numpy as np
 
-    from tropeml.persistence import ARRAYS_FILE
+    from tropeml.model.persistence import ARRAYS_FILE
 
     path = folder / ARRAYS_FILE
     with np.load(path) as npz:

@@ -18,11 +18,11 @@ from ao3_fixtures import (
 )
 from conftest import TINY_TOML
 
-from tropeml.ao3 import looks_like_html, map_author_tags, resolve_tag
-from tropeml.errors import TropemlError
-from tropeml.passages import split_passages
-from tropeml.readers import expand_paths, parse_bytes, parse_text, read_work
-from tropeml.taxonomy import Taxonomy
+from tropeml.core.errors import TropemlError
+from tropeml.core.taxonomy import Taxonomy
+from tropeml.io.ao3 import looks_like_html, map_author_tags, resolve_tag
+from tropeml.io.readers import expand_paths, parse_bytes, parse_text, read_work
+from tropeml.text.passages import split_passages
 
 CHAPTER_TITLES = [title for title, _ in CHAPTERS]
 

@@ -12,16 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tropeml import onnx_backend
-from tropeml.encoders import (
-    CachedEncoder,
-    EmbeddingCache,
-    HashingEncoder,
-    SentenceTransformerEncoder,
-    load_encoder,
-)
-from tropeml.errors import TropemlError
-from tropeml.onnx_backend import OnnxEncoder
+from tropeml.model import onnx_backend
+from tropeml.core.errors import TropemlError
+from tropeml.model.backends import load_encoder
+from tropeml.model.cache import CachedEncoder, EmbeddingCache
+from tropeml.model.encoders import HashingEncoder, SentenceTransformerEncoder
+from tropeml.model.onnx_backend import OnnxEncoder
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "seeds" / "002_1ddad86479ad2531.txt"
@@ -185,9 +181,9 @@ def test_fast_cold_tag_never_imports_torch_or_sklearn(fast: OnnxEncoder, tmp_pat
     code = (
         "import sys\n"
         f"sys.argv = ['tropeml', 'tag', '--json', '--backend', 'fast', {str(SEED)!r}]\n"
-        "import tropeml.cli\n"
+        "import tropeml.cli.app\n"
         "try:\n"
-        "    tropeml.cli.main()\n"
+        "    tropeml.cli.app.main()\n"
         "except SystemExit as exc:\n"
         "    assert not exc.code, exc.code\n"
         "heavy = sorted(m for m in ('torch', 'sentence_transformers', 'transformers',"

@@ -30,11 +30,11 @@ from sklearn.linear_model import LogisticRegression
 from test_cli import all_text, assert_one_line_error, json_lines, run, stdout_of
 
 import tropeml
-from tropeml.errors import TropemlError
-from tropeml.labels import load_exemplars, load_span_labels
-from tropeml.persistence import ARRAYS_FILE, CONFIG_FILE, HEAD_FILE, TAXONOMY_FILE, load_model
-from tropeml.readers import read_work
-from tropeml.taxonomy import Taxonomy
+from tropeml.core.errors import TropemlError
+from tropeml.core.taxonomy import Taxonomy
+from tropeml.io.labels import load_exemplars, load_span_labels
+from tropeml.io.readers import read_work
+from tropeml.model.persistence import ARRAYS_FILE, CONFIG_FILE, HEAD_FILE, TAXONOMY_FILE, load_model
 
 DOC = ROOT / "docs" / "bad-input.md"
 STORY = "Rain hammered the roof. She baked a cake with flour and sugar.\n\nA duel with swords."

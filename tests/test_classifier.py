@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from tropeml.classifier import UNKNOWN, TropeClassifier, best_f1_threshold
+from tropeml.model.classifier import UNKNOWN, TropeClassifier, best_f1_threshold
 
 TAGS = ["rain", "cake", "sword"]
 

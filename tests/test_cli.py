@@ -18,10 +18,10 @@ import pytest
 from typer.testing import CliRunner
 
 from tropeml import __version__
-from tropeml.cli import app
-from tropeml.encoders import HashingEncoder
-from tropeml.errors import TropemlError
-from tropeml.persistence import ARRAYS_FILE, CONFIG_FILE, HEAD_FILE, TAXONOMY_FILE
+from tropeml.cli.app import app
+from tropeml.core.errors import TropemlError
+from tropeml.model.encoders import HashingEncoder
+from tropeml.model.persistence import ARRAYS_FILE, CONFIG_FILE, HEAD_FILE, TAXONOMY_FILE
 
 COMMANDS = ("tag", "audit", "label", "train", "eval", "tropes")
 TINY_TAGS = {"rain", "cake", "sword"}
@@ -115,7 +115,9 @@ def fic(tiny_root: Path) -> Path:
 @pytest.fixture
 def hashing_train(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make ``train`` / ``eval`` use the hashing encoder instead of the real one."""
-    monkeypatch.setattr("tropeml.training.SentenceTransformerEncoder", lambda: HashingEncoder(64))
+    monkeypatch.setattr(
+        "tropeml.model.training.SentenceTransformerEncoder", lambda: HashingEncoder(64)
+    )
 
 
 # --------------------------------------------------------------------------- basics

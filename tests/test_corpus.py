@@ -13,9 +13,9 @@ from conftest import make_passage
 from test_cli import json_lines, run, stderr_of
 
 import tropeml
-from tropeml import corpus
-from tropeml.corpus import Record, done_ids, iter_records, tag_dataset, tag_records
-from tropeml.errors import TropemlError
+from tropeml.io import corpus
+from tropeml.core.errors import TropemlError
+from tropeml.io.corpus import Record, done_ids, iter_records, tag_dataset, tag_records
 
 TAGS = [["rain"], ["cake"], ["sword"], ["rain", "cake"], []]
 

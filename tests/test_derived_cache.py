@@ -13,9 +13,10 @@ import pytest
 from conftest import make_passage
 
 import tropeml
-from tropeml.encoders import CachedEncoder, EmbeddingCache, HashingEncoder
-from tropeml.tagger import Tagger
-from tropeml.types import Region, Work
+from tropeml.core.types import Region, Work
+from tropeml.model.cache import CachedEncoder, EmbeddingCache
+from tropeml.model.encoders import HashingEncoder
+from tropeml.serve.tagger import Tagger
 
 
 class Counting(HashingEncoder):
@@ -52,7 +53,7 @@ def test_second_tag_reads_split_and_names_from_the_cache(
     assert inner.counted > 0
     counted = inner.counted
     found: list[Any] = []
-    monkeypatch.setattr("tropeml.tagger.work_names", lambda w: found.append(w) or {})
+    monkeypatch.setattr("tropeml.serve.tagger.work_names", lambda w: found.append(w) or {})
     second = tagger.tag(text)
     assert inner.counted == counted  # no tokenising for the split
     assert found == []  # no name finding
@@ -83,7 +84,7 @@ def test_changed_code_or_corrupt_entries_are_recomputed(
     text = _story()
     want = tagger.passages(text)
     counted = inner.counted
-    monkeypatch.setattr("tropeml.tagger.code_key", lambda module: "another version")
+    monkeypatch.setattr("tropeml.serve.tagger.code_key", lambda module: "another version")
     assert tagger.passages(text) == want
     assert inner.counted > counted  # a new splitter: split again
     monkeypatch.undo()
@@ -123,7 +124,7 @@ def test_derived_values_ride_with_the_next_write(tiny_model: Path, tmp_path: Pat
 def test_pending_values_are_written_at_exit(tmp_path: Path) -> None:
     path = tmp_path / "c.sqlite3"
     code = (
-        "from tropeml.encoders import EmbeddingCache\n"
+        "from tropeml.model.cache import EmbeddingCache\n"
         f"cache = EmbeddingCache({str(path)!r})\n"
         "assert cache.get_json('passages', 'k') is None\n"  # as the tagger does: look first
         "cache.put_json('passages', 'k', [[0, 1, None]])\n"  # then exit without a flush

@@ -26,13 +26,13 @@ from conftest import TINY_TOML
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tropeml.errors import TropemlError
-from tropeml.labels import load_span_labels
-from tropeml.passages import _HEADING, _SEPARATOR, count_words, split_passages
-from tropeml.persistence import read_config
-from tropeml.readers import decode_bytes, parse_text, read_work
-from tropeml.taxonomy import Taxonomy
-from tropeml.types import Region, Work
+from tropeml.core.errors import TropemlError
+from tropeml.core.taxonomy import Taxonomy
+from tropeml.core.types import Region, Work
+from tropeml.io.labels import load_span_labels
+from tropeml.io.readers import decode_bytes, parse_text, read_work
+from tropeml.model.persistence import read_config
+from tropeml.text.passages import _HEADING, _SEPARATOR, count_words, split_passages
 
 QUICK, SLOW = 150, 3000  # examples per target: default run, slow run (4 targets)
 

@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tropeml
-from tropeml.classifier import TropeClassifier
-from tropeml.errors import TropemlError
-from tropeml.head import ArrayHead, export_arrays, npz_bytes
-from tropeml.persistence import ARRAYS_FILE, load_head, load_model
+from tropeml.core.errors import TropemlError
+from tropeml.model.classifier import TropeClassifier
+from tropeml.model.head import ArrayHead, export_arrays, npz_bytes
+from tropeml.model.persistence import ARRAYS_FILE, load_head, load_model
 
 TAGS = ["rain", "cake", "sword", "never"]
 

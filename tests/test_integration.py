@@ -14,10 +14,10 @@ import pytest
 
 import tropeml
 from tropeml import __version__
-from tropeml.persistence import CONFIG_FILE, load_model, save_model
-from tropeml.readers import read_work
-from tropeml.resources import default_model_dir
-from tropeml.types import WorkResult
+from tropeml.core.resources import default_model_dir
+from tropeml.core.types import WorkResult
+from tropeml.io.readers import read_work
+from tropeml.model.persistence import CONFIG_FILE, load_model, save_model
 
 pytestmark = pytest.mark.integration
 
@@ -244,9 +244,9 @@ def test_help_does_not_import_heavy_libraries(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "sys.argv = ['tropeml', '--help']\n"
-        "import tropeml.cli\n"
+        "import tropeml.cli.app\n"
         "try:\n"
-        "    tropeml.cli.main()\n"
+        "    tropeml.cli.app.main()\n"
         "except SystemExit as exc:\n"
         "    assert not exc.code, exc.code\n"
         f"heavy = sorted(m for m in {HEAVY!r} if m in sys.modules)\n"
@@ -268,7 +268,7 @@ def test_help_import_time_has_no_torch(tmp_path: Path) -> None:
         for line in proc.stderr.splitlines()
         if line.startswith("import time:")
     }
-    assert "tropeml.cli" in imported
+    assert "tropeml.cli.app" in imported
     assert not {m for m in imported if m.split(".")[0] in HEAVY}
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from conftest import write_tiny_data
 
-from tropeml.persistence import load_model, lock_path, model_lock
+from tropeml.model.persistence import load_model, lock_path, model_lock
 
 KILLS = 20
 
@@ -160,7 +160,9 @@ def test_two_trains_into_one_folder_both_finish(tmp_path: Path) -> None:
 
 def test_lock_timeout_is_a_clear_error(tmp_path: Path) -> None:
     out = tmp_path / "m"
-    script = f"from tropeml.persistence import model_lock\nwith model_lock({str(out)!r}, 0): pass"
+    script = (
+        f"from tropeml.model.persistence import model_lock\nwith model_lock({str(out)!r}, 0): pass"
+    )
     with model_lock(out):
         proc = subprocess.run(
             [sys.executable, "-c", script], capture_output=True, text=True, check=False

@@ -16,9 +16,9 @@ import pytest
 from ao3_fixtures import download_html
 from test_cli import all_text, run
 
-from tropeml.audit import score_work
-from tropeml.labelling import Question, questions_for, run_session
-from tropeml.tagger import load
+from tropeml.serve.audit import score_work
+from tropeml.serve.labelling import Question, questions_for, run_session
+from tropeml.serve.tagger import load
 
 pexpect = pytest.importorskip("pexpect")
 PROMPT = r"\[y\]es/\[n\]o/\[s\]kip/\[q\]uit: "
@@ -44,7 +44,7 @@ def spawn(tiny_model: Path, work_file: Path, answers: Path, cache: Path) -> pexp
 
 
 def test_questions_put_disagreements_first(tiny_model: Path, work_file: Path) -> None:
-    from tropeml.readers import read_work
+    from tropeml.io.readers import read_work
 
     tagger = load(tiny_model, cache=False)
     scored = score_work(tagger, read_work(work_file))
@@ -63,7 +63,7 @@ def test_questions_put_disagreements_first(tiny_model: Path, work_file: Path) ->
 def test_run_session_appends_each_answer_and_skips_answered(
     tiny_model: Path, work_file: Path, tmp_path: Path
 ) -> None:
-    from tropeml.readers import read_work
+    from tropeml.io.readers import read_work
 
     tagger = load(tiny_model, cache=False)
     qs = questions_for(tagger, score_work(tagger, read_work(work_file)), str(work_file), 4)

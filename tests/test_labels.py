@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tropeml.errors import TropemlError
-from tropeml.labels import SpanLabel, load_exemplars, load_span_labels, span_targets
-from tropeml.taxonomy import Taxonomy
-from tropeml.types import Passage
+from tropeml.core.errors import TropemlError
+from tropeml.core.taxonomy import Taxonomy
+from tropeml.core.types import Passage
+from tropeml.io.labels import SpanLabel, load_exemplars, load_span_labels, span_targets
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"

@@ -7,7 +7,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tropeml.masking import STAND_INS, find_names, mask, masker
+from tropeml.text.masking import STAND_INS, find_names, mask, masker
 
 
 def _alternation(text: str, names: dict[str, str]) -> str:

@@ -33,7 +33,7 @@ def _peak():
     open(peak_file, "w").write(hwm)
 
 atexit.register(_peak)
-from tropeml.cli import main
+from tropeml.cli.app import main
 sys.argv[0] = "tropeml"
 main()
 """

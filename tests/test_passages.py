@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tropeml.passages import count_words, split_passages
-from tropeml.readers import parse_text
-from tropeml.types import Region, Work
+from tropeml.core.types import Region, Work
+from tropeml.io.readers import parse_text
+from tropeml.text.passages import count_words, split_passages
 
 HEADING_WORDS = {"chapter", "part", "book", "prologue", "epilogue", "interlude"}
 COMMON = [

@@ -15,10 +15,11 @@ import skops.io as sio
 from conftest import edit_config
 from sklearn.linear_model import LogisticRegression
 
-from tropeml._io import append_line, atomic_write_bytes
-from tropeml.classifier import TropeClassifier
-from tropeml.errors import TropemlError
-from tropeml.persistence import (
+from tropeml.core.errors import TropemlError
+from tropeml.core.fileio import append_line, atomic_write_bytes
+from tropeml.core.taxonomy import Taxonomy
+from tropeml.model.classifier import TropeClassifier
+from tropeml.model.persistence import (
     CARD_FILE,
     CONFIG_FILE,
     CONFIG_SCHEMA,
@@ -33,7 +34,6 @@ from tropeml.persistence import (
     save_model,
     sha256_file,
 )
-from tropeml.taxonomy import Taxonomy
 
 
 def texts(n: int) -> list[str]:
@@ -385,7 +385,7 @@ def test_save_replaces_with_or_without_atomic_exchange(
     exchange: bool,
 ) -> None:
     if not exchange:
-        monkeypatch.setattr("tropeml.persistence._exchange", lambda a, b: False)
+        monkeypatch.setattr("tropeml.model.persistence._exchange", lambda a, b: False)
     folder = tmp_path / "m"
     save_model(folder, clf, config_for(clf), tiny_model / TAXONOMY_FILE, "old card")
     save_model(folder, clf, config_for(clf), tiny_model / TAXONOMY_FILE, "new card")

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tropeml.encoders import HashingEncoder
-from tropeml.taxonomy import Taxonomy
-from tropeml.training import embed_prototypes
+from tropeml.core.taxonomy import Taxonomy
+from tropeml.model.encoders import HashingEncoder
+from tropeml.model.training import embed_prototypes
 
 RAW = {
     "trope": [

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tropeml.errors import TropemlError
-from tropeml.readers import decode_bytes, expand_paths, parse_text, read_work
-from tropeml.types import Region, Work
+from tropeml.core.errors import TropemlError
+from tropeml.core.types import Region, Work
+from tropeml.io.readers import decode_bytes, expand_paths, parse_text, read_work
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10"
 

@@ -10,23 +10,20 @@ import pytest
 from ao3_fixtures import download_html, work_page_html, write_epub
 from test_cli import all_text, assert_one_line_error, json_lines, run
 
-from tropeml.classifier import UNKNOWN
-from tropeml.encoders import HashingEncoder
-from tropeml.readers import read_work
-from tropeml.retrain import (
-    ANSWER,
-    WORK,
-    LabelledWork,
-    answer_record,
-    load_answers,
-    mil_targets,
-    retrain,
-)
+from tropeml.io.readers import read_work
+from tropeml.io.sources import LabelledWork, answer_record, load_answers
+from tropeml.model.classifier import UNKNOWN
+from tropeml.model.dataset import ANSWER, WORK
+from tropeml.model.encoders import HashingEncoder
+from tropeml.model.mil import mil_targets
+from tropeml.model.training import retrain
 
 
 @pytest.fixture
 def hashing_train(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tropeml.training.SentenceTransformerEncoder", lambda: HashingEncoder(64))
+    monkeypatch.setattr(
+        "tropeml.model.training.SentenceTransformerEncoder", lambda: HashingEncoder(64)
+    )
 
 
 @pytest.fixture
@@ -159,7 +156,7 @@ def test_python_api_fits_on_labelled_works(tiny_root: Path, tmp_path: Path) -> N
 
 
 def test_answers_in_the_span_label_folder_are_refused(tiny_root: Path) -> None:
-    from tropeml.errors import TropemlError
+    from tropeml.core.errors import TropemlError
 
     fic = tiny_root / "fics" / "one.txt"
     text = fic.read_text(encoding="utf-8")

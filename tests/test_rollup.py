@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from tropeml.rollup import evidence_order, pool_scores, prominence
+from tropeml.model.rollup import evidence_order, pool_scores, prominence
 
 SCORES = np.array([[0.1, 0.9], [0.5, 0.2], [0.3, 0.4]])
 

@@ -10,12 +10,13 @@ import pytest
 from conftest import make_passage
 
 import tropeml
-from tropeml.encoders import CachedEncoder, EmbeddingCache, HashingEncoder, default_cache_path
-from tropeml.errors import TropemlError
-from tropeml.readers import parse_text
-from tropeml.tagger import Tagger
-from tropeml.training import train
-from tropeml.types import WorkResult
+from tropeml.core.errors import TropemlError
+from tropeml.core.types import WorkResult
+from tropeml.io.readers import parse_text
+from tropeml.model.cache import CachedEncoder, EmbeddingCache, default_cache_path
+from tropeml.model.encoders import HashingEncoder
+from tropeml.model.training import train
+from tropeml.serve.tagger import Tagger
 
 TAGS = ["rain", "cake", "sword"]
 
@@ -261,7 +262,14 @@ def test_training_is_deterministic_and_reuses_the_cache(tiny_root: Path) -> None
     data = tiny_root / "data"
     cache = tiny_root / "cache.sqlite3"
     runs = [
-        train(data, root=tiny_root, out=tiny_root / out, encoder=HashingEncoder(64), cache=cache)
+        train(
+            data,
+            root=tiny_root,
+            out=tiny_root / out,
+            encoder=HashingEncoder(64),
+            cache=cache,
+            name="tiny",  # the name defaults to the folder's, which differs here
+        )
         for out in ("m1", "m2")
     ]
     for name in ("head.skops", "config.json", "tropes.toml", "README.md"):

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from tropeml.errors import TropemlError
-from tropeml.resources import default_taxonomy_path
-from tropeml.taxonomy import Taxonomy, Trope, normalize_tag
+from tropeml.core.errors import TropemlError
+from tropeml.core.resources import default_taxonomy_path
+from tropeml.core.taxonomy import Taxonomy, Trope, normalize_tag
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "data" / "tropes.toml"

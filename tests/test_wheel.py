@@ -108,7 +108,7 @@ def test_wheel_contents(wheel: Path) -> None:
         bundled_config = json.loads(zf.read("tropeml/_bundled/models/default/config.json"))
     missing = EXPECTED_IN_WHEEL - names
     assert not missing, sorted(names)
-    assert "tropeml = tropeml.cli:main" in scripts
+    assert "tropeml = tropeml.cli.app:main" in scripts
     assert not [n for n in names if n.startswith(("tests/", "seeds/", "data/"))]
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     shipped = json.loads((ROOT / "models" / "default" / "config.json").read_text("utf-8"))
@@ -123,7 +123,7 @@ def test_installed_wheel_tags_outside_the_checkout(venv: Path, tmp_path: Path) -
     code = f"""
 import json, sys
 import tropeml
-from tropeml.resources import default_model_dir
+from tropeml.core.resources import default_model_dir
 assert 'site-packages' in tropeml.__file__, tropeml.__file__
 assert tropeml.__file__.startswith({str(venv)!r}), tropeml.__file__
 assert not tropeml.__file__.startswith({str(ROOT)!r}), tropeml.__file__

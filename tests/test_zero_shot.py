@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from tropeml import Tagger, TropeClassifier
-from tropeml.encoders import CachedEncoder, SentenceTransformerEncoder
-from tropeml.training import prepare
+from tropeml.model.cache import CachedEncoder
+from tropeml.model.encoders import SentenceTransformerEncoder
+from tropeml.model.training import prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,20 +8,24 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from tropeml import _aliases
 from tropeml._version import __version__
 
+_aliases.install()
+
 if TYPE_CHECKING:
-    from tropeml.audit import audit_work
-    from tropeml.classifier import TropeClassifier
-    from tropeml.encoders import CachedEncoder, Encoder, HashingEncoder, SentenceTransformerEncoder
-    from tropeml.errors import TropemlError
-    from tropeml.passages import split_passages
-    from tropeml.readers import read_work
-    from tropeml.retrain import LabelledWork, retrain
-    from tropeml.tagger import Tagger, load
-    from tropeml.taxonomy import Taxonomy, Trope
-    from tropeml.training import train
-    from tropeml.types import Evidence, Passage, TagResult, Work, WorkMeta, WorkResult
+    from tropeml.core.errors import TropemlError
+    from tropeml.core.taxonomy import Taxonomy, Trope
+    from tropeml.core.types import Evidence, Passage, TagResult, Work, WorkMeta, WorkResult
+    from tropeml.io.readers import read_work
+    from tropeml.io.sources import LabelledWork
+    from tropeml.model.cache import CachedEncoder
+    from tropeml.model.classifier import TropeClassifier
+    from tropeml.model.encoders import Encoder, HashingEncoder, SentenceTransformerEncoder
+    from tropeml.model.training import retrain, train
+    from tropeml.serve.audit import audit_work
+    from tropeml.serve.tagger import Tagger, load
+    from tropeml.text.passages import split_passages
 
 __all__ = [
     "CachedEncoder",
@@ -50,28 +54,28 @@ __all__ = [
 ]
 
 _WHERE = {
-    "CachedEncoder": "encoders",
-    "Encoder": "encoders",
-    "HashingEncoder": "encoders",
-    "SentenceTransformerEncoder": "encoders",
-    "Evidence": "types",
-    "Passage": "types",
-    "TagResult": "types",
-    "Work": "types",
-    "WorkMeta": "types",
-    "WorkResult": "types",
-    "LabelledWork": "retrain",
-    "retrain": "retrain",
-    "audit_work": "audit",
-    "Tagger": "tagger",
-    "load": "tagger",
-    "Taxonomy": "taxonomy",
-    "Trope": "taxonomy",
-    "TropeClassifier": "classifier",
-    "TropemlError": "errors",
-    "read_work": "readers",
-    "split_passages": "passages",
-    "train": "training",
+    "CachedEncoder": "model.cache",
+    "Encoder": "model.encoders",
+    "HashingEncoder": "model.encoders",
+    "SentenceTransformerEncoder": "model.encoders",
+    "Evidence": "core.types",
+    "Passage": "core.types",
+    "TagResult": "core.types",
+    "Work": "core.types",
+    "WorkMeta": "core.types",
+    "WorkResult": "core.types",
+    "LabelledWork": "io.sources",
+    "retrain": "model.training",
+    "audit_work": "serve.audit",
+    "Tagger": "serve.tagger",
+    "load": "serve.tagger",
+    "Taxonomy": "core.taxonomy",
+    "Trope": "core.taxonomy",
+    "TropeClassifier": "model.classifier",
+    "TropemlError": "core.errors",
+    "read_work": "io.readers",
+    "split_passages": "text.passages",
+    "train": "model.training",
 }
 
 

@@ -1,5 +1,5 @@
 """``python -m tropeml``."""
 
-from tropeml.cli import main
+from tropeml.cli.app import main
 
 main()

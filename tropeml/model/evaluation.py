@@ -12,8 +12,8 @@ from numpy.typing import ArrayLike, NDArray
 from sklearn.base import clone
 from sklearn.metrics import average_precision_score, precision_recall_fscore_support
 
-from tropeml.classifier import UNKNOWN, TropeClassifier
-from tropeml.rollup import pool_scores
+from tropeml.model.classifier import UNKNOWN, TropeClassifier
+from tropeml.model.rollup import pool_scores
 
 MIN_SUPPORT = 3
 """Fewest test positives for a tag's numbers to mean something."""

@@ -3,7 +3,7 @@
 No pickles: the classifier is saved with skops and loaded only if every type in the file
 is on an explicit allow-list, so a tampered head is refused before anything is built.
 Tagging reads the same classifier from ``head.npz``: its prediction as plain arrays
-(:mod:`tropeml.head`), loaded without pickles and without importing scikit-learn.
+(:mod:`tropeml.model.head`), loaded without pickles and without importing scikit-learn.
 ``config.json`` is validated against :data:`CONFIG_SCHEMA`, and records the SHA-256 of the
 head and the taxonomy plus a content hash over them and the config fields that must agree
 with the head; all are checked on load.
@@ -32,27 +32,30 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tropeml._imports import skops_io
-from tropeml._io import fsync_dir, fsync_write
 from tropeml._version import __version__
-from tropeml.errors import TropemlError
-from tropeml.head import ArrayHead, check_arrays, export_arrays, npz_bytes
-from tropeml.taxonomy import Taxonomy
+from tropeml.core.errors import TropemlError
+from tropeml.core.fileio import fsync_dir, fsync_write
+from tropeml.core.lazy import skops_io
+from tropeml.core.taxonomy import Taxonomy
+from tropeml.model.head import ArrayHead, check_arrays, export_arrays, npz_bytes
 
 if TYPE_CHECKING:
-    from tropeml.classifier import TropeClassifier
+    from tropeml.model.classifier import TropeClassifier
 
 FORMAT = "tropeml-model"
 FORMAT_VERSION = 2
 """2 added ``files`` and ``content_sha256``; folders of format 1 (head hash only) still load."""
 HEAD_FILE = "head.skops"
 ARRAYS_FILE = "head.npz"
-"""The classifier's prediction as plain arrays, for fast loading (see :mod:`tropeml.head`)."""
+"""The classifier's prediction as plain arrays, for fast loading (see :mod:`tropeml.model.head`)."""
 CONFIG_FILE = "config.json"
 TAXONOMY_FILE = "tropes.toml"
 CARD_FILE = "README.md"
 
-TRUSTED_TYPES = frozenset({"tropeml.classifier.TropeClassifier"})
+TRUSTED_TYPES = frozenset(
+    {"tropeml.model.classifier.TropeClassifier", "tropeml.classifier.TropeClassifier"}
+)
+"""The classifier, under its 0.2 path and its 0.1 path (heads saved by tropeml 0.1)."""
 """tropeml's own types a head may hold (skops does not know them)."""
 
 ALLOWED_MODULES = ("numpy", "sklearn")
@@ -284,7 +287,7 @@ def save_model(
 def checked_arrays(classifier: TropeClassifier) -> dict[str, Any] | None:
     """Return the classifier as arrays, if they score probe passages as the classifier does.
 
-    The arrays are :func:`tropeml.head.export_arrays`'s. ``None`` means the classifier cannot
+    The arrays are :func:`tropeml.model.head.export_arrays`'s. ``None`` means the classifier cannot
     be reproduced from arrays; its folder then has no ``head.npz`` and is served from
     ``head.skops``.
 
@@ -502,7 +505,7 @@ def load_head(
     :func:`load_model`.
 
     Returns:
-        The head (an :class:`~tropeml.head.ArrayHead`, or the estimator), the config and
+        The head (an :class:`~tropeml.model.head.ArrayHead`, or the estimator), the config and
         the model's taxonomy.
 
     Raises:
@@ -516,7 +519,7 @@ def load_head(
     head = folder / HEAD_FILE
     names, root = _schema_names(head)
     _refuse(head, sorted(name for name in names if not _allowed_module(name)))
-    if root != "tropeml.classifier.TropeClassifier":
+    if root not in TRUSTED_TYPES:
         raise TropemlError(f"{head}: holds a {root.rpartition('.')[2]}, not a TropeClassifier")
     arrays = ArrayHead.load(folder / ARRAYS_FILE)
     return arrays, config, _fits(arrays, folder / ARRAYS_FILE, config, folder)
@@ -546,7 +549,7 @@ def _verified_config(folder: Path) -> dict[str, Any]:
 
 def _load_skops(head: Path) -> TropeClassifier:
     """Build the classifier from ``head.skops`` once every type in it is allowed."""
-    from tropeml.classifier import TropeClassifier
+    from tropeml.model.classifier import TropeClassifier
 
     sio = skops_io()
     refused, skops_untrusted = _audit(head)

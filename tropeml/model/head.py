@@ -1,6 +1,6 @@
 """The classifier's prediction as plain arrays: numpy only, no scikit-learn, no skops.
 
-A fitted :class:`~tropeml.classifier.TropeClassifier` is linear in each of its three views
+A fitted :class:`~tropeml.model.classifier.TropeClassifier` is linear in each of its three views
 (logistic regressions on the embedding and on TF-IDF words, and a centred cosine to each
 prototype), followed by per-tag standardisation, a weighted sum and Platt calibration. All
 of that is a handful of arrays. A model folder stores them in ``head.npz`` beside
@@ -26,10 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from tropeml.errors import TropemlError
-
-UNKNOWN = -1
-"""Label value meaning "not known" (excluded from that tag's training)."""
+from tropeml.core.errors import TropemlError
 
 VIEWS = ("embedding", "lexical", "prototype")
 """The three views, in the order of the first axis of ``scale_``."""
@@ -155,7 +152,7 @@ class _Tfidf:
 
 
 class ArrayHead:
-    """A fitted :class:`~tropeml.classifier.TropeClassifier`, for prediction only.
+    """A fitted :class:`~tropeml.model.classifier.TropeClassifier`, for prediction only.
 
     It predicts what the classifier does, to float32 rounding (logits agree to about
     1e-6), from plain arrays, and offers the same prediction interface: :attr:`classes_`,

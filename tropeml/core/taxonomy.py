@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tropeml.errors import TropemlError
-from tropeml.resources import default_taxonomy_path
+from tropeml.core.errors import TropemlError
+from tropeml.core.resources import default_taxonomy_path
 
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _AU_PREFIX = re.compile(r"^(alternate universe|au)\s*[-:–—]\s*")

@@ -11,8 +11,8 @@ AO3 offers two layouts of the same work:
   ``#chapters`` one ``div.chapter`` per chapter with an ``h3.title`` and a ``div.userstuff``.
 
 Both are parsed with an HTML5 parser (selectolax/lexbor) and turned into a
-:class:`~tropeml.types.Work` whose ``text`` is the story text, chapter by chapter, with one
-:class:`~tropeml.types.Region` per chapter, so chapter boundaries are passage boundaries.
+:class:`~tropeml.core.types.Work` whose ``text`` is the story text, chapter by chapter, with one
+:class:`~tropeml.core.types.Region` per chapter, so chapter boundaries are passage boundaries.
 EPUBs are opened with ebooklib; their documents are read in spine order as one download.
 """
 
@@ -25,9 +25,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tropeml.errors import TropemlError
-from tropeml.taxonomy import Taxonomy, normalize_tag
-from tropeml.types import Region, Work, WorkMeta
+from tropeml.core.errors import TropemlError
+from tropeml.core.taxonomy import Taxonomy, normalize_tag
+from tropeml.core.types import Region, Work, WorkMeta
 
 if TYPE_CHECKING:
     from selectolax.lexbor import LexborNode

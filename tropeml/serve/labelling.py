@@ -8,7 +8,7 @@ For each work, the questions are, in this order:
 2. the passages and tags the model is least sure about (score closest to the threshold).
 
 Each answer (yes / no / skip) is appended to the answers file at once and fsynced (see
-:func:`tropeml._io.append_line`), so quitting or being killed at any moment loses no answer,
+:func:`tropeml.core.fileio.append_line`), so quitting or being killed at any moment loses no answer,
 and a new session skips every question already answered.
 """
 
@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tropeml._io import append_line
-from tropeml.ao3 import map_author_tags
-from tropeml.audit import ScoredWork
-from tropeml.retrain import answer_record, load_answers
-from tropeml.types import Passage
+from tropeml.core.fileio import append_line
+from tropeml.core.types import Passage
+from tropeml.io.ao3 import map_author_tags
+from tropeml.io.sources import answer_record, load_answers
+from tropeml.serve.audit import ScoredWork
 
 if TYPE_CHECKING:
-    from tropeml.tagger import Tagger
+    from tropeml.serve.tagger import Tagger
 
 QUIT = "quit"
 REPLIES = {"y": "yes", "yes": "yes", "n": "no", "no": "no", "s": "skip", "skip": "skip"}
@@ -60,7 +60,7 @@ def questions_for(tagger: Tagger, scored: ScoredWork, file: str, limit: int = 10
 
     Args:
         tagger: The model whose doubts are asked about.
-        scored: The work, scored (see :func:`tropeml.audit.score_work`).
+        scored: The work, scored (see :func:`tropeml.serve.audit.score_work`).
         file: The work's path, as answers record it.
         limit: Most questions for this work.
     """

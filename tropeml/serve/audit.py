@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tropeml.ao3 import AuthorTags, map_author_tags
-from tropeml.types import Evidence, Passage, Work, WorkResult
+from tropeml.core.types import Evidence, Passage, Work, WorkResult
+from tropeml.io.ao3 import AuthorTags, map_author_tags
 
 if TYPE_CHECKING:
-    from tropeml.tagger import Tagger
+    from tropeml.serve.tagger import Tagger
 
 UNLISTED = "unlisted"
 UNSUPPORTED = "unsupported"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-from tropeml.types import Passage, Region, Work
+from tropeml.core.types import Passage, Region, Work
 
 TokenCounter = Callable[[list[str]], list[int]]
 """Counts the tokens of each text, without the encoder's special tokens."""

@@ -16,7 +16,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 
-from tropeml.types import Work
+from tropeml.core.types import Work
 
 STAND_INS = (
     "Alex", "Sam", "Jordan", "Robin", "Casey", "Morgan", "Riley", "Quinn", "Avery", "Jamie",

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+UNKNOWN = -1
+"""Label value meaning "not known" (excluded from that tag's training)."""
+
 
 @dataclass(frozen=True)
 class Region:

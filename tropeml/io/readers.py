@@ -1,10 +1,10 @@
-"""Read fics from disk or stdin into :class:`~tropeml.types.Work` objects.
+"""Read fics from disk or stdin into :class:`~tropeml.core.types.Work` objects.
 
 The format is picked by content, not by extension (see :func:`parse_bytes`):
 
 - an EPUB (a ZIP declaring ``application/epub+zip``): an AO3 EPUB download or any EPUB;
 - HTML: an AO3 HTML download, an AO3 work page saved from the browser, or other HTML
-  (see :mod:`tropeml.ao3`);
+  (see :mod:`tropeml.io.ao3`);
 - plain text (UTF-8, UTF-16 with a BOM, or Windows-1252), including text copied from an AO3
   work page with its "Work Header" / "Work Text:" lines, which are not story text (the tags
   listed there are read).
@@ -19,7 +19,9 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from tropeml.ao3 import (
+from tropeml.core.errors import TropemlError
+from tropeml.core.types import Region, Work, WorkMeta
+from tropeml.io.ao3 import (
     field_name,
     looks_like_epub,
     looks_like_html,
@@ -28,8 +30,6 @@ from tropeml.ao3 import (
     parse_html,
     split_tag_line,
 )
-from tropeml.errors import TropemlError
-from tropeml.types import Region, Work, WorkMeta
 
 FIC_SUFFIXES = (".txt", ".html", ".htm", ".xhtml", ".epub")
 """File name endings that folder expansion picks up (case-insensitive)."""
@@ -155,7 +155,9 @@ def read_work(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Work:
         try:
             size = p.stat().st_size
             if p.is_dir():
-                raise TropemlError(f"{source}: is a directory (use tropeml.readers.expand_paths)")
+                raise TropemlError(
+                    f"{source}: is a directory (use tropeml.io.readers.expand_paths)"
+                )
             if size > max_bytes:
                 raise TropemlError(
                     f"{source}: file is {size:,} bytes, over the {max_bytes:,}-byte limit "

@@ -26,12 +26,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from tropeml.head import EMB as _EMB
-from tropeml.head import LEX as _LEX
-from tropeml.head import LEXICAL_BLOCK as _LEXICAL_BLOCK
-from tropeml.head import PROTO as _PROTO
-from tropeml.head import UNKNOWN, VIEWS, combine_views, prototype_view
-from tropeml.head import sigmoid as _sigmoid
+from tropeml.core.types import UNKNOWN
+from tropeml.model.head import EMB as _EMB
+from tropeml.model.head import LEX as _LEX
+from tropeml.model.head import LEXICAL_BLOCK as _LEXICAL_BLOCK
+from tropeml.model.head import PROTO as _PROTO
+from tropeml.model.head import VIEWS, combine_views, prototype_view
+from tropeml.model.head import sigmoid as _sigmoid
 
 __all__ = ["UNKNOWN", "VIEWS", "TropeClassifier", "best_f1_threshold"]
 
@@ -297,7 +298,7 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
     def _combine(self, views: NDArray[Any]) -> NDArray[np.float64]:
         """Weighted sum of standardised views, shape ``(n, T)``.
 
-        See :func:`tropeml.head.combine_views`.
+        See :func:`tropeml.model.head.combine_views`.
         """
         return combine_views(views, self.scale_, self._weights(), self.priors_)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent  # tropeml/
 _BUNDLED = _PACKAGE / "_bundled"  # filled by the wheel build (pyproject: force-include)
 _CHECKOUT = _PACKAGE.parent  # an editable install or a checkout
 

@@ -14,11 +14,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from tropeml._io import append_line
-from tropeml.corpus import TABLE_FORMATS, Outcome, done_ids, is_table, text_work
-from tropeml.errors import TropemlError
-from tropeml.readers import DEFAULT_MAX_BYTES, expand_paths, read_work
-from tropeml.types import WorkResult
+from tropeml.core.errors import TropemlError
+from tropeml.core.fileio import append_line
+from tropeml.core.types import WorkResult
+from tropeml.io.corpus import TABLE_FORMATS, Outcome, done_ids, is_table, text_work
+from tropeml.io.readers import DEFAULT_MAX_BYTES, expand_paths, read_work
 
 
 def _ray() -> Any:
@@ -51,7 +51,7 @@ class TagActor:
         text_column: str,
         spoilers: bool = True,
     ) -> None:
-        from tropeml.tagger import load
+        from tropeml.serve.tagger import load
 
         self.tagger = load(model, backend=backend, cache=cache)
         self.max_bytes = max_bytes
@@ -148,7 +148,7 @@ def tag_with_ray(
         spoilers: Keep spoiler tags in ``tags`` (``False``: moved to ``hidden_spoilers``).
 
     Yields:
-        One :class:`~tropeml.corpus.Outcome` per work not already in ``out``.
+        One :class:`~tropeml.io.corpus.Outcome` per work not already in ``out``.
     """
     ray = _ray()
     if not ray.is_initialized():
@@ -180,7 +180,7 @@ def tag_with_ray(
 
 
 def _result(data: dict[str, Any]) -> WorkResult:
-    from tropeml.types import Evidence, TagResult
+    from tropeml.core.types import Evidence, TagResult
 
     tags = tuple(
         TagResult(

@@ -29,14 +29,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tropeml._io import atomic_write_bytes, atomic_write_text
-from tropeml.encoders import (
-    DEFAULT_ENCODER,
-    SentenceTransformerEncoder,
-    _normalise,
-    default_cache_path,
-)
-from tropeml.errors import TropemlError
+from tropeml.core.errors import TropemlError
+from tropeml.core.fileio import atomic_write_bytes, atomic_write_text
+from tropeml.model.cache import default_cache_path
+from tropeml.model.encoders import DEFAULT_ENCODER, SentenceTransformerEncoder, _normalise
 
 FORMAT = "tropeml-onnx-int8"
 FORMAT_VERSION = 1
@@ -105,7 +101,7 @@ class OnnxEncoder:
     """A mean-pooled BERT sentence encoder run as an ONNX graph with onnxruntime.
 
     Same name, tokenizer, passage budget and dimension as the
-    :class:`~tropeml.encoders.SentenceTransformerEncoder` it is built from, but a different
+    :class:`~tropeml.model.encoders.SentenceTransformerEncoder` it is built from, but a different
     :attr:`id`, so cached int8 (or fp32 ONNX) vectors never mix with torch ones.
 
     Args:

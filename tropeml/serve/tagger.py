@@ -10,27 +10,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from tropeml.encoders import (
-    CachedEncoder,
-    EmbeddingCache,
-    code_key,
-    content_key,
-    encoder_id,
-    load_encoder,
-)
-from tropeml.errors import TropemlError
-from tropeml.head import ArrayHead
-from tropeml.masking import masker, work_names
-from tropeml.passages import count_words, split_passages
-from tropeml.persistence import CONFIG_FILE, load_head
-from tropeml.readers import DEFAULT_MAX_BYTES, expand_paths, parse_text, read_work
-from tropeml.resources import default_model_dir
-from tropeml.rollup import evidence_order, pool_scores, prominence
-from tropeml.taxonomy import Taxonomy
-from tropeml.types import Evidence, Passage, TagResult, Work, WorkResult
+from tropeml.core.errors import TropemlError
+from tropeml.core.resources import default_model_dir
+from tropeml.core.taxonomy import Taxonomy
+from tropeml.core.types import Evidence, Passage, TagResult, Work, WorkResult
+from tropeml.io.readers import DEFAULT_MAX_BYTES, expand_paths, parse_text, read_work
+from tropeml.model.backends import load_encoder
+from tropeml.model.cache import CachedEncoder, EmbeddingCache, code_key, content_key
+from tropeml.model.encoders import encoder_id
+from tropeml.model.head import ArrayHead
+from tropeml.model.persistence import CONFIG_FILE, load_head
+from tropeml.model.rollup import evidence_order, pool_scores, prominence
+from tropeml.text.masking import masker, work_names
+from tropeml.text.passages import count_words, split_passages
 
 if TYPE_CHECKING:
-    from tropeml.classifier import TropeClassifier
+    from tropeml.model.classifier import TropeClassifier
 
 _FALLBACK_BUDGET = 180  # words, for encoders that cannot count their tokens
 
@@ -40,7 +35,7 @@ class Tagger:
 
     Args:
         classifier: A fitted :class:`TropeClassifier`, or its
-            :class:`~tropeml.head.ArrayHead` (what :meth:`from_pretrained` loads: the same
+            :class:`~tropeml.model.head.ArrayHead` (what :meth:`from_pretrained` loads: the same
             scores from plain arrays, without importing scikit-learn).
         taxonomy: The model's taxonomy (names for the tag ids).
         encoder: Anything with ``embed(list[str]) -> (n, d)``; ideally also
@@ -146,7 +141,7 @@ class Tagger:
         key = ""
         if cache is not None:
             regions = [[r.start, r.end, r.chapter] for r in work.story_regions()]
-            head = json.dumps([code_key("tropeml.passages"), encoder_id(self.encoder), budget])
+            head = json.dumps([code_key("tropeml.text.passages"), encoder_id(self.encoder), budget])
             key = content_key(head, json.dumps(regions), work.text)
             spans = cache.get_json("passages", key)
             if _valid_spans(spans, len(work.text)):
@@ -178,12 +173,12 @@ class Tagger:
             cache.flush()
 
     def _names(self, work: Work) -> dict[str, str]:
-        """The work's names and stand-ins (:func:`~tropeml.masking.work_names`), cached."""
+        """The work's names and stand-ins (:func:`~tropeml.text.masking.work_names`), cached."""
         cache = self._cache()
         if cache is None:
             return work_names(work)
         spans = json.dumps([[r.start, r.end] for r in work.story_regions()])
-        key = content_key(code_key("tropeml.masking"), spans, work.text)
+        key = content_key(code_key("tropeml.text.masking"), spans, work.text)
         pairs = cache.get_json("names", key)
         if isinstance(pairs, list) and all(
             isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tropeml._io import append_line
-from tropeml.errors import TropemlError
-from tropeml.readers import DEFAULT_MAX_BYTES, expand_paths, parse_text, read_work
-from tropeml.types import Work, WorkResult
+from tropeml.core.errors import TropemlError
+from tropeml.core.fileio import append_line
+from tropeml.core.types import Work, WorkResult
+from tropeml.io.readers import DEFAULT_MAX_BYTES, expand_paths, parse_text, read_work
 
 TABLE_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 """Table files by suffix, and the ``datasets`` builder that streams each."""
@@ -201,7 +201,7 @@ def tag_records(
     not written, so a rerun tries it again).
 
     Args:
-        tagger: A :class:`~tropeml.tagger.Tagger`.
+        tagger: A :class:`~tropeml.serve.tagger.Tagger`.
         records: From :func:`iter_records` or :func:`dataset_records`.
         out: JSON Lines file to append to (created if missing).
         batch_size: Works per encoder call.

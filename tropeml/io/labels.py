@@ -29,10 +29,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from tropeml.errors import TropemlError
-from tropeml.head import UNKNOWN
-from tropeml.taxonomy import Taxonomy
-from tropeml.types import Passage
+from tropeml.core.errors import TropemlError
+from tropeml.core.taxonomy import Taxonomy
+from tropeml.core.types import UNKNOWN, Passage
 
 QUOTE_CHARS = 30
 
@@ -65,7 +64,7 @@ def _read_jsonl(path: Path, skip_torn: bool = False) -> list[tuple[int, dict[str
     """Parse a JSONL file into (line number, object) pairs.
 
     With ``skip_torn``, a line cut short by a crash (an unfinished ``{...`` object, which
-    :func:`tropeml._io.append_line` leaves on a line of its own) is skipped, not an error.
+    :func:`tropeml.core.fileio.append_line` leaves on a line of its own) is skipped, not an error.
     """
     try:
         raw = path.read_bytes()
@@ -141,7 +140,7 @@ def load_span_labels(
             raise TropemlError(f"{where}: 'quote' must be a string")
         tags = _tag_list(obj, "tags", where, taxonomy)
         if file not in texts:
-            from tropeml.readers import read_work
+            from tropeml.io.readers import read_work
 
             try:
                 texts[file] = read_work(root / file).text

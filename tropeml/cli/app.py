@@ -1,0 +1,17 @@
+"""The ``tropeml`` console script: the typer app with every command registered."""
+
+from __future__ import annotations
+
+from tropeml.cli import info, tagging, training
+from tropeml.cli.common import app
+
+__all__ = ["app", "info", "main", "tagging", "training"]
+
+
+def main() -> None:
+    """Run the CLI (the ``tropeml`` console script)."""
+    app(prog_name="tropeml")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

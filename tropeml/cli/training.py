@@ -1,0 +1,159 @@
+"""``tropeml train`` and ``tropeml eval``: fit a model folder, cross-validate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from tropeml.cli.common import (
+    BackendOpt,
+    DataOpt,
+    EncoderOpt,
+    NoCacheOpt,
+    RootOpt,
+    app,
+    friendly_errors,
+)
+
+if TYPE_CHECKING:
+    from tropeml.model.evaluation import EvalReport
+
+
+DataListOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--data",
+        help="Repeatable. A data folder (tropes.toml, labels/, exemplars/; default data/), "
+        "a folder or file of fics (AO3 downloads: their author tags are work labels), or a "
+        "label file (.jsonl: span labels or tropeml label answers).",
+    ),
+]
+
+
+@app.command()
+@friendly_errors
+def train(
+    data: DataListOpt = None,
+    root: RootOpt = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")] = Path(
+        "models/trained"
+    ),
+    name: Annotated[str | None, typer.Option("--name", help="Model name.")] = None,
+    no_cache: NoCacheOpt = False,
+    overwrite_default: Annotated[
+        bool,
+        typer.Option("--overwrite-default", help="Allow --out to be the shipped default model."),
+    ] = False,
+    no_eval: Annotated[
+        bool,
+        typer.Option(
+            "--no-eval", help="Skip the cross-validation (faster; the card has no metrics)."
+        ),
+    ] = False,
+    encoder: EncoderOpt = None,
+) -> None:
+    """Train a model from labelled data (and AO3 downloads, answers) into a model folder.
+
+    Two trains into the same folder run one after the other: the second waits, and says so.
+    """
+    from tropeml.model.backends import load_encoder
+    from tropeml.model.training import train as run_train
+
+    res = run_train(
+        list(data or [Path("data")]),
+        root=root,
+        out=out,
+        encoder=load_encoder(encoder) if encoder else None,
+        cache=not no_cache,
+        name=name or out.name,
+        overwrite_default=overwrite_default,
+        evaluate=not no_eval,
+        on_lock_wait=lambda message: typer.echo(f"tropeml: {message}", err=True),
+    )
+    embedded, reused, rows = res.embedded, res.reused, len(res.training_set)
+    reports = (res.report, res.exemplar_report)
+    for skipped in res.skipped:
+        typer.echo(f"tropeml: warning: skipped {skipped}", err=True)
+    if res.works or res.n_answers or res.untagged:
+        typer.echo(
+            f"added {len(res.works)} works with author tags, {res.n_answers} answers; "
+            f"{len(res.untagged)} works without usable author tags were left out"
+        )
+    if res.work_checks:
+        found = sum(len(c.recovered) for c in res.work_checks)
+        total = sum(len(c.tags) for c in res.work_checks)
+        typer.echo(f"held-out author-tagged works: {found} of {total} author tags recovered")
+    typer.echo(
+        f"trained on {rows} rows; embedded {embedded} new texts, reused {reused} from the cache"
+    )
+    for report in reports:
+        if report is not None:
+            _print_report(report)
+    typer.echo(f"model written to {out}")
+
+
+@app.command("eval")
+@friendly_errors
+def evaluate(
+    data: DataOpt = Path("data"),
+    root: RootOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print the report as Markdown.")
+    ] = False,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            "--protocol",
+            help="works: leave one labelled fic out at a time; "
+            "exemplars: grouped 5-fold CV x 3 over the written exemplars.",
+        ),
+    ] = "works",
+    no_cache: NoCacheOpt = False,
+    backend: BackendOpt = "torch",
+    encoder: EncoderOpt = None,
+) -> None:
+    """Cross-validated evaluation: per-tag precision, recall, F1, AP and support."""
+    from tropeml.model.backends import load_encoder
+    from tropeml.model.training import evaluate as run_evaluate
+
+    # torch is what training uses; another backend swaps in the same model run differently
+    enc = None if backend == "torch" else load_encoder(None, backend=backend)
+    enc = load_encoder(encoder) if encoder else enc
+    report = run_evaluate(data, root, encoder=enc, protocol=protocol, cache=not no_cache)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    elif markdown:
+        typer.echo(report.to_markdown())
+    else:
+        _print_report(report)
+
+
+def _print_report(report: EvalReport) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{report.scheme} ({report.n_folds} folds), passage level")
+    for col in ("tag", "support", "precision", "recall", "F1", "AP"):
+        table.add_column(col, justify="left" if col == "tag" else "right")
+    for t in report.tags:
+        if t.enough_data:
+            table.add_row(
+                t.tag,
+                str(t.support),
+                *(f"{v:.2f}" for v in (t.precision, t.recall, t.f1, t.average_precision)),
+            )
+        else:
+            table.add_row(t.tag, str(t.support), f"[dim]{t.note}[/dim]", "", "", "")
+    m = report.macro()
+    table.add_row("macro", "", *(f"{m[k]:.2f}" for k in ("precision", "recall", "f1", "ap")))
+    console = Console()
+    console.print(table)
+    for w in report.works:
+        console.print(
+            f"held out {w.work}: missed {', '.join(w.missed) or '-'}; "
+            f"extra {', '.join(w.extra) or '-'}"
+        )

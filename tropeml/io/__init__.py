@@ -1,0 +1,1 @@
+"""Step 1, read: fics (text, AO3 HTML/EPUB, saved pages), corpora, label and answer files."""

@@ -1,0 +1,48 @@
+"""Backends: run a sentence-transformers encoder with torch, or as ONNX without torch."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from tropeml.core.errors import TropemlError
+from tropeml.model.encoders import HashingEncoder, SentenceTransformerEncoder
+from tropeml.model.onnx_backend import PRECISION_OF, fast_or_fallback
+
+BACKENDS = ("auto", "fast", "float", "torch")
+"""Ways to run a sentence-transformers encoder: ``fast`` (int8 ONNX with onnxruntime, no
+torch), ``float`` (float32 ONNX, no torch), ``torch`` (sentence-transformers), ``auto`` (fast
+where it can be built, else torch)."""
+
+
+def load_encoder(name: str | None = None, backend: str | None = None, **kwargs: Any) -> Any:
+    """Return the encoder for a name as stored in a model's config.
+
+    ``"hashing-<d>"`` gives a :class:`HashingEncoder`; anything else (or ``None``) a
+    sentence-transformers model run on ``backend``.
+
+    Args:
+        name: The encoder's name (``None``: the default all-MiniLM-L6-v2).
+        backend: ``"auto"`` (default, or ``$TROPEML_BACKEND``), ``"fast"`` (int8 ONNX),
+            ``"float"`` (float32 ONNX: torch's vectors without torch) or ``"torch"``.
+        **kwargs: Passed to :class:`SentenceTransformerEncoder` (``batch_size``, ``device``).
+
+    Raises:
+        TropemlError: If the name is neither a local folder nor a known model, the backend is
+            unknown, or ``"fast"`` was asked for and cannot be had.
+    """
+    backend = backend or os.environ.get("TROPEML_BACKEND") or "auto"
+    if backend not in BACKENDS:
+        raise TropemlError(f"unknown backend {backend!r}: choose {', '.join(BACKENDS)}")
+    if name and (m := re.fullmatch(r"hashing-(\d+)", name)):
+        return HashingEncoder(int(m.group(1)))
+    enc = SentenceTransformerEncoder(name, **kwargs)
+    if enc._path is None and "/" not in (name or "") and not Path(name or "").exists():
+        raise TropemlError(f"unknown encoder {name!r}: not a local folder or a model name")
+    if backend == "torch":
+        return enc
+    if backend == "auto":
+        return fast_or_fallback(enc)
+    return fast_or_fallback(enc, required=True, precision=PRECISION_OF[backend])

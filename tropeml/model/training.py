@@ -1,0 +1,391 @@
+"""One training path: sources -> training set -> fit -> evaluate -> save a model folder.
+
+``tropeml train``, ``python train.py`` and :func:`tropeml.train` all call :func:`train`.
+Training from ``data/`` and retraining with fics, answers and more label files are the same
+call with more sources (see :mod:`tropeml.io.sources`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tropeml.core.errors import TropemlError
+from tropeml.core.resources import default_model_dir
+from tropeml.core.taxonomy import Taxonomy
+from tropeml.core.types import UNKNOWN
+from tropeml.io.readers import DEFAULT_MAX_BYTES
+from tropeml.io.sources import LabelledWork, Sources, collect_sources, is_data_dir
+from tropeml.model.cache import CachedEncoder
+from tropeml.model.card import added_card, added_summary, model_card, model_config
+from tropeml.model.classifier import TropeClassifier
+from tropeml.model.dataset import (
+    ANSWER,
+    EXEMPLAR,
+    SEED,
+    WORK,
+    TrainingSet,
+    answer_rows,
+    build_training_set,
+    embed_prototypes,
+    embed_training_set,
+    work_bags,
+)
+from tropeml.model.encoders import SentenceTransformerEncoder
+from tropeml.model.evaluation import EvalReport, grouped_kfold, leave_one_work_out
+from tropeml.model.mil import Rows, WorkCheck, fit_mil, stack, work_checks
+from tropeml.model.persistence import model_lock, save_model
+from tropeml.text.passages import count_words
+
+
+@dataclass
+class Prepared:
+    """A taxonomy's training set, embedded, with its prototypes."""
+
+    taxonomy: Taxonomy
+    taxonomy_path: Path
+    training_set: TrainingSet
+    X: NDArray[np.float32]
+    prototypes: NDArray[np.float32]
+    encoder: Any
+    cached: Any
+
+
+def prepare(
+    data_dir: str | Path = "data",
+    root: str | Path | None = None,
+    encoder: Any = None,
+    cache: bool | str | Path = True,
+) -> Prepared:
+    """Load ``data_dir``, build the training set and embed it (through the cache).
+
+    Args:
+        data_dir: Holds ``tropes.toml``, ``labels/*.jsonl`` and ``exemplars/*.jsonl``.
+        root: Folder that span labels' file paths are relative to (default: the data
+            folder's parent, the project root).
+        encoder: Encoder to use (default: all-MiniLM-L6-v2).
+        cache: Embedding cache (``True``: the default file; a path; ``False``: none).
+    """
+    data_dir = Path(data_dir)
+    root = Path(root) if root is not None else data_dir.resolve().parent
+    taxonomy_path = data_dir / "tropes.toml"
+    taxonomy = Taxonomy.load(taxonomy_path)
+    base = encoder if encoder is not None else SentenceTransformerEncoder()
+    enc = CachedEncoder(base, None if cache is True else Path(str(cache))) if cache else base
+    ts = build_training_set(
+        taxonomy,
+        sorted((data_dir / "labels").glob("*.jsonl")),
+        sorted((data_dir / "exemplars").glob("*.jsonl")),
+        root=root,
+        count_tokens=getattr(base, "count_tokens", count_words),
+        max_tokens=int(getattr(base, "max_tokens", 254)),
+    )
+    X = embed_training_set(ts, enc)
+    prototypes = embed_prototypes(taxonomy, enc)
+    return Prepared(taxonomy, taxonomy_path, ts, X, prototypes, base, enc)
+
+
+PROTOCOLS = ("works", "exemplars")
+"""``works``: leave one labelled fic out at a time (real text). ``exemplars``: grouped
+5-fold CV, repeated 3 times, over the hand-written exemplars (varied voices)."""
+
+
+def run_protocol(
+    prepared: Prepared, classifier: TropeClassifier, protocol: str = "works", top_k: int = 2
+) -> EvalReport | None:
+    """Evaluate ``classifier`` (cloned per fold) under a protocol; ``None`` if no test rows."""
+    ts = prepared.training_set
+    if protocol not in PROTOCOLS:
+        raise TropemlError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    kind = SEED if protocol == "works" else EXEMPLAR
+    mask = [k == kind for k in ts.kinds]
+    if not any(mask):
+        return None
+    if protocol == "works":
+        return leave_one_work_out(
+            classifier, prepared.X, ts.Y, ts.groups, mask, top_k=top_k, texts=ts.texts
+        )
+    return grouped_kfold(classifier, prepared.X, ts.Y, ts.groups, mask, texts=ts.texts)
+
+
+def evaluate(
+    data_dir: str | Path = "data",
+    root: str | Path | None = None,
+    protocol: str = "works",
+    encoder: Any = None,
+    cache: bool | str | Path = True,
+    C: float = 1.0,
+) -> EvalReport:
+    """Cross-validate tropeml's classifier on ``data_dir`` without saving a model.
+
+    Args:
+        data_dir: Holds ``tropes.toml``, ``labels/*.jsonl`` and ``exemplars/*.jsonl``.
+        root: Folder that span labels' file paths are relative to (default: the data
+            folder's parent).
+        protocol: One of :data:`PROTOCOLS`.
+        encoder: Encoder to use (default: all-MiniLM-L6-v2).
+        cache: Embedding cache (``True``: the default file; a path; ``False``: none).
+        C: Inverse regularisation strength.
+
+    Raises:
+        TropemlError: If the protocol is unknown or has no rows to test.
+    """
+    prepared = prepare(data_dir, root, encoder, cache)
+    clf = TropeClassifier(tags=prepared.training_set.tags, prototypes=prepared.prototypes, C=C)
+    report = run_protocol(prepared, clf, protocol)
+    if report is None:
+        raise TropemlError(f"{data_dir}: no rows to test under protocol {protocol!r}")
+    return report
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` built.
+
+    Attributes:
+        folder: The model folder written (``None`` when not saved).
+        classifier: The fitted classifier.
+        report: Leave-one-fic-out evaluation (``None`` without seed fics or ``evaluate``).
+        training_set: Every labelled row used, of every kind.
+        embedded: Texts embedded anew.
+        reused: Texts whose embeddings came from the cache.
+        exemplar_report: Grouped k-fold evaluation over the exemplars.
+        works: Works labelled at work level (author tags, or given in code).
+        untagged: Fics named as sources whose author tags map to no trope (unused).
+        skipped: One-line errors of fics that could not be read (unused).
+        n_answers: Yes/no answers used.
+        work_checks: Author-tagged works held out one at a time.
+        prepared: The embedded base data folder and prototypes.
+    """
+
+    folder: Path | None
+    classifier: TropeClassifier
+    report: EvalReport | None
+    training_set: TrainingSet
+    embedded: int
+    reused: int
+    exemplar_report: EvalReport | None = None
+    works: list[LabelledWork] = field(default_factory=list)
+    untagged: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    n_answers: int = 0
+    work_checks: list[WorkCheck] = field(default_factory=list)
+    prepared: Prepared | None = None
+
+
+def guard_default(out: Path, root: Path, allow: bool) -> None:
+    """Refuse to write the shipped default model (or ``root/models/default``) unless allowed."""
+    targets = {default_model_dir().resolve(), (root / "models" / "default").resolve()}
+    if out.resolve() in targets and not allow:
+        raise TropemlError(
+            f"{out}: refusing to overwrite the shipped default model; choose another --out "
+            "(or pass --overwrite-default)"
+        )
+
+
+def train(
+    data: str | Path | Sequence[str | Path] = "data",
+    root: str | Path | None = None,
+    out: str | Path | None = "models/trained",
+    encoder: Any = None,
+    cache: bool | str | Path = True,
+    name: str | None = None,
+    *,
+    data_dir: str | Path | None = None,
+    works: Sequence[LabelledWork] = (),
+    mil_top_k: int = 1,
+    mil_rounds: int = 2,
+    max_eval_works: int = 20,
+    C: float = 1.0,
+    top_k: int = 2,
+    overwrite_default: bool = False,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    evaluate: bool = True,
+    lock_timeout: float = -1,
+    on_lock_wait: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train on every source named, evaluate, and save a model folder.
+
+    Args:
+        data: Sources (see :func:`tropeml.io.sources.collect_sources`): data folders, label
+            and answers files, fic files and folders. The first data folder is the base
+            (its ``tropes.toml`` defines the tags).
+        root: Folder that span labels' file paths are relative to (default: the base data
+            folder's parent, the project root).
+        out: Model folder to write (``None``: do not save). The shipped default is refused
+            unless ``overwrite_default``.
+        encoder: Encoder to use (default: all-MiniLM-L6-v2).
+        cache: Embedding cache (``True``: the default file; a path; ``False``: none).
+        name: The model's name (default: the folder's name).
+        data_dir: The base data folder, if not the first data folder in ``data`` (default
+            ``data``).
+        works: More labelled works, given in code.
+        mil_top_k: Passages made positive per author tag and work.
+        mil_rounds: Rounds of choosing those passages with the model trained so far.
+        max_eval_works: Most labelled works held out, one at a time, for the model card.
+        C: Inverse regularisation strength of the per-tag logistic regressions.
+        top_k: Passages pooled into work scores.
+        overwrite_default: Allow ``out`` to be the shipped default model.
+        max_bytes: Largest fic read.
+        evaluate: Cross-validate for the model card (``False``: faster, the card says so).
+        lock_timeout: Seconds to wait while another process writes ``out`` (``-1``: no
+            limit). The whole run holds ``out``'s lock, so concurrent trains take turns.
+        on_lock_wait: Called with a one-line message when this run has to wait.
+
+    Returns:
+        The model, its training set, embedding counts and evaluations.
+
+    Raises:
+        TropemlError: On bad data, when ``out`` is the shipped default, or if ``out`` stays
+            locked past ``lock_timeout``.
+    """
+    paths = [Path(data)] if isinstance(data, str | Path) else [Path(p) for p in data]
+    for path in paths:
+        if not path.exists():
+            raise TropemlError(f"{path}: no such data folder (with tropes.toml), label file or fic")
+    base = Path(data_dir) if data_dir is not None else next(filter(is_data_dir, paths), None)
+    base = base if base is not None else Path("data")
+    if not is_data_dir(base):
+        raise TropemlError(f"{base}: no tropes.toml here; name the data folder with --data")
+    root = Path(root) if root is not None else base.resolve().parent
+    if out is not None:
+        guard_default(Path(out), root, overwrite_default)
+    taxonomy = Taxonomy.load(base / "tropes.toml")
+    for lw in works:
+        taxonomy.check_ids(list(lw.tags), f"{lw.work.source}: work labels")
+    sources = collect_sources([base, *(p for p in paths if p != base)], taxonomy, max_bytes)
+    options = _Options(
+        encoder, cache, name, list(works), mil_top_k, mil_rounds, max_eval_works, C, top_k, evaluate
+    )
+    if out is None:
+        return _train(base, root, None, sources, options)
+    with model_lock(out, lock_timeout, on_lock_wait):
+        return _train(base, root, Path(out), sources, options)
+
+
+def retrain(extra: Sequence[str | Path] = (), **kwargs: Any) -> TrainResult:
+    """Same as :func:`train` (kept from tropeml 0.1): ``extra`` are the sources."""
+    return train(list(extra), **kwargs)
+
+
+@dataclass
+class _Options:
+    encoder: Any
+    cache: bool | str | Path
+    name: str | None
+    works: list[LabelledWork]
+    mil_top_k: int
+    mil_rounds: int
+    max_eval_works: int
+    C: float
+    top_k: int
+    evaluate: bool
+
+
+def _train(base: Path, root: Path, out: Path | None, sources: Sources, o: _Options) -> TrainResult:
+    top_k, evaluate = o.top_k, o.evaluate
+    prepared = prepare(base, root, o.encoder, o.cache)
+    taxonomy, enc, cached, ts = (
+        prepared.taxonomy,
+        prepared.encoder,
+        prepared.cached,
+        prepared.training_set,
+    )
+    count_tokens = getattr(enc, "count_tokens", count_words)
+    max_tokens = int(getattr(enc, "max_tokens", 254))
+    all_works = [*sources.works, *o.works]
+    extended = bool(
+        sources.span_files or sources.exemplar_files or sources.answer_files or all_works
+    )
+    chunks, groups, kinds = list(ts.chunks), list(ts.groups), list(ts.kinds)
+    blocks, Xs, files = [ts.Y], [prepared.X], list(ts.files)
+    digest = hashlib.sha256(ts.data_hash.encode())
+    if sources.span_files or sources.exemplar_files:
+        spans = build_training_set(
+            taxonomy, sources.span_files, sources.exemplar_files, root, count_tokens, max_tokens
+        )
+        Xs.append(embed_training_set(spans, cached))
+        blocks.append(spans.Y)
+        chunks, groups, kinds = chunks + spans.chunks, groups + spans.groups, kinds + spans.kinds
+        digest.update(spans.data_hash.encode())
+        files += spans.files
+    answers = answer_rows(sources.answer_files, taxonomy)
+    for path, sha in zip(sources.answer_files, answers.file_hashes, strict=True):
+        digest.update(sha.encode())
+        files.append(str(path))
+    if answers.chunks:
+        Xs.append(np.asarray(cached.embed([c[0] for c in answers.chunks]), dtype=np.float32))
+        blocks.append(answers.Y)
+        chunks, groups = chunks + answers.chunks, groups + answers.groups
+        kinds += [ANSWER] * len(answers.chunks)
+    bags = work_bags(all_works, taxonomy, cached, count_tokens, max_tokens)
+    for bag in bags:
+        digest.update(bag.text.encode())
+        files.append(bag.group)
+
+    base_rows = Rows(
+        np.concatenate(Xs).astype(np.float32),
+        np.concatenate(blocks).astype(np.int8),
+        groups[:],
+        [" ".join(c) for c in chunks],
+    )
+    clf = TropeClassifier(tags=taxonomy.ids, prototypes=prepared.prototypes, C=o.C)
+    model, selected = fit_mil(clf, base_rows, bags, o.mil_rounds, o.mil_top_k)
+    rows = stack(base_rows, bags, selected)
+    for bag, Y_bag in zip(bags, selected, strict=True):
+        keep = (Y_bag != UNKNOWN).any(axis=1)
+        chunks += [[c] for c, k in zip(bag.chunks, keep, strict=True) if k]
+        groups += [bag.group] * int(keep.sum())
+        kinds += [WORK] * int(keep.sum())
+    combined = TrainingSet(
+        chunks,
+        rows.Y,
+        groups,
+        kinds,
+        taxonomy.ids,
+        digest.hexdigest() if extended else ts.data_hash,
+        files,
+    )
+    prepared_all = Prepared(
+        taxonomy, prepared.taxonomy_path, combined, rows.X, prepared.prototypes, enc, cached
+    )
+    report = run_protocol(prepared_all, clf, "works", top_k) if evaluate else None
+    exemplar_report = run_protocol(prepared_all, clf, "exemplars", top_k) if evaluate else None
+    checks = (
+        work_checks(clf, base_rows, bags, selected, taxonomy.ids, top_k, o.max_eval_works)
+        if evaluate
+        else []
+    )
+    folder = None
+    if out is not None:
+        model_name = o.name or out.name
+        config = model_config(model_name, model, combined, enc, top_k, report, exemplar_report)
+        card = model_card(model_name, taxonomy, combined, model, report, config, exemplar_report)
+        if extended:
+            n_answers = answers.n_answers
+            config["training_data"]["added"] = added_summary(
+                sources, all_works, n_answers, combined, checks
+            )
+            card += added_card(sources, all_works, n_answers, combined, checks)
+        folder = save_model(out, model, config, prepared.taxonomy_path, card)
+    return TrainResult(
+        folder,
+        model,
+        report,
+        combined,
+        int(getattr(cached, "misses", len(combined))),
+        int(getattr(cached, "hits", 0)),
+        exemplar_report,
+        all_works,
+        sources.untagged,
+        sources.skipped,
+        answers.n_answers,
+        checks,
+        prepared_all,
+    )

@@ -1,0 +1,1 @@
+"""Step 6, serve: the tagger, the audit, labelling sessions and Ray Data corpora."""
