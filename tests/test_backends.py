@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tropeml.model import onnx_backend
 from tropeml.core.errors import TropemlError
+from tropeml.model import onnx_backend
 from tropeml.model.backends import load_encoder
 from tropeml.model.cache import CachedEncoder, EmbeddingCache
 from tropeml.model.encoders import HashingEncoder, SentenceTransformerEncoder

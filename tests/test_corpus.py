@@ -13,8 +13,8 @@ from conftest import make_passage
 from test_cli import json_lines, run, stderr_of
 
 import tropeml
-from tropeml.io import corpus
 from tropeml.core.errors import TropemlError
+from tropeml.io import corpus
 from tropeml.io.corpus import Record, done_ids, iter_records, tag_dataset, tag_records
 
 TAGS = [["rain"], ["cake"], ["sword"], ["rain", "cake"], []]
