@@ -22,6 +22,7 @@ demo: $(STAMP)
 
 ## Set up and run the whole test suite, the linters and the type checker.
 test: $(STAMP)
+	bash scripts/system-deps.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
