@@ -1,0 +1,352 @@
+"""Rebuild and verify the real-prose development passages from their sources.
+
+Every record in ``data/dev/passages.jsonl`` names a public-domain text kept in a
+git repository (``repo``), the ``commit`` and ``path`` of the file, and the byte
+range ``start``/``end`` of the passage in that file's raw bytes. This script
+re-extracts those bytes with ``git show commit:path``, checks their SHA-256,
+decodes them with the record's ``encoding`` (turning CRLF line ends into LF) and
+then either verifies that the stored ``text`` matches (``--check``, the default)
+or rewrites ``passages.jsonl`` with freshly extracted text (``--write``).
+
+Records in ``data/dev/works/*.jsonl`` carry the same provenance fields but point
+at a text file through ``file`` instead of holding ``text``; for those the file's
+content must equal the decoded slice. They are verified in both modes and never
+rewritten. Work records without repository provenance (hand-written works,
+``"source": "written"``) only need their ``file`` to exist.
+
+Repositories are looked up under ``--mirror-root`` (default ``/work/.mirror``),
+where a repository ``owner/name`` is expected at ``owner+name/repo`` (either a
+bare git directory or a work tree with ``.git``), or given one by one with
+``--git-dir owner/name=PATH``.
+
+Example:
+    python data/dev/build.py --check
+    python data/dev/build.py --mirror-root /work/.mirror --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEV_DIR = Path(__file__).resolve().parent
+REPO_ROOT = DEV_DIR.parent.parent
+DEFAULT_PASSAGES = DEV_DIR / "passages.jsonl"
+DEFAULT_WORKS = DEV_DIR / "works"
+DEFAULT_MIRROR = Path("/work/.mirror")
+
+TAGS = (
+    "hurt_comfort",
+    "fake_death",
+    "reunion",
+    "soulmates",
+    "mates",
+    "alpha_beta_omega",
+    "angst",
+    "fluff",
+    "first_kiss",
+    "love_confession",
+)
+VALUES = frozenset({"yes", "no", "unknown"})
+PROVENANCE = ("repo", "commit", "path", "start", "end", "sha256", "encoding")
+
+
+class BuildError(Exception):
+    """A record whose source could not be found or does not match."""
+
+
+@dataclass
+class Sources:
+    """Finds git directories and caches the files read from them.
+
+    Attributes:
+        mirror_root: Folder holding fetched repositories as ``owner+name``.
+        git_dirs: Explicit ``owner/name`` to git directory mapping, tried first.
+        cache: File bytes already read, keyed by git directory, commit and path.
+    """
+
+    mirror_root: Path
+    git_dirs: dict[str, Path] = field(default_factory=dict)
+    cache: dict[tuple[str, str, str], bytes] = field(default_factory=dict)
+
+    def git_dir(self, repo: str) -> Path:
+        """Return the git directory that holds ``repo``.
+
+        Args:
+            repo: Repository name as ``owner/name``.
+
+        Returns:
+            A path usable as ``git --git-dir``.
+
+        Raises:
+            BuildError: If no git directory is found for the repository.
+        """
+        if repo in self.git_dirs:
+            candidates = [self.git_dirs[repo]]
+        else:
+            base = self.mirror_root / repo.replace("/", "+")
+            candidates = [base / "repo" / ".git", base / "repo", base / ".git", base]
+        for path in candidates:
+            if (path / "HEAD").is_file() and (path / "objects").is_dir():
+                return path
+        raise BuildError(f"no git directory for {repo} (tried {', '.join(map(str, candidates))})")
+
+    def read(self, repo: str, commit: str, path: str) -> bytes:
+        """Return the raw bytes of ``path`` at ``commit`` in ``repo``.
+
+        Args:
+            repo: Repository name as ``owner/name``.
+            commit: Full commit hash.
+            path: File path inside the repository.
+
+        Returns:
+            The file's bytes exactly as stored in git.
+
+        Raises:
+            BuildError: If git cannot show the file.
+        """
+        gdir = self.git_dir(repo)
+        key = (str(gdir), commit, path)
+        if key not in self.cache:
+            proc = subprocess.run(
+                ["git", "--git-dir", str(gdir), "show", f"{commit}:{path}"],
+                capture_output=True,
+                check=False,
+            )
+            if proc.returncode != 0:
+                message = proc.stderr.decode("utf-8", "replace").strip()
+                raise BuildError(f"git show {commit}:{path} in {repo} failed: {message}")
+            self.cache[key] = proc.stdout
+        return self.cache[key]
+
+
+def extract(record: dict, sources: Sources) -> str:
+    """Extract, check and decode the passage a record points at.
+
+    Args:
+        record: A passage or work record with the provenance fields.
+        sources: Where to read repositories from.
+
+    Returns:
+        The decoded text with CRLF line ends replaced by LF.
+
+    Raises:
+        BuildError: If a field is missing, the range is invalid, or the hash or
+            decoding does not match.
+    """
+    missing = [name for name in PROVENANCE if name not in record]
+    if missing:
+        raise BuildError(f"missing fields {missing}")
+    raw = sources.read(record["repo"], record["commit"], record["path"])
+    start, end = record["start"], record["end"]
+    if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(raw)):
+        raise BuildError(f"bad byte range {start}:{end} for a file of {len(raw)} bytes")
+    chunk = raw[start:end]
+    digest = hashlib.sha256(chunk).hexdigest()
+    if digest != record["sha256"]:
+        raise BuildError(f"sha256 mismatch: stored {record['sha256']}, source {digest}")
+    try:
+        text = chunk.decode(record["encoding"])
+    except (LookupError, UnicodeDecodeError) as exc:
+        raise BuildError(f"cannot decode with {record['encoding']}: {exc}") from exc
+    return text.replace("\r\n", "\n")
+
+
+def check_judgments(record: dict) -> None:
+    """Check that a passage record judges exactly the ten required tags.
+
+    Args:
+        record: A passage record.
+
+    Raises:
+        BuildError: If a tag is missing or extra, or a value is not allowed.
+    """
+    judgments = record.get("judgments")
+    if not isinstance(judgments, dict) or set(judgments) != set(TAGS):
+        raise BuildError(f"judgments must cover exactly {list(TAGS)}")
+    bad = {tag: value for tag, value in judgments.items() if value not in VALUES}
+    if bad:
+        raise BuildError(f"judgment values must be yes/no/unknown, got {bad}")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Read one JSON object per non-empty line.
+
+    Args:
+        path: A ``.jsonl`` file.
+
+    Returns:
+        The parsed records in file order.
+    """
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def resolve_work_file(name: str, works_dir: Path) -> Path:
+    """Find the text file a work record names.
+
+    Args:
+        name: The record's ``file`` value: absolute, relative to the repository
+            root, or relative to the works folder.
+        works_dir: The ``data/dev/works`` folder.
+
+    Returns:
+        The first existing candidate, or the works-folder candidate if none exists.
+    """
+    path = Path(name)
+    if path.is_absolute():
+        return path
+    for candidate in (REPO_ROOT / path, works_dir / path):
+        if candidate.is_file():
+            return candidate
+    return works_dir / path
+
+
+def process_passages(path: Path, sources: Sources, write: bool) -> list[str]:
+    """Verify (and optionally rewrite) the passage records.
+
+    Args:
+        path: The ``passages.jsonl`` file.
+        sources: Where to read repositories from.
+        write: Rewrite the file with freshly extracted text instead of comparing.
+
+    Returns:
+        One message per failed record; empty when everything matched.
+    """
+    records = read_jsonl(path)
+    errors: list[str] = []
+    seen: set[str] = set()
+    for number, record in enumerate(records, 1):
+        label = f"{path.name}:{number} ({record.get('id', '?')})"
+        try:
+            if record.get("id") in seen:
+                raise BuildError("duplicate id")
+            seen.add(record.get("id", ""))
+            check_judgments(record)
+            text = extract(record, sources)
+            if write:
+                record["text"] = text
+            elif record.get("text") != text:
+                raise BuildError("stored text differs from the source slice")
+        except BuildError as exc:
+            errors.append(f"{label}: {exc}")
+    if write and not errors:
+        with path.open("w", encoding="utf-8") as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    note = " (rewritten)" if write and not errors else ""
+    print(f"{path}: {len(records)} records, {len(errors)} failed{note}")
+    return errors
+
+
+def process_works(files: Iterable[Path], works_dir: Path, sources: Sources) -> list[str]:
+    """Verify work records whose ``file`` must equal the decoded slice.
+
+    Args:
+        files: The ``works/*.jsonl`` files.
+        works_dir: Folder used to resolve relative ``file`` values.
+        sources: Where to read repositories from.
+
+    Returns:
+        One message per failed record; empty when everything matched.
+    """
+    errors: list[str] = []
+    for path in files:
+        records = read_jsonl(path)
+        failed = 0
+        written = 0
+        for number, record in enumerate(records, 1):
+            label = f"{path.name}:{number} ({record.get('id', record.get('file', '?'))})"
+            try:
+                if "file" not in record:
+                    raise BuildError("work record has no 'file'")
+                target = resolve_work_file(record["file"], works_dir)
+                if not target.is_file():
+                    raise BuildError(f"file {target} not found")
+                if "repo" not in record and record.get("source") == "written":
+                    written += 1
+                    continue
+                text = extract(record, sources)
+                if target.read_text(encoding="utf-8") != text:
+                    raise BuildError(f"content of {target} differs from the source slice")
+            except BuildError as exc:
+                failed += 1
+                errors.append(f"{label}: {exc}")
+        extra = f", {written} hand-written (file only)" if written else ""
+        print(f"{path}: {len(records)} work records, {failed} failed{extra}")
+    return errors
+
+
+def parse_git_dirs(values: list[str]) -> dict[str, Path]:
+    """Parse ``owner/name=PATH`` options.
+
+    Args:
+        values: The raw ``--git-dir`` values.
+
+    Returns:
+        Mapping from repository name to git directory.
+
+    Raises:
+        SystemExit: If a value has no ``=``.
+    """
+    mapping: dict[str, Path] = {}
+    for value in values:
+        repo, sep, path = value.partition("=")
+        if not sep:
+            raise SystemExit(f"--git-dir expects owner/name=PATH, got {value!r}")
+        mapping[repo] = Path(path)
+    return mapping
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the checker or rewriter.
+
+    Args:
+        argv: Command-line arguments; ``sys.argv[1:]`` when None.
+
+    Returns:
+        0 when every record matched its source, 1 otherwise.
+    """
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="verify stored text (default)")
+    mode.add_argument(
+        "--write", action="store_true", help="rewrite passages.jsonl from the sources"
+    )
+    parser.add_argument(
+        "--mirror-root", type=Path, default=DEFAULT_MIRROR, help="folder of fetched repositories"
+    )
+    parser.add_argument(
+        "--git-dir",
+        action="append",
+        default=[],
+        metavar="OWNER/NAME=PATH",
+        help="git directory for one repository",
+    )
+    parser.add_argument("--passages", type=Path, default=DEFAULT_PASSAGES, help="passages file")
+    parser.add_argument(
+        "--works-dir", type=Path, default=DEFAULT_WORKS, help="folder of work records"
+    )
+    args = parser.parse_args(argv)
+
+    sources = Sources(mirror_root=args.mirror_root, git_dirs=parse_git_dirs(args.git_dir))
+    errors: list[str] = []
+    if args.passages.is_file():
+        errors += process_passages(args.passages, sources, write=args.write)
+    else:
+        errors.append(f"{args.passages}: not found")
+    if args.works_dir.is_dir():
+        errors += process_works(sorted(args.works_dir.glob("*.jsonl")), args.works_dir, sources)
+    for message in errors:
+        print(f"ERROR {message}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
