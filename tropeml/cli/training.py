@@ -12,6 +12,7 @@ from tropeml.cli.common import (
     BackendOpt,
     DataOpt,
     EncoderOpt,
+    ModelOpt,
     NoCacheOpt,
     RootOpt,
     app,
@@ -108,21 +109,27 @@ def evaluate(
         str,
         typer.Option(
             "--protocol",
-            help="works: leave one labelled fic out at a time; "
+            help="dev: the model as served, on the real-prose dev set (data/dev; passage AP, "
+            "work-level precision, recall, false-tag rate, tags per work); "
+            "works: leave one labelled fic out at a time; "
             "exemplars: grouped 5-fold CV x 3 over the written exemplars.",
         ),
     ] = "works",
+    model: ModelOpt = None,
     no_cache: NoCacheOpt = False,
-    backend: BackendOpt = "torch",
+    backend: BackendOpt = "auto",
     encoder: EncoderOpt = None,
 ) -> None:
-    """Cross-validated evaluation: per-tag precision, recall, F1, AP and support."""
+    """Evaluate: a saved model on the dev set, or cross-validated training on data/."""
     from tropeml.model.backends import load_encoder
+
+    if protocol == "dev":
+        _evaluate_dev(data, model, backend, not no_cache, as_json, markdown)
+        return
     from tropeml.model.training import evaluate as run_evaluate
 
-    # torch is what training uses; another backend swaps in the same model run differently
-    enc = None if backend == "torch" else load_encoder(None, backend=backend)
-    enc = load_encoder(encoder) if encoder else enc
+    # the backend that serves the model by default (auto: fast where it can be built)
+    enc = load_encoder(encoder) if encoder else load_encoder(None, backend=backend)
     report = run_evaluate(data, root, encoder=enc, protocol=protocol, cache=not no_cache)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
@@ -130,6 +137,23 @@ def evaluate(
         typer.echo(report.to_markdown())
     else:
         _print_report(report)
+
+
+def _evaluate_dev(
+    data: Path, model: Path | None, backend: str, cache: bool, as_json: bool, markdown: bool
+) -> None:
+    """``tropeml eval --protocol dev``: the model as ``tag`` serves it, on ``data/dev``."""
+    from tropeml.io.devset import load_dev_passages, load_dev_works
+    from tropeml.serve.deveval import dev_report
+    from tropeml.serve.tagger import load
+
+    dev = data / "dev"
+    tagger = load(model, cache=cache, backend=backend)
+    report, _, _ = dev_report(tagger, load_dev_passages(dev), load_dev_works(dev), backend)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        typer.echo(report.to_markdown())
 
 
 def _print_report(report: EvalReport) -> None:

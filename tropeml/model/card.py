@@ -22,6 +22,7 @@ def model_config(
     top_k: int,
     report: EvalReport | None,
     exemplar_report: EvalReport | None = None,
+    rollup: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return the model's ``config.json`` fields (before hashes are added by saving)."""
     evaluation = {
@@ -42,7 +43,8 @@ def model_config(
             "dimension": int(clf.n_features_in_),
             "max_tokens": int(getattr(encoder, "max_tokens", 254)),
         },
-        "rollup": {"method": "mean of top-k passage scores", "top_k": top_k, "max_evidence": 3},
+        "rollup": rollup
+        or {"method": "mean of top-k passage scores", "top_k": top_k, "max_evidence": 3},
         "mask_names": True,
         "training_data": {
             "sha256": ts.data_hash,

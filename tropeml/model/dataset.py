@@ -133,14 +133,39 @@ def build_training_set(
         for ex in load_exemplars(path, taxonomy):
             mask_ex = masker(find_names(ex.text) if mask_names else {})
             parts = [mask_ex(p.text) for p in split_passages(ex.text, count_tokens, max_tokens)]
-            chunks.append(parts or [ex.text])
-            groups.append(ex.group)
-            kinds.append(EXEMPLAR)
-            blocks.append(np.array([[1 if t in ex.tags else 0 for t in tags]], dtype=np.int8))
+            row = exemplar_targets(ex.tags, ex.near_miss, taxonomy)
+            for part in parts or [ex.text]:  # one row per passage, as tagging reads them
+                chunks.append([part])
+                groups.append(ex.group)
+                kinds.append(EXEMPLAR)
+                blocks.append(row[None, :])
     if not chunks:
         raise TropemlError("no labelled passages found: add span labels or exemplars")
     Y_all = np.concatenate(blocks).astype(np.int8)
     return TrainingSet(chunks, Y_all, groups, kinds, tags, digest.hexdigest(), files)
+
+
+def exemplar_targets(
+    tags: Sequence[str], near_miss: Sequence[str], taxonomy: Taxonomy
+) -> NDArray[np.int8]:
+    """An exemplar's targets, shape ``(T,)``: what its writer judged, and nothing more.
+
+    Its ``tags`` are 1 and its ``near_miss`` tags 0. A tag it does not name is 0 only when it
+    cannot be confused with what the exemplar shows: neither that tag nor any shown tag lists
+    the other as related in the taxonomy. A related tag nobody judged is unknown (-1).
+    """
+    shown = set(tags)
+    confusable = set(shown)
+    for t in shown:
+        confusable |= set(taxonomy[t].related)
+    confusable |= {t.id for t in taxonomy.values() if shown & set(t.related)}
+    return np.array(
+        [
+            1 if t in shown else 0 if (t in near_miss or t not in confusable) else UNKNOWN
+            for t in taxonomy.ids
+        ],
+        dtype=np.int8,
+    )
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -279,3 +304,32 @@ def work_bags(
         X_w = np.asarray(encoder.embed(texts), dtype=np.float32)
         bags.append(WorkBag(lw.work.source, X_w, texts, [col[t] for t in lw.tags], lw.work.text))
     return bags
+
+
+def background_rows(
+    folder: Path,
+    encoder: Any,
+    count_tokens: Any = count_words,
+    max_tokens: int = 254,
+) -> tuple[NDArray[np.float32], list[str], list[str]]:
+    """Passages of the unlabelled background prose in ``folder`` (``*.txt``), embedded.
+
+    Background text is ordinary prose in which any one trope is rare; scored by a trained
+    model, it gives each tag's null distribution (:mod:`tropeml.model.decision`).
+
+    Returns:
+        ``(X, texts, files)``: embeddings ``(N, d)``, the masked passage texts, and the files
+        read (sorted).
+    """
+    files = sorted(folder.glob("*.txt")) if folder.is_dir() else []
+    texts: list[str] = []
+    for path in files:
+        work = read_work(path)
+        mask_work = masker(work_names(work))
+        texts += [mask_work(p.text) for p in split_passages(work, count_tokens, max_tokens)]
+    X = (
+        np.asarray(encoder.embed(texts), dtype=np.float32)
+        if texts
+        else np.zeros((0, 0), np.float32)
+    )
+    return X, texts, [p.name for p in files]

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,7 @@ class OnnxEncoder:
         self.folder = root / (_slug(self._float.id) + suffix)
         self._session: Any = None
         self._tokenizer: Any = None
+        self._workers = 1 if threads else max(1, min(8, os.cpu_count() or 1))
 
     # the float encoder's identity, budget and tokenizer --------------------------------------
 
@@ -158,7 +160,8 @@ class OnnxEncoder:
     @property
     def id(self) -> str:
         """Return the cache namespace: the float model's id plus this backend's format."""
-        return f"{self._float.id}#{_format(self.precision)}-v{FORMAT_VERSION}"
+        run = "-row" if self.precision == "int8" else ""  # one text per call (see embed)
+        return f"{self._float.id}#{_format(self.precision)}-v{FORMAT_VERSION}{run}"
 
     @property
     def max_tokens(self) -> int:
@@ -214,8 +217,9 @@ class OnnxEncoder:
                 ) from None
             opts = ort.SessionOptions()
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            if self.threads:
-                opts.intra_op_num_threads = self.threads
+            if self.threads or self.precision == "int8":
+                # int8 runs one text per call on each of ``_workers`` threads (see embed)
+                opts.intra_op_num_threads = self.threads or 1
             opts.log_severity_level = 3
             try:
                 self._session = ort.InferenceSession(
@@ -231,7 +235,11 @@ class OnnxEncoder:
     def embed(self, texts: list[str]) -> NDArray[np.float32]:
         """Embed texts; returns shape ``(n, d)``, float32, L2-normalised.
 
-        Texts are batched by length (less padding); the output keeps the input order.
+        The float graph runs texts batched by length (less padding). The int8 graph runs one
+        text per call: dynamic quantisation takes its activation scale from the whole input,
+        so in a batch a text's vector would depend on its neighbours (and their padding).
+        Alone, a text gets the same vector in any batch and from the cache. The output keeps
+        the input order.
         """
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
@@ -239,9 +247,10 @@ class OnnxEncoder:
         feeds = {i.name for i in session.get_inputs()}
         encodings = self._tokenizer.encode_batch(list(texts))
         order = sorted(range(len(texts)), key=lambda i: -len(encodings[i].ids))
-        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        for b in range(0, len(order), self.batch_size):
-            rows = order[b : b + self.batch_size]
+        step = 1 if self.precision == "int8" else self.batch_size
+        batches = [order[b : b + step] for b in range(0, len(order), step)]
+
+        def run(rows: list[int]) -> NDArray[np.float32]:
             width = max(len(encodings[i].ids) for i in rows)
             ids = np.zeros((len(rows), width), dtype=np.int64)
             mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -255,7 +264,16 @@ class OnnxEncoder:
             hidden = session.run(None, inputs)[0]  # (b, width, d)
             weights = mask[:, :, None].astype(np.float32)
             pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
-            out[rows] = pooled
+            return np.asarray(pooled, dtype=np.float32)
+
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        if step == 1 and len(batches) > 1:  # one text per call, a call per core at a time
+            with ThreadPoolExecutor(self._workers) as pool:
+                for rows, pooled in zip(batches, pool.map(run, batches), strict=True):
+                    out[rows] = pooled
+        else:
+            for rows in batches:
+                out[rows] = run(rows)
         return _normalise(out)
 
 

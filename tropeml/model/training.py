@@ -22,6 +22,7 @@ from tropeml.core.taxonomy import Taxonomy
 from tropeml.core.types import UNKNOWN
 from tropeml.io.readers import DEFAULT_MAX_BYTES
 from tropeml.io.sources import LabelledWork, Sources, collect_sources, is_data_dir
+from tropeml.model.backends import load_encoder
 from tropeml.model.cache import CachedEncoder
 from tropeml.model.card import added_card, added_summary, model_card, model_config
 from tropeml.model.classifier import TropeClassifier
@@ -32,16 +33,27 @@ from tropeml.model.dataset import (
     WORK,
     TrainingSet,
     answer_rows,
+    background_rows,
     build_training_set,
     embed_prototypes,
     embed_training_set,
     work_bags,
 )
-from tropeml.model.encoders import SentenceTransformerEncoder
+from tropeml.model.decision import ALPHA, DEFAULT_ALPHA, EVIDENCE_RANK, fit_null
 from tropeml.model.evaluation import EvalReport, grouped_kfold, leave_one_work_out
 from tropeml.model.mil import Rows, WorkCheck, fit_mil, stack, work_checks
 from tropeml.model.persistence import model_lock, save_model
 from tropeml.text.passages import count_words
+
+
+def default_encoder() -> Any:
+    """The encoder a model is trained with by default: the one ``tropeml tag`` serves it with.
+
+    all-MiniLM-L6-v2 on the default backend (``auto``: the int8 ONNX graph where it can be
+    built, else torch), so the head's calibration and thresholds fit the vectors it is
+    served, and every number evaluated is the number users get.
+    """
+    return load_encoder(None)
 
 
 @dataclass
@@ -69,14 +81,14 @@ def prepare(
         data_dir: Holds ``tropes.toml``, ``labels/*.jsonl`` and ``exemplars/*.jsonl``.
         root: Folder that span labels' file paths are relative to (default: the data
             folder's parent, the project root).
-        encoder: Encoder to use (default: all-MiniLM-L6-v2).
+        encoder: Encoder to use (default: :func:`default_encoder`).
         cache: Embedding cache (``True``: the default file; a path; ``False``: none).
     """
     data_dir = Path(data_dir)
     root = Path(root) if root is not None else data_dir.resolve().parent
     taxonomy_path = data_dir / "tropes.toml"
     taxonomy = Taxonomy.load(taxonomy_path)
-    base = encoder if encoder is not None else SentenceTransformerEncoder()
+    base = encoder if encoder is not None else default_encoder()
     enc = CachedEncoder(base, None if cache is True else Path(str(cache))) if cache else base
     ts = build_training_set(
         taxonomy,
@@ -129,7 +141,7 @@ def evaluate(
         root: Folder that span labels' file paths are relative to (default: the data
             folder's parent).
         protocol: One of :data:`PROTOCOLS`.
-        encoder: Encoder to use (default: all-MiniLM-L6-v2).
+        encoder: Encoder to use (default: :func:`default_encoder`).
         cache: Embedding cache (``True``: the default file; a path; ``False``: none).
         C: Inverse regularisation strength.
 
@@ -220,7 +232,7 @@ def train(
             folder's parent, the project root).
         out: Model folder to write (``None``: do not save). The shipped default is refused
             unless ``overwrite_default``.
-        encoder: Encoder to use (default: all-MiniLM-L6-v2).
+        encoder: Encoder to use (default: :func:`default_encoder`).
         cache: Embedding cache (``True``: the default file; a path; ``False``: none).
         name: The model's name (default: the folder's name).
         data_dir: The base data folder, if not the first data folder in ``data`` (default
@@ -267,6 +279,43 @@ def train(
         return _train(base, root, None, sources, options)
     with model_lock(out, lock_timeout, on_lock_wait):
         return _train(base, root, Path(out), sources, options)
+
+
+MIN_BACKGROUND = 200
+"""Fewest background passages for a null (fewer: work scores stay the mean of top-k)."""
+
+
+def chance_rollup(
+    model: TropeClassifier,
+    folder: Path,
+    encoder: Any,
+    count_tokens: Any,
+    max_tokens: int,
+    top_k: int,
+) -> dict[str, Any] | None:
+    """The ``rollup`` config of a model whose work scores beat chance (:mod:`~.decision`).
+
+    The trained model scores the background prose in ``folder``; each tag's null is the
+    median and scale of those passage logits. ``None`` without enough background.
+    """
+    X, texts, files = background_rows(folder, encoder, count_tokens, max_tokens)
+    if len(texts) < MIN_BACKGROUND:
+        return None
+    mu, sigma = fit_null(model.predict_proba(X, texts))
+    tags = [str(t) for t in model.classes_]
+    return {
+        "method": "chance",
+        "k": EVIDENCE_RANK,
+        "alpha": {t: ALPHA.get(t, DEFAULT_ALPHA) for t in tags},
+        "null": {
+            "mu": {t: round(float(m), 6) for t, m in zip(tags, mu, strict=True)},
+            "sigma": {t: round(float(v), 6) for t, v in zip(tags, sigma, strict=True)},
+            "passages": len(texts),
+            "files": files,
+        },
+        "top_k": top_k,
+        "max_evidence": 3,
+    }
 
 
 def retrain(extra: Sequence[str | Path] = (), **kwargs: Any) -> TrainResult:
@@ -362,10 +411,13 @@ def _train(base: Path, root: Path, out: Path | None, sources: Sources, o: _Optio
         if evaluate
         else []
     )
+    rollup = chance_rollup(model, base / "background", cached, count_tokens, max_tokens, top_k)
     folder = None
     if out is not None:
         model_name = o.name or out.name
-        config = model_config(model_name, model, combined, enc, top_k, report, exemplar_report)
+        config = model_config(
+            model_name, model, combined, enc, top_k, report, exemplar_report, rollup
+        )
         card = model_card(model_name, taxonomy, combined, model, report, config, exemplar_report)
         if extended:
             n_answers = answers.n_answers

@@ -17,6 +17,7 @@ from tropeml.core.types import Evidence, Passage, TagResult, Work, WorkResult
 from tropeml.io.readers import DEFAULT_MAX_BYTES, expand_paths, parse_text, read_work
 from tropeml.model.backends import load_encoder
 from tropeml.model.cache import CachedEncoder, EmbeddingCache, code_key, content_key
+from tropeml.model.decision import chance_scores
 from tropeml.model.encoders import encoder_id
 from tropeml.model.head import ArrayHead
 from tropeml.model.persistence import CONFIG_FILE, load_head
@@ -45,6 +46,13 @@ class Tagger:
         top_k: Passages pooled into a work score.
         max_evidence: Evidence passages kept per tag.
         mask_names: Replace names with stand-ins before embedding (as in training).
+        null: Per-tag null location and scale of passage logits, each shape ``(T,)``
+            (see :mod:`tropeml.model.decision`). Given, a work's score for a tag is the
+            chance that its evidence beats a trope-free work of the same length, and the tag
+            fires at ``1 - alpha``; without it, the score is the mean of the ``top_k`` best
+            passage scores against the passage threshold (tropeml 0.1 models).
+        alpha: Per-tag false-tag rate aimed at, by id (with ``null``; default 0.05).
+        k: Which best passage is the evidence (with ``null``): 1 or 2.
     """
 
     def __init__(
@@ -57,6 +65,9 @@ class Tagger:
         top_k: int = 2,
         max_evidence: int = 3,
         mask_names: bool = True,
+        null: tuple[ArrayLike, ArrayLike] | None = None,
+        alpha: dict[str, float] | None = None,
+        k: int = 1,
     ) -> None:
         self.classifier = classifier
         self.taxonomy = taxonomy
@@ -73,6 +84,18 @@ class Tagger:
         self.top_k = top_k
         self.max_evidence = max_evidence
         self.mask_names = mask_names
+        self.null = (
+            None
+            if null is None
+            else (np.asarray(null[0], dtype=np.float64), np.asarray(null[1], dtype=np.float64))
+        )
+        self.k = k
+        alphas = alpha or {}
+        self.work_thresholds = (
+            np.array([1.0 - alphas.get(t, 0.05) for t in self.tags])
+            if self.null is not None
+            else self.thresholds
+        )
 
     @classmethod
     def from_pretrained(
@@ -115,6 +138,15 @@ class Tagger:
         if cache:
             encoder = CachedEncoder(encoder, None if cache is True else Path(str(cache)))
         rollup = config["rollup"]
+        chance = rollup.get("method") == "chance"
+        null = (
+            (
+                [rollup["null"]["mu"][t] for t in config["tags"]],
+                [rollup["null"]["sigma"][t] for t in config["tags"]],
+            )
+            if chance
+            else None
+        )
         return cls(
             classifier,
             taxonomy,
@@ -124,6 +156,9 @@ class Tagger:
             top_k=int(rollup.get("top_k", 2)),
             max_evidence=int(rollup.get("max_evidence", 3)),
             mask_names=bool(config.get("mask_names", False)),
+            null=null,
+            alpha={k: float(v) for k, v in rollup.get("alpha", {}).items()} if chance else None,
+            k=int(rollup.get("k", 1)),
         )
 
     def passages(self, work: Work | str) -> list[Passage]:
@@ -296,6 +331,19 @@ class Tagger:
             dtype=np.float64,
         )
 
+    def work_scores(self, scores: ArrayLike) -> NDArray[np.float64]:
+        """Work-level scores from passage scores ``(n, T)``; shape ``(T,)`` (zeros if n = 0).
+
+        With a null (see :class:`Tagger`): the chance that the evidence beats a trope-free
+        work of the same length. Without: the mean of the ``top_k`` best passage scores.
+        """
+        s = np.asarray(scores, dtype=np.float64)
+        if not len(s):
+            return np.zeros(len(self.tags))
+        if self.null is not None:
+            return chance_scores(s, self.null[0], self.null[1], self.k)
+        return pool_scores(s, self.top_k)
+
     def tag_embedded(
         self,
         work: Work,
@@ -310,11 +358,11 @@ class Tagger:
         not masked again.
         """
         scores = self.score_passages(work, passages, X, texts)
-        work_scores = pool_scores(scores, self.top_k) if len(passages) else np.zeros(len(self.tags))
+        work_scores = self.work_scores(scores)
         prom = prominence(scores, self.thresholds, [p.end - p.start for p in passages])
         tags = []
         for j, tag in enumerate(self.tags):
-            if not len(passages) or work_scores[j] < self.thresholds[j]:
+            if not len(passages) or work_scores[j] < self.work_thresholds[j]:
                 continue
             evidence = tuple(
                 Evidence(
@@ -332,7 +380,7 @@ class Tagger:
                     id=tag,
                     name=trope.name if trope else tag,
                     score=float(work_scores[j]),
-                    threshold=float(self.thresholds[j]),
+                    threshold=float(self.work_thresholds[j]),
                     prominence=float(prom[j]),
                     evidence=evidence,
                     spoiler=bool(trope and trope.spoiler),

@@ -1,0 +1,56 @@
+"""Work-level decisions against a null: length-aware, near the aimed false-tag rate."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tropeml.model.decision import chance_scores, fit_null, logits
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-z))
+
+
+def test_fit_null_is_robust_to_a_few_real_trope_passages() -> None:
+    rng = np.random.default_rng(0)
+    z = rng.normal(-3.0, 1.0, size=(5000, 2))
+    z[:50, 0] = 6.0  # 1% of the background shows the trope
+    mu, sigma = fit_null(_sigmoid(z))
+    assert np.allclose(mu, [-3.0, -3.0], atol=0.1)
+    assert np.allclose(sigma, [1.0, 1.0], atol=0.1)
+
+
+def test_the_same_best_passage_counts_for_less_in_a_longer_work() -> None:
+    mu, sigma = np.array([-3.0]), np.array([1.0])
+    best = _sigmoid(np.array([0.0]))
+    short = np.full((5, 1), _sigmoid(-5.0))
+    long = np.full((500, 1), _sigmoid(-5.0))
+    short[0], long[0] = best, best
+    assert chance_scores(short, mu, sigma)[0] > chance_scores(long, mu, sigma)[0]
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(1, 400), seed=st.integers(0, 2**16))
+def test_trope_free_works_fire_near_alpha_whatever_their_length(n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    mu, sigma = np.array([-2.0]), np.array([1.5])
+    works = _sigmoid(rng.normal(-2.0, 1.5, size=(400, n, 1)))
+    fired = np.mean([chance_scores(w, mu, sigma)[0] >= 0.95 for w in works])
+    assert fired < 0.05 + 0.05  # 400 works: well inside sampling noise of 5%
+
+
+def test_second_best_evidence_ignores_one_stray_passage() -> None:
+    mu, sigma = np.array([-3.0]), np.array([1.0])
+    work = np.full((100, 1), _sigmoid(-3.0))
+    work[7] = _sigmoid(8.0)  # one stray, very confident passage
+    assert chance_scores(work, mu, sigma, k=1)[0] > 0.99
+    assert chance_scores(work, mu, sigma, k=2)[0] < 0.95
+    work[8] = _sigmoid(8.0)  # a second scene: now it is evidence
+    assert chance_scores(work, mu, sigma, k=2)[0] > 0.99
+
+
+def test_empty_work_and_logit_clipping() -> None:
+    assert chance_scores(np.zeros((0, 3)), np.zeros(3), np.ones(3)).tolist() == [0, 0, 0]
+    assert np.isfinite(logits(np.array([0.0, 1.0]))).all()

@@ -1,0 +1,96 @@
+"""Work-level decisions that hold on long works: a tag's evidence must beat chance.
+
+A work of ``n`` passages has ``n`` chances to show a high passage score by chance, so a fixed
+threshold on its best passages fires more often the longer the work. Instead, each tag keeps
+the distribution of its passage scores on ordinary prose (the *null*: background text in which
+the trope is rare), as a location and a scale of the passage logits (median and MAD, which a
+few real trope passages in the background barely move). A work's score for a tag is
+
+    ``P(the k-th best of n null passages scores lower than the work's k-th best)``
+
+with the null passages taken as independent draws from ``N(mu, sigma)`` in logit space: the
+chance that a work of the same length without the trope shows weaker evidence. The tag fires
+when that score reaches ``1 - alpha``, so on works without the trope it fires at a rate of
+about ``alpha`` whatever their length (less where passages of one work are alike).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+_EPS = 1e-6
+
+DEFAULT_ALPHA = 0.05
+"""False-tag rate aimed at on trope-free works (per tag; chosen on the dev set)."""
+ALPHA: dict[str, float] = {}
+"""Tags whose aimed false-tag rate differs from :data:`DEFAULT_ALPHA`."""
+EVIDENCE_RANK = 1
+"""Which best passage is a work's evidence (1 or 2; chosen on the dev set)."""
+
+
+def logits(probabilities: ArrayLike) -> NDArray[np.float64]:
+    """Logits of passage probabilities (clipped to ``[1e-6, 1 - 1e-6]``), same shape."""
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), _EPS, 1 - _EPS)
+    return np.asarray(np.log(p) - np.log1p(-p))
+
+
+def fit_null(probabilities: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Location and scale of each tag's passage logits on null text.
+
+    Args:
+        probabilities: Passage probabilities on background prose, shape ``(N, T)``.
+
+    Returns:
+        ``(mu, sigma)``, each shape ``(T,)``: the median and ``1.4826 * MAD`` of the logits
+        (at least 0.05).
+    """
+    z = logits(probabilities)
+    mu = np.median(z, axis=0)
+    sigma = 1.4826 * np.median(np.abs(z - mu), axis=0)
+    return np.asarray(mu), np.asarray(np.maximum(sigma, 0.05))
+
+
+def _log_cdf(x: float) -> float:
+    """``log Phi(x)`` for the standard normal, accurate in both tails."""
+    if x < -5:
+        return math.log(0.5 * math.erfc(-x / math.sqrt(2)))
+    return math.log1p(-0.5 * math.erfc(x / math.sqrt(2)))
+
+
+def chance_scores(
+    probabilities: ArrayLike,
+    mu: ArrayLike,
+    sigma: ArrayLike,
+    k: int = 1,
+) -> NDArray[np.float64]:
+    """Work scores: how surely each tag's evidence beats a trope-free work of the same length.
+
+    Args:
+        probabilities: The work's passage probabilities, shape ``(n, T)``.
+        mu: Null location per tag, shape ``(T,)``.
+        sigma: Null scale per tag, shape ``(T,)``.
+        k: Which best passage is the evidence: 1 (the best) or 2 (the second best, so one
+            stray passage never tags a work; works of one passage use their only one).
+
+    Returns:
+        Shape ``(T,)`` in ``[0, 1]``; zeros if ``n == 0``.
+    """
+    z = logits(probabilities)
+    n, T = z.shape if z.ndim == 2 else (0, len(np.atleast_1d(mu)))
+    if n == 0:
+        return np.zeros(T)
+    k = max(1, min(k, n))
+    best = -np.sort(-z, axis=0)[k - 1]
+    m, s = np.asarray(mu, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
+    out = np.empty(T)
+    for j in range(T):
+        log_f = _log_cdf(float((best[j] - m[j]) / s[j]))
+        if k == 1:  # P(max of n < x) = F^n
+            out[j] = math.exp(n * log_f)
+        else:  # P(2nd best of n < x) = F^n + n F^(n-1) (1 - F)
+            f = math.exp(log_f)
+            out[j] = math.exp((n - 1) * log_f) * (f + n * (1 - f))
+    return np.clip(out, 0.0, 1.0)
