@@ -223,9 +223,8 @@ def test_plain_text_named_explicitly_is_one_line(tiny_model: Path, tmp_path: Pat
     path.write_text("Rain and storm and thunder.", encoding="utf-8")
     result = run("write", path, "--model", tiny_model)
     assert result.exit_code == 1
-    assert stderr_of(result).strip() == (
-        f"tropeml: error: {path}: plain text has no metadata to write tags into (EPUB and HTML only)"
-    )
+    message = "plain text has no metadata to write tags into (EPUB and HTML only)"
+    assert stderr_of(result).strip() == f"tropeml: error: {path}: {message}"
 
 
 # --------------------------------------------------------------------------- bad EPUBs
