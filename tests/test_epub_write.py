@@ -263,3 +263,12 @@ def test_api_refuses_drm_and_read_only(tmp_path: Path) -> None:
     ro.chmod(0o400)
     with pytest.raises(TropemlError, match="read-only"):
         write_subjects(ro, ["A"], "m")
+
+
+def test_a_symlinked_epub_changes_its_target(tmp_path: Path) -> None:
+    real = write_fff_epub(tmp_path / "real" / "fic.epub")
+    link = tmp_path / "link.epub"
+    link.symlink_to(real)
+    edit = write_subjects(link, ["A"], "m")
+    assert edit.changed and link.is_symlink()
+    assert read_subjects(real) == (FFF_SUBJECTS, ["A"])

@@ -44,6 +44,8 @@ DC_NS = "http://purl.org/dc/elements/1.1/"
 CONTAINER_NS = "urn:oasis:names:tc:opendocument:xmlns:container"
 ENC_NS = "http://www.w3.org/2001/04/xmlenc#"
 MIMETYPE = b"application/epub+zip"
+MAX_UNPACKED = 1 << 30
+"""Largest total unpacked size of an EPUB that is rewritten (1 GiB; zip bombs are refused)."""
 _DECL = re.compile(rb"\A\s*<\?xml[^>]*\?>\s*")
 
 FONT_OBFUSCATION = frozenset(
@@ -90,6 +92,12 @@ def _read_zip(path: Path, source: str) -> tuple[list[zipfile.ZipInfo], dict[str,
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
+            size = sum(info.file_size for info in infos)
+            if size > MAX_UNPACKED:
+                raise TropemlError(
+                    f"{source}: EPUB unpacks to {size:,} bytes, over the "
+                    f"{MAX_UNPACKED:,}-byte limit for rewriting it"
+                )
             data = {info.filename: zf.read(info) for info in infos}
     except FileNotFoundError:
         raise TropemlError(f"{source}: no such file") from None
@@ -410,7 +418,7 @@ def write_subjects(
             cannot be written.
     """
     source = str(path)
-    p = Path(path)
+    p = Path(os.path.realpath(path))  # a symbolic link: change the file it points to
     _refuse_read_only(p, source)
     infos, entries = _read_zip(p, source)
     check_drm(entries, source)

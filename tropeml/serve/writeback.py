@@ -119,7 +119,7 @@ def check_writable(path: str | Path) -> str:
         return "epub"
     if is_copy(path):
         raise TropemlError(f"{source}: is a tagged copy tropeml wrote; tag the original")
-    if head and looks_like_html(decode_bytes(head, source) if b"\x00" not in head else ""):
+    if looks_like_html(head.decode("utf-8", errors="replace")):  # a sniff: 8 KiB may split a char
         return "html"
     raise TropemlError(
         f"{source}: plain text has no metadata to write tags into (EPUB and HTML only)"
