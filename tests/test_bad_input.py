@@ -26,6 +26,7 @@ import scipy.special
 import skops.io as sio
 from ao3_fixtures import download_html, write_epub
 from conftest import ROOT, edit_config, rewrite_arrays, write_tiny_data
+from epub_fixtures import write_drm_epub, write_fff_epub, write_font_obfuscated_epub
 from sklearn.linear_model import LogisticRegression
 from test_cli import all_text, assert_one_line_error, json_lines, run, stdout_of
 
@@ -573,7 +574,65 @@ MODEL_CASES = [
     Case("train-unknown-encoder", "unknown encoder", _train_encoder, CLI),
 ]
 
-CASES = TEXT_CASES + LABEL_CASES + MODEL_CASES
+
+# --------------------------------------------------------------------------- writing tags
+
+
+def _write(make: Callable[[Path], Path]) -> Callable[[Env], Call]:
+    """``tropeml write`` (API: ``write_tags``) on an EPUB that ``make`` builds."""
+
+    def build(env: Env) -> Call:
+        from tropeml.serve.writeback import write_tags
+
+        path = make(env.tmp / "fic.epub")
+        return Call(
+            cli=["write", path, "--model", env.model, "--json"],
+            api=lambda: [write_tags(tropeml.load(env.model, cache=False), path)[0]],
+            where=str(path),
+        )
+
+    return build
+
+
+def _truncated(path: Path) -> Path:
+    data = write_epub(path).read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _read_only(path: Path) -> Path:
+    write_fff_epub(path).chmod(0o444)
+    return path
+
+
+def _text_file(path: Path) -> Path:
+    path = path.with_suffix(".txt")
+    path.write_text(STORY, encoding="utf-8")
+    return path
+
+
+def _no_calibredb(env: Env) -> Call:
+    from tropeml.serve.calibre import Calibre
+
+    env.monkeypatch.setenv("PATH", str(env.tmp / "empty"))
+    env.monkeypatch.delenv("TROPEML_CALIBREDB", raising=False)
+    return Call(
+        cli=["calibre", env.tmp, "--model", env.model],
+        api=lambda: Calibre(env.tmp),
+        where="",
+    )
+
+
+WRITE_CASES = [
+    Case("write-corrupt-epub", "not a readable EPUB", _write(_truncated)),
+    Case("write-drm-epub", "DRM-protected EPUB", _write(write_drm_epub)),
+    Case("write-read-only-epub", "file is read-only", _write(_read_only)),
+    Case("write-font-obfuscated-epub", "works", _write(write_font_obfuscated_epub)),
+    Case("write-plain-text", "plain text has no metadata", _write(_text_file)),
+    Case("calibre-without-calibredb", "calibredb not found on the PATH", _no_calibredb),
+]
+
+CASES = TEXT_CASES + LABEL_CASES + MODEL_CASES + WRITE_CASES
 BY_ID = {c.id: c for c in CASES}
 
 
