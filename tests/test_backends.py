@@ -176,6 +176,19 @@ def test_fast_backend_is_faithful_to_the_float_encoder(fast: OnnxEncoder) -> Non
 
 
 @pytest.mark.integration
+def test_fast_vectors_do_not_depend_on_the_batch(fast: OnnxEncoder) -> None:
+    """Dynamic int8 quantisation scales by the whole input: each text runs alone, bit for bit."""
+    rng = np.random.default_rng(0)
+    words = "the rain kept on and she would not let go of his hand until morning came".split()
+    texts = [" ".join(rng.choice(words, size=int(n))) for n in rng.integers(3, 120, size=24)]
+    together = fast.embed(texts)
+    for i in (0, 7, 23):
+        assert np.array_equal(fast.embed([texts[i]])[0], together[i])
+        mixed = fast.embed([texts[i], *texts[:5], "x " * 200])
+        assert np.array_equal(mixed[0], together[i])
+
+
+@pytest.mark.integration
 def test_fast_cold_tag_never_imports_torch_or_sklearn(fast: OnnxEncoder, tmp_path: Path) -> None:
     """Tagging on the fast backend reads the head from head.npz: no torch, sklearn or skops."""
     code = (

@@ -352,3 +352,32 @@ def test_views_are_standardised(data: tuple[np.ndarray, np.ndarray, np.ndarray])
     no_proto.fit(X, Y, groups=groups)
     plain = TropeClassifier(tags=TAGS).fit(X, Y, groups=groups)
     assert np.allclose(no_proto.decision_function(X), plain.decision_function(X))
+
+
+def _rare_tag_data(n_pos: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 16)).astype(np.float32)
+    Y = np.zeros((300, 2), dtype=np.int8)
+    Y[:150, 1] = 1  # a common tag, learnable everywhere
+    Y[:n_pos, 0] = 1  # a rare tag
+    X[:n_pos, 0] += 4.0
+    groups = np.arange(300) % 30
+    groups[1] = groups[0]  # two of the rare positives in one work: one inner fold keeps one
+    return X, Y, groups
+
+
+def test_a_three_positive_tag_gets_no_prototype_only_calibration_and_a_sane_threshold() -> None:
+    X, Y, groups = _rare_tag_data(3)
+    clf = TropeClassifier(tags=["rare", "common"], prototypes=np.eye(2, 16, dtype=np.float32))
+    with pytest.warns(UserWarning, match="'rare'.*left out of its calibration"):
+        clf.fit(X, Y, groups=groups)
+    fired = clf.predict(X[3:])[:, 0].mean()
+    assert fired <= 0.10  # not half the passages, and not the old 0.016 threshold
+    assert clf.thresholds_[0] > 0.1
+
+
+def test_a_tag_without_labels_and_nothing_to_borrow_fires_rarely() -> None:
+    X, Y, groups = _rare_tag_data(0)
+    Y[:, 0] = UNKNOWN
+    clf = TropeClassifier(tags=["none", "common"]).fit(X, Y, groups=groups)
+    assert clf.predict(X)[:, 0].mean() <= 0.10

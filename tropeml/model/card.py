@@ -115,8 +115,8 @@ Tags fan-fiction passages with tropes and rolls them up to work-level tags with 
   centred across tags. Tags without labels are predicted zero-shot from the prototype.
 - Standardisation, calibration and thresholds: per tag, from out-of-fold scores with folds
   grouped by work (Platt scaling, then the F1-maximising threshold).
-- Work score: mean of the {config["rollup"]["top_k"]} best passage scores; prominence is the
-  share of the work's text in passages over the threshold.
+- Work score: {_work_score_line(config["rollup"])}; prominence is the share of the work's
+  text in passages over the tag's passage threshold.
 - Training data: {ts.kinds.count(SEED)} labelled passages of
   {len({g for g, k in zip(ts.groups, ts.kinds, strict=True) if k == SEED})} seed fics and
   {ts.kinds.count(EXEMPLAR)} hand-written exemplar passages; data hash
@@ -135,6 +135,21 @@ Trained on three fics of one fandom{" and hand-written exemplars" if ex else ""}
 lower accuracy on other fandoms, voices and eras. Tags present in one seed fic only cannot be
 evaluated fairly by holding that fic out.
 """
+
+
+def _work_score_line(rollup: dict[str, Any]) -> str:
+    """One sentence on how passage scores become a work's score and tags."""
+    if rollup.get("method") != "chance":
+        return f"mean of the {rollup['top_k']} best passage scores, against the passage threshold"
+    null = rollup["null"]
+    alphas = sorted(set(rollup["alpha"].values()))
+    rank = "best passage" if rollup["k"] == 1 else "second-best passage"
+    return (
+        f"the chance that the work's {rank} beats a trope-free work of the same length "
+        f"(null: passage logits on {null['passages']} passages of {len(null['files'])} "
+        f"public-domain background texts); a tag fires at 1 - alpha, alpha "
+        f"{' / '.join(f'{a:g}' for a in alphas)}"
+    )
 
 
 def added_summary(

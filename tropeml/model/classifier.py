@@ -319,17 +319,34 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
             views[_EMB, :, j] = learned[_EMB, :, j] if model is not None else np.nan
             lex = self.lexical_[j] is not None
             views[_LEX, :, j] = learned[_LEX, :, j] if lex else np.nan
+            unlearned = np.isnan(learned[_EMB, :, j]) & (Y[:, j] != UNKNOWN)
+            if model is not None and unlearned.any():
+                warnings.warn(
+                    f"tag {self.classes_[j]!r}: {int(unlearned.sum())} rows fall in inner folds "
+                    "with too few positives to learn it; they are left out of its calibration",
+                    UserWarning,
+                    stacklevel=3,
+                )
         return views
 
     def _calibrate(self, raw: NDArray[Any], views: NDArray[Any], Y: NDArray[np.int8]) -> None:
         learned = [j for j, m in enumerate(self.estimators_) if m is not None]
         zero_shot = [j for j, m in enumerate(self.estimators_) if m is None]
         for j in learned:
-            ok = (Y[:, j] != UNKNOWN) & ~np.isnan(raw[:, j])
+            # only rows scored by the model every other row is scored by (never by the
+            # prototype alone, where an inner fold could not learn the tag)
+            ok = (Y[:, j] != UNKNOWN) & ~np.isnan(raw[:, j]) & ~np.isnan(views[_EMB, :, j])
+            if (Y[ok, j] == 1).sum() < 2:  # nothing to calibrate on: keep 95% of rows out
+                self.thresholds_[j] = _null_threshold(raw[:, j], Y[:, j])
+                continue
             self.calibration_[j] = _platt(raw[ok, j], Y[ok, j])
             prob = _sigmoid(raw[ok, j] * self.calibration_[j, 0] + self.calibration_[j, 1])
             self.thresholds_[j] = best_f1_threshold(Y[ok, j], prob, self.default_threshold)
-        if self.prototypes_ is None or not zero_shot or not learned:
+        if zero_shot and (self.prototypes_ is None or not learned):
+            for j in zero_shot:  # nothing to borrow from: fire on the top 5% of passages
+                self.thresholds_[j] = _null_threshold(raw[:, j], Y[:, j])
+            return
+        if not zero_shot:
             return
         # Zero-shot tags borrow one calibration and threshold from the labelled tags'
         # standardised prototype scores.
@@ -358,6 +375,20 @@ def _scale(views: NDArray[Any], known: NDArray[np.bool_]) -> NDArray[np.float64]
         std = np.nanstd(masked, axis=1)
     std = np.where(np.isnan(std) | (std > 1e-12), std, 1.0)
     return np.stack([mean, std], axis=-1).astype(np.float64)
+
+
+def _null_threshold(raw: NDArray[Any], y: NDArray[Any], keep_out: float = 0.95) -> float:
+    """A threshold that passes ``1 - keep_out`` of a tag's non-positive rows (uncalibrated).
+
+    For tags with too few positives to calibrate: rows labelled 0 (or every non-positive
+    row when none is) stand in for the null, so the tag cannot fire on half the passages.
+    """
+    scores = raw[~np.isnan(raw) & (y == 0)]
+    if scores.size == 0:
+        scores = raw[~np.isnan(raw) & (y != 1)]
+    if scores.size == 0:
+        return 0.5
+    return float(np.nextafter(_sigmoid(np.quantile(scores, keep_out)), np.inf))
 
 
 def _platt(raw: NDArray[Any], y: NDArray[Any]) -> list[float]:

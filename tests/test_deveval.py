@@ -1,0 +1,85 @@
+"""The dev-set harness: its loaders, and the work- and passage-level tables on known inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tropeml.core.errors import TropemlError
+from tropeml.core.types import Work
+from tropeml.io.devset import REQUIRED_TAGS, DevItem, load_dev_passages, load_dev_works
+from tropeml.serve.deveval import DevReport, Scored, passage_table, work_summary, work_table
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _item(judged: dict[str, int], kind: str = "pd") -> DevItem:
+    judgments = {t: judged.get(t, 0) for t in REQUIRED_TAGS}
+    return DevItem("x", kind, Work(text="text"), judgments, "book")
+
+
+def test_work_table_counts_precision_recall_and_false_tags() -> None:
+    scored = [
+        Scored(_item({"mates": 1}), np.zeros((1, 1)), np.ones(1), frozenset({"mates"})),
+        Scored(_item({"mates": 0}), np.zeros((1, 1)), np.ones(1), frozenset({"mates", "fluff"})),
+        Scored(_item({"mates": 0}), np.zeros((1, 1)), np.ones(1), frozenset()),
+        Scored(_item({"mates": -1}), np.zeros((1, 1)), np.ones(1), frozenset({"mates"})),
+    ]
+    row = work_table(scored)["mates"]
+    assert row == {
+        "precision": 0.5,
+        "recall": 1.0,
+        "false_tag_rate": 0.5,
+        "positives": 1,
+        "negatives": 2,
+    }  # the unknown work counts nowhere
+    summary = work_summary(scored)
+    assert summary["median_tags_per_work"] == 1.0
+    assert summary["recall_of_shown_tags"] == 1.0
+
+
+def test_passage_table_ranks_by_the_best_chunk_and_skips_unknowns() -> None:
+    tags = ["fake_death"]
+    scored = [
+        Scored(_item({"fake_death": 1}), np.array([[0.1], [0.9]]), np.ones(2)),
+        Scored(_item({"fake_death": 0}), np.array([[0.5]]), np.ones(1)),
+        Scored(_item({"fake_death": -1}), np.array([[0.99]]), np.ones(1)),
+    ]
+    row = passage_table(scored, tags)["fake_death"]
+    assert row["ap"] == 1.0 and row["positives"] == 1 and row["negatives"] == 1
+    assert passage_table(scored, tags)["mates"]["ap"] is None  # not a model tag here
+
+
+def test_the_shipped_dev_set_loads_and_is_judged_for_every_required_tag() -> None:
+    passages, works = load_dev_passages(ROOT / "data/dev"), load_dev_works(ROOT / "data/dev")
+    assert len(passages) >= 200 and len({p.title for p in passages}) >= 25
+    assert len(works) >= 40 and sum(len(w.work.text.split()) > 30000 for w in works) >= 10
+    for tag in ("hurt_comfort", "fake_death", "reunion", "soulmates", "angst", "fluff"):
+        assert sum(p.judgments[tag] == 1 for p in passages) >= 12, tag
+    written = [w for w in works if w.kind == "written"]
+    aus = ("mates", "soulmates", "alpha_beta_omega")
+    shows = [w for w in written if any(w.judgments[t] == 1 for t in aus)]
+    assert len(shows) >= 8 and len(written) - len(shows) >= 8
+
+
+def test_a_bad_dev_record_is_one_clear_error(tmp_path: Path) -> None:
+    row = {"id": "p1", "text": "x", "judgments": {"mates": "maybe"}}
+    (tmp_path / "passages.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
+    with pytest.raises(TropemlError, match=r"passages\.jsonl:1: 'judgments' must judge"):
+        load_dev_passages(tmp_path)
+
+
+def test_report_markdown_names_both_kinds_of_text() -> None:
+    scored = [Scored(_item({"mates": 1}, kind), np.zeros((1, 1)), np.ones(1)) for kind in "ab"]
+    report = DevReport(
+        "m",
+        "fast",
+        passage_table(scored, ["mates"]),
+        {"public-domain": work_table(scored)},
+        {"public-domain": work_summary(scored)},
+    )
+    text = report.to_markdown()
+    assert "Work level, public-domain (2 works)" in text and "| `mates` |" in text
