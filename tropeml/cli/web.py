@@ -51,14 +51,20 @@ def serve(
     import tempfile
 
     from tropeml.serve.tagger import load
-    from tropeml.serve.web import create_app, listen, run, url_of
+
+    try:
+        from tropeml.serve.web import create_app, listen, run, url_of
+    except ImportError as exc:
+        raise TropemlError(
+            f"tropeml serve needs the web extra ({exc.name} is missing): pip install 'tropeml[web]'"
+        ) from None
 
     if max_bytes < 1:
         raise TropemlError(f"--max-bytes must be at least 1, not {max_bytes}")
     sock = listen(host, port)
     with tempfile.TemporaryDirectory(prefix="tropeml-serve-") as tmp:
         tagger = load(model, cache=Path(tmp) / "embeddings.sqlite3", backend=backend)
-        tagger.embed_texts(["warm up"])  # load the encoder's weights before the first upload
+        web_app = create_app(tagger, max_bytes=max_bytes, warm_up=True)
         url = url_of(sock)
         if host not in _LOOPBACK:
             typer.echo(
@@ -67,7 +73,7 @@ def serve(
             )
         typer.echo(f"tropeml: serving model {tagger.name} at {url}/ (API: {url}/docs)", err=True)
         typer.echo("tropeml: press Ctrl+C to stop", err=True)
-        run(create_app(tagger, max_bytes=max_bytes), sock, log_level=log_level)
+        run(web_app, sock, log_level=log_level)
 
 
 @app.command()

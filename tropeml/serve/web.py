@@ -152,6 +152,10 @@ class ModelWorker:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
 
+    def run_now(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in the model's thread, waiting here for its result."""
+        return self._pool.submit(fn, *args).result()
+
     def close(self) -> None:
         """Stop the thread (calls not yet started are dropped)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -270,17 +274,25 @@ def _step(steps: Any) -> Any:
     return next(steps, None)
 
 
-def create_app(tagger: Tagger, *, max_bytes: int = DEFAULT_UPLOAD_BYTES) -> FastAPI:
+def create_app(
+    tagger: Tagger, *, max_bytes: int = DEFAULT_UPLOAD_BYTES, warm_up: bool = False
+) -> FastAPI:
     """Build the web app around one loaded model.
 
     Args:
         tagger: The model; every request shares it (calls run one at a time in one thread).
+            Its embedding cache, if any, must not have been used yet: SQLite ties it to the
+            thread that first used it, and here that must be the model's thread.
         max_bytes: Largest upload accepted; larger ones get 413.
+        warm_up: Embed one text now (in the model's thread), so that the encoder's weights
+            are loaded before the first upload.
 
     Returns:
         The FastAPI app (serve it with uvicorn, or drive it with ``fastapi.testclient``).
     """
     worker = ModelWorker(tagger)
+    if warm_up:
+        worker.run_now(tagger.embed_texts, ["warm up"])
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -570,8 +582,28 @@ def url_of(sock: Any) -> str:
 
 
 def run(app: FastAPI, sock: Any, log_level: str = "warning") -> None:
-    """Serve ``app`` on a listening socket with uvicorn until Ctrl+C (or SIGTERM)."""
+    """Serve ``app`` on a listening socket with uvicorn until Ctrl+C or SIGTERM.
+
+    Either signal stops the server gracefully and returns normally (so the caller's
+    clean-up runs: the temporary cache folder is removed).
+    """
+    import signal
+    import threading
+
     import uvicorn
 
+    def _stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # uvicorn re-raises the signal that stopped it once it has shut down
+        previous = signal.signal(signal.SIGTERM, _stop)
     server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on"))
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
