@@ -23,6 +23,12 @@ Every contender tags the same three fics:
     of about 1k words (each work is one shared 1k-word fic with a line of its own in front,
     so most passages come from the cache after the first work), as separate processes: the
     peak RSS should not grow with the number of works.
+(h) the web page (``--web``, alone: ``--only-web``): a warm ``tropeml serve`` (fast backend,
+    model loaded, one fic tagged before) gets a 20k-word fic it has not seen (every paragraph
+    changed per run, so no passage comes from its cache), by ``POST /api/tag`` (upload to
+    the JSON tags) and ``POST /api/analyse`` (upload to the page's view: text, tags,
+    timeline); then the same fic again (warm cache). The server's peak RSS (VmHWM) is read
+    from /proc after the runs. Written to ``benchmarks/results/web.md``.
 
 Each contender runs in its own process (the model is loaded before timing starts), so its
 peak RSS is its own. Times are medians of ``--repeats`` runs after one warm-up run. "encoder
@@ -211,6 +217,87 @@ def time_process(args: list[str], repeats: int, env: dict[str, str]) -> dict[str
     return {"seconds": statistics.median(times), "min": min(times), "peak_rss_mb": max(rss)}
 
 
+def web_bench(words: int, repeats: int, out: Path) -> dict[str, Any]:
+    """(h): upload-to-tags time of a warm ``tropeml serve`` and its peak RSS."""
+    import re
+
+    import httpx
+
+    tmp = Path(tempfile.mkdtemp(prefix="tropeml-web-"))
+    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tropeml", "serve", "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    assert proc.stderr is not None
+    url = None
+    for _ in range(50):
+        line = proc.stderr.readline()
+        found = re.search(r"at (http://127\.0\.0\.1:\d+)/", line)
+        if found:
+            url = found.group(1)
+            break
+    assert url, "tropeml serve did not start"
+    base = build_fic(words)
+    n_words = len(base.split())
+    timings: dict[str, list[float]] = {"tag": [], "analyse": [], "tag, warm cache": []}
+    with httpx.Client(timeout=600) as client:
+
+        def post(endpoint: str, text: str) -> float:
+            t0 = time.perf_counter()
+            r = client.post(url + endpoint, files={"file": ("fic.txt", text.encode())})
+            r.raise_for_status()
+            _ = r.content
+            return time.perf_counter() - t0
+
+        post("/api/tag", build_fic(1000))  # warm: the encoder has run once
+        for i in range(repeats):
+            fresh = base.replace("\n\n", f" ({i})\n\n")
+            timings["tag"].append(post("/api/tag", fresh))
+            timings["tag, warm cache"].append(post("/api/tag", fresh))
+            timings["analyse"].append(post("/api/analyse", fresh.replace("\n\n", " +\n\n")))
+        passages = client.post(url + "/api/tag", files={"file": ("f.txt", base.encode())}).json()[
+            "n_passages"
+        ]
+    status = Path(f"/proc/{proc.pid}/status").read_text()
+    hwm = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+    proc.terminate()
+    proc.wait(30)
+    rows = {k: statistics.median(v) for k, v in timings.items()}
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    lines = [
+        "# Web page speed (tropeml serve)",
+        "",
+        f"Measured {stamp} by `benchmarks/speed.py --only-web` (commit {commit}) on "
+        f"{platform.machine()}, {os.cpu_count()} CPU cores (shared), Python "
+        f"{platform.python_version()}. A warm server (fast backend, model loaded, one fic "
+        f"tagged before); a {n_words:,}-word fic of {passages} passages it has not seen; "
+        f"medians of {repeats} runs, each with a fic changed in every paragraph.",
+        "",
+        "| request | median s | words/s |",
+        "|---|---|---|",
+        f"| `POST /api/tag` (upload to JSON tags) | {rows['tag']:.2f} | "
+        f"{n_words / rows['tag']:,.0f} |",
+        f"| `POST /api/analyse` (upload to the page's view) | {rows['analyse']:.2f} | "
+        f"{n_words / rows['analyse']:,.0f} |",
+        f"| `POST /api/tag`, the same fic again (warm cache) | {rows['tag, warm cache']:.3f} | "
+        f"{n_words / rows['tag, warm cache']:,.0f} |",
+        "",
+        f"Server peak RSS (VmHWM, whole run): {hwm:,.0f} MB.",
+        "",
+    ]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines), encoding="utf-8")
+    print("\n".join(lines))
+    return {"timings": rows, "peak_rss_mb": hwm, "words": n_words, "passages": passages}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--child", nargs=2, metavar=("CONTENDER", "FIC"))
@@ -218,9 +305,14 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--corpus-sizes", default="50,200,800")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "speed.md")
+    parser.add_argument("--only-web", action="store_true", help="Run (h) alone.")
+    parser.add_argument("--web-words", type=int, default=20_000)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child[0], Path(args.child[1]), args.repeats)))
+        return
+    if args.only_web:
+        web_bench(args.web_words, args.repeats, ROOT / "benchmarks" / "results" / "web.md")
         return
 
     from rich.console import Console

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from tropeml.cli import info, library, tagging, training
+from tropeml.cli import info, library, tagging, training, web
 from tropeml.cli.common import app
 
-__all__ = ["app", "info", "library", "main", "tagging", "training"]
+__all__ = ["app", "info", "library", "main", "tagging", "training", "web"]
 
 
 def main() -> None:

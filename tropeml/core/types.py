@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -177,6 +178,94 @@ class TagResult:
 
 
 @dataclass(frozen=True)
+class TimelineSeries:
+    """One tag's passage scores along a work.
+
+    Attributes:
+        id: The tag id.
+        name: Its display name (the id when the result does not name it).
+        scores: One score per passage of the timeline, in text order, shape ``(n,)``.
+        threshold: The tag's threshold, when the result holds the tag (``None`` otherwise).
+        spoiler: Whether the tag is a spoiler.
+    """
+
+    id: str
+    name: str
+    scores: tuple[float, ...]
+    threshold: float | None = None
+    spoiler: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "threshold": None if self.threshold is None else round(self.threshold, 4),
+            "spoiler": self.spoiler,
+            "scores": [round(s, 4) for s in self.scores],
+        }
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Where in a work each tag shows: passage scores along the text.
+
+    Made by :meth:`WorkResult.timeline`.
+
+    Attributes:
+        starts: Each passage's first character offset, shape ``(n,)``, in text order.
+        ends: Each passage's end offset (one past its last character), shape ``(n,)``.
+        chapters: Each passage's chapter title (``None`` for works without chapters).
+        series: One series per tag, each with ``n`` scores.
+    """
+
+    starts: tuple[int, ...]
+    ends: tuple[int, ...]
+    chapters: tuple[str | None, ...]
+    series: tuple[TimelineSeries, ...]
+
+    @property
+    def length(self) -> int:
+        """Return the offset where the last passage ends (0 for an empty work)."""
+        return max(self.ends, default=0)
+
+    @property
+    def positions(self) -> tuple[float, ...]:
+        """Return each passage's middle as a share of :attr:`length` (0..1), shape ``(n,)``."""
+        total = self.length or 1
+        return tuple((s + e) / 2 / total for s, e in zip(self.starts, self.ends, strict=True))
+
+    def chapter_marks(self) -> tuple[tuple[int, str], ...]:
+        """Return ``(offset, title)`` where each chapter's first passage starts."""
+        marks: list[tuple[int, str]] = []
+        previous: str | None = None
+        for start, chapter in zip(self.starts, self.chapters, strict=True):
+            if chapter is not None and chapter != previous:
+                marks.append((start, chapter))
+            previous = chapter
+        return tuple(marks)
+
+    def __getitem__(self, tag: str) -> TimelineSeries:
+        """Return the series of tag id ``tag``."""
+        for s in self.series:
+            if s.id == tag:
+                return s
+        raise KeyError(tag)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict: passages (start, end, chapter), chapter marks, series."""
+        return {
+            "length": self.length,
+            "passages": [
+                {"start": s, "end": e, "chapter": c}
+                for s, e, c in zip(self.starts, self.ends, self.chapters, strict=True)
+            ],
+            "chapters": [{"start": s, "title": t} for s, t in self.chapter_marks()],
+            "series": [s.to_dict() for s in self.series],
+        }
+
+
+@dataclass(frozen=True)
 class WorkResult:
     """Everything tropeml says about one work.
 
@@ -188,6 +277,10 @@ class WorkResult:
         tags: The tags over their thresholds, best first.
         hidden_spoilers: Ids of spoiler tags over their thresholds that were left out of
             ``tags`` (see :meth:`without_spoilers`); their scores stay in ``scores``.
+        passages: Each passage's ``(start, end, chapter)``, in text order, shape ``(n,)``
+            (empty for results rebuilt from JSON). Not part of :meth:`to_dict`.
+        passage_scores: Each passage's score for every tag, shape ``(n, T)``, columns in the
+            order of ``scores``. Not part of :meth:`to_dict`; see :meth:`timeline`.
     """
 
     source: str
@@ -196,6 +289,48 @@ class WorkResult:
     scores: dict[str, float] = field(default_factory=dict)
     tags: tuple[TagResult, ...] = ()
     hidden_spoilers: tuple[str, ...] = ()
+    passages: tuple[tuple[int, int, str | None], ...] = field(default=(), repr=False)
+    passage_scores: tuple[tuple[float, ...], ...] = field(default=(), repr=False)
+
+    def timeline(self, tags: Sequence[str] | None = None) -> Timeline:
+        """Return each tag's passage scores along the work (x: position, y: score).
+
+        Args:
+            tags: Tag ids to include, in this order (any of ``scores``). Default: the
+                result's ``tags`` (over their thresholds; spoilers only if not hidden).
+
+        Returns:
+            A :class:`Timeline` with one series per tag; empty series when the result holds
+            no passage scores (e.g. rebuilt from JSON).
+
+        Raises:
+            KeyError: If a tag id is not one of the model's.
+        """
+        ids = [t.id for t in self.tags] if tags is None else list(tags)
+        columns = {t: j for j, t in enumerate(self.scores)}
+        known = {t.id: t for t in self.tags}
+        series = []
+        for tag in ids:
+            if tag not in columns:
+                raise KeyError(tag)
+            j = columns[tag]
+            found = known.get(tag)
+            series.append(
+                TimelineSeries(
+                    id=tag,
+                    name=found.name if found else tag,
+                    scores=tuple(row[j] for row in self.passage_scores),
+                    threshold=found.threshold if found else None,
+                    spoiler=found.spoiler if found else False,
+                )
+            )
+        spans = self.passages if self.passage_scores else ()
+        return Timeline(
+            starts=tuple(p[0] for p in spans),
+            ends=tuple(p[1] for p in spans),
+            chapters=tuple(p[2] for p in spans),
+            series=tuple(series),
+        )
 
     def without_spoilers(self) -> WorkResult:
         """Return a copy whose ``tags`` leave out spoiler tags (listed in ``hidden_spoilers``)."""

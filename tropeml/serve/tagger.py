@@ -393,6 +393,8 @@ class Tagger:
             model=self.name,
             scores={t: float(s) for t, s in zip(self.tags, work_scores, strict=True)},
             tags=tuple(tags),
+            passages=tuple((p.start, p.end, p.chapter) for p in passages),
+            passage_scores=tuple(tuple(row) for row in scores.tolist()),
         )
 
     def tag_paths(
