@@ -214,3 +214,18 @@ def test_non_utf8_taxonomy(tmp_path: Path) -> None:
 def test_from_dict_default_where() -> None:
     with pytest.raises(TropemlError, match=r"^<taxonomy>: "):
         Taxonomy.from_dict({})
+
+
+FROZEN = {"1": "f8a1600acdb9d96b5a7284d2ba2212beb741d8c908f3b7b0c5dc8737647d4592"}
+"""sha256 of data/tropes.toml per taxonomy version: a changed definition needs a new version."""
+
+
+def test_the_shipped_taxonomy_is_frozen_at_its_version() -> None:
+    import hashlib
+    import tomllib
+
+    path = ROOT / "data" / "tropes.toml"
+    version = tomllib.loads(path.read_text(encoding="utf-8"))["version"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == FROZEN[version], (
+        "data/tropes.toml changed: bump its version and pin the new hash here"
+    )

@@ -75,6 +75,9 @@ def model_card(
 
 Each seed fic is held out in turn; the model is trained on the other fics (and all
 exemplars, which are never test data) and scored on the held-out fic's passages.
+**Informed, not blind:** the taxonomy's definitions and scenes (version 1) were written after
+reading the seed fics, so the prototype view knows them. The real-prose dev set
+(`tropeml eval --protocol dev`) is the blind test.
 Where a tag has fewer than 3 positive passages in the test folds, no number is given.
 With three seed fics these numbers are indicative at best.
 
