@@ -104,6 +104,12 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "name": {"type": "string", "minLength": 1},
                 "dimension": _POSITIVE,
                 "max_tokens": _POSITIVE,
+                "files": {
+                    "type": "object",
+                    "propertyNames": {"pattern": r"^(?!/)(?!(?:.*/)?\.\.(?:/|$))[^\\]+$"},
+                    "additionalProperties": _SHA256,
+                    "message": "'encoder.files' must map relative paths to SHA-256 digests",
+                },
             },
         },
         "rollup": {

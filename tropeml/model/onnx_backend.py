@@ -5,7 +5,8 @@ is exported once to ONNX with eager attention, fused with onnxruntime's transfor
 optimiser, quantised to int8 with dynamic quantisation, and checked against the float
 encoder on a fixed probe set. Only then is it written (atomically) into the cache folder,
 next to a ``meta.json`` that records its fidelity. Later runs load it with onnxruntime and
-the ``tokenizers`` library; torch is never imported.
+the ``tokenizers`` library; torch is never imported. ``meta.json`` also records a digest of
+the source folder's files: if they change, the model is rebuilt from them.
 
 Building needs torch and transformers (both come with sentence-transformers; the export
 itself is :mod:`tropeml.model.onnx_export`); running needs only onnxruntime, tokenizers and
@@ -40,6 +41,7 @@ from tropeml.model.onnx_export import (
     export_graph,
     fidelity,
 )
+from tropeml.model.weights import encoder_files, folder_digest
 
 FORMAT = "tropeml-onnx-int8"
 FORMAT_VERSION = 1
@@ -153,8 +155,21 @@ class OnnxEncoder:
 
     def is_built(self) -> bool:
         """Return whether a verified model for this encoder is in the cache."""
+        return self._built_meta() is not None
+
+    def _built_meta(self) -> dict[str, Any] | None:
+        """The built model's ``meta.json``, if it is there and built from today's weights.
+
+        A model built by tropeml 0.2 or later records a digest of its source folder's files
+        (``source_sha256``); if the folder changed since, the model is stale.
+        """
         meta = read_meta(self.folder, self.precision)
-        return meta is not None and self.model_file.is_file()
+        if meta is None or not self.model_file.is_file():
+            return None
+        recorded = meta.get("source_sha256")
+        if recorded is not None and recorded != folder_digest(encoder_files(self.source)):
+            return None
+        return meta
 
     def ensure_built(self) -> dict[str, Any]:
         """Build (if needed) and return the model's ``meta.json`` (fidelity and provenance).
@@ -163,11 +178,12 @@ class OnnxEncoder:
             TropemlError: If it is missing and ``build`` is off, or building or the fidelity
                 check fails.
         """
-        meta = read_meta(self.folder, self.precision)
-        if meta is None or not self.model_file.is_file():
+        meta = self._built_meta()
+        if meta is None:
             if not self.build:
                 raise TropemlError(
-                    f"{self.backend} backend: no {self.precision} model in {self.folder}; run "
+                    f"{self.backend} backend: no {self.precision} model of today's encoder "
+                    f"files in {self.folder}; run "
                     f"`tropeml setup{'' if self.precision == 'int8' else ' --backend float'}`"
                 )
             meta = build(self.source, self.folder, self._float, self.precision)
@@ -333,6 +349,7 @@ def build(
             "encoder_id": getattr(reference, "id", ""),
             "probes": len(PROBES),
             "recipe": RECIPES[precision],
+            "source_sha256": folder_digest(encoder_files(source)),
         }
         atomic_write_text(work / META_FILE, json.dumps(meta))  # lets the probe load
         meta.update(fidelity(probe, reference))

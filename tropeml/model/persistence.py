@@ -54,6 +54,7 @@ from tropeml.model.integrity import content_hash as content_hash
 from tropeml.model.integrity import read_config as read_config
 from tropeml.model.integrity import sha256_file as sha256_file
 from tropeml.model.integrity import untrusted_types as untrusted_types
+from tropeml.model.weights import licence_files
 
 if TYPE_CHECKING:
     from tropeml.model.classifier import TropeClassifier
@@ -166,6 +167,8 @@ def save_model(
             full["content_sha256"] = content_hash(full)
             fsync_write(tmp / CONFIG_FILE, (json.dumps(full, indent=2) + "\n").encode())
             fsync_write(tmp / CARD_FILE, card.encode())
+            for name, data in licence_files(str(config["encoder"].get("name", ""))).items():
+                fsync_write(tmp / name, data)  # the encoder's licence and NOTICE (not hashed)
             umask = os.umask(0)
             os.umask(umask)
             tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a model folder is not
