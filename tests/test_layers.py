@@ -173,3 +173,29 @@ def test_cycle_finder_finds_a_circle() -> None:
 def test_module_is_short(module: str) -> None:
     lines = len(MODULES[module].read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_LINES, f"{MODULES[module]}: {lines} lines (at most {MAX_LINES})"
+
+
+def test_readme_layout_lists_every_module() -> None:
+    """The README's "Layout" listing names every subpackage and module, and nothing else."""
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    listing = section.split("```\n", 2)[1]
+    listed: set[str] = set()
+    package = ""
+    for line in listing.splitlines()[1:]:  # the first line is "tropeml/"
+        name = line.split()[0]
+        if line.startswith("    "):
+            listed.add(f"{package}/{name}")
+        elif name.endswith("/"):
+            package = name.rstrip("/")
+            listed.add(package + "/")
+        else:
+            listed.add(name)
+    actual = {"__init__.py"}
+    for path in MODULES.values():
+        rel = path.relative_to(PACKAGE).as_posix()
+        if "/" in rel:
+            actual.add(rel.split("/")[0] + "/")
+            if path.name != "__init__.py":
+                actual.add(rel)
+    assert listed == actual
