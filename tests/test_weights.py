@@ -305,3 +305,14 @@ def test_info_on_a_missing_folder_is_one_line(tmp_path: Path) -> None:
     result = run("info", "--model", tmp_path / "nope")
     assert result.exit_code == 1
     assert result.stderr.strip().count("\n") == 0 and "not found" in result.stderr
+
+
+def test_encoder_folder_sees_through_the_cache_and_the_onnx_backend(tmp_path: Path) -> None:
+    from tropeml.model.cache import CachedEncoder
+    from tropeml.model.weights import encoder_folder
+
+    st = SentenceTransformerEncoder()
+    assert encoder_folder(st) == Path(gt.get_model_path())
+    assert encoder_folder(CachedEncoder(st, tmp_path / "c.sqlite3")) == st._path
+    assert encoder_folder(OnnxEncoder(cache_dir=tmp_path, build=False)) == st._path
+    assert encoder_folder(HashingEncoder(8)) is None
