@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tropeml-installed
 
-.PHONY: demo test lint train env bench speed
+.PHONY: demo test lint train env bench speed dist
 
 env: $(STAMP)
 
@@ -44,3 +44,11 @@ bench: $(STAMP)
 speed: $(STAMP)
 	$(BIN)/python benchmarks/speed.py
 	$(BIN)/python benchmarks/backends.py
+
+## Build the sdist and the wheel into dist/. SOURCE_DATE_EPOCH (the last commit's time) stamps
+## every archive entry, so building the same commit twice gives byte-identical files.
+dist: $(STAMP)
+	rm -rf dist
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 315532800) \
+		$(BIN)/python -m build --outdir dist .
+	sha256sum dist/*

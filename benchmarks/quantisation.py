@@ -35,16 +35,8 @@ from typing import Any
 import numpy as np
 
 from tropeml.model.encoders import SentenceTransformerEncoder
-from tropeml.model.onnx_backend import (
-    FORMAT,
-    FORMAT_VERSION,
-    META_FILE,
-    MODEL_FILE,
-    OnnxEncoder,
-    _export,
-    _fuse,
-    _quiet,
-)
+from tropeml.model.onnx_backend import FORMAT, FORMAT_VERSION, META_FILE, MODEL_FILE, OnnxEncoder
+from tropeml.model.onnx_export import _export, _fuse, _quiet
 from tropeml.model.training import evaluate
 from tropeml.text.passages import split_passages
 

@@ -20,7 +20,8 @@ from conftest import TINY_TOML
 
 from tropeml.core.errors import TropemlError
 from tropeml.core.taxonomy import Taxonomy
-from tropeml.io.ao3 import looks_like_html, map_author_tags, resolve_tag
+from tropeml.io.ao3 import looks_like_html
+from tropeml.io.author_tags import map_author_tags, resolve_tag
 from tropeml.io.readers import expand_paths, parse_bytes, parse_text, read_work
 from tropeml.text.passages import split_passages
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tropeml.core.errors import TropemlError
-from tropeml.model import onnx_backend
+from tropeml.model import onnx_backend, onnx_export
 from tropeml.model.backends import load_encoder
 from tropeml.model.cache import CachedEncoder, EmbeddingCache
 from tropeml.model.encoders import HashingEncoder, SentenceTransformerEncoder
@@ -118,7 +118,7 @@ def test_unfaithful_model_is_refused_and_not_written(
         paths[-1].write_bytes(b"not a model")
 
     for step in ("_export", "_fuse", "_quantise"):
-        monkeypatch.setattr(onnx_backend, step, fake_step)
+        monkeypatch.setattr(onnx_export, step, fake_step)
     monkeypatch.setattr(
         onnx_backend, "fidelity", lambda *a, **k: {"mean_cosine": 0.9, "min_cosine": 0.5}
     )
@@ -132,7 +132,7 @@ def test_failed_export_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_p
     def boom(*paths: Path) -> None:
         raise RuntimeError("exporter exploded\nwith details")
 
-    monkeypatch.setattr(onnx_backend, "_export", boom)
+    monkeypatch.setattr(onnx_export, "_export", boom)
     with pytest.raises(TropemlError, match="building the ONNX model failed") as info:
         OnnxEncoder(cache_dir=tmp_path).ensure_built()
     assert "\n" not in str(info.value)
@@ -194,9 +194,9 @@ def test_fast_cold_tag_never_imports_torch_or_sklearn(fast: OnnxEncoder, tmp_pat
     code = (
         "import sys\n"
         f"sys.argv = ['tropeml', 'tag', '--json', '--backend', 'fast', {str(SEED)!r}]\n"
-        "import tropeml.cli.app\n"
+        "from tropeml.cli.app import main\n"
         "try:\n"
-        "    tropeml.cli.app.main()\n"
+        "    main()\n"
         "except SystemExit as exc:\n"
         "    assert not exc.code, exc.code\n"
         "heavy = sorted(m for m in ('torch', 'sentence_transformers', 'transformers',"

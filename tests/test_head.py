@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 import tropeml
 from tropeml.core.errors import TropemlError
 from tropeml.model.classifier import TropeClassifier
-from tropeml.model.head import ArrayHead, export_arrays, npz_bytes
+from tropeml.model.head import ArrayHead
+from tropeml.model.head_export import export_arrays, npz_bytes
 from tropeml.model.persistence import ARRAYS_FILE, load_head, load_model
 
 TAGS = ["rain", "cake", "sword", "never"]

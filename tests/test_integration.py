@@ -244,9 +244,9 @@ def test_help_does_not_import_heavy_libraries(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "sys.argv = ['tropeml', '--help']\n"
-        "import tropeml.cli.app\n"
+        "from tropeml.cli.app import main\n"
         "try:\n"
-        "    tropeml.cli.app.main()\n"
+        "    main()\n"
         "except SystemExit as exc:\n"
         "    assert not exc.code, exc.code\n"
         f"heavy = sorted(m for m in {HEAVY!r} if m in sys.modules)\n"

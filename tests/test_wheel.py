@@ -1,4 +1,5 @@
-"""Packaging: build the wheel, install it into a fresh venv, tag a fic from outside the checkout.
+"""Packaging: build the sdist and wheel (twice: same bytes), install the wheel into a fresh
+venv, tag a fic from outside the checkout.
 
 The fresh venv sees the dependencies of the development venv through a ``.pth`` file that
 holds the path of its site-packages (a plain path line: the ``.pth`` files in there, such as
@@ -13,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -27,13 +29,20 @@ SEED = ROOT / "seeds" / "001_93372053ff10fe9d.txt"
 
 EXPECTED_IN_WHEEL = {
     "tropeml/__init__.py",
-    "tropeml/cli.py",
+    "tropeml/cli/app.py",
+    "tropeml/model/weights.py",
+    "tropeml/model/licences/LICENSE-all-MiniLM-L6-v2",
+    "tropeml/model/licences/NOTICE-all-MiniLM-L6-v2",
     "tropeml/_bundled/tropes.toml",
     "tropeml/_bundled/models/default/config.json",
     "tropeml/_bundled/models/default/head.skops",
     "tropeml/_bundled/models/default/tropes.toml",
     "tropeml/_bundled/models/default/README.md",
+    "tropeml/_bundled/models/default/LICENSE-all-MiniLM-L6-v2",
+    "tropeml/_bundled/models/default/NOTICE",
 }
+EPOCH = "1700000000"
+"""SOURCE_DATE_EPOCH of both builds (``make dist`` uses the last commit's time)."""
 
 
 def _run(
@@ -61,16 +70,49 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    build = [sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(ROOT)]
-    proc = _run(build, cwd=out, env=_clean_env(), timeout=600)
+def _build(out: Path) -> tuple[Path, Path]:
+    """Build the sdist, and the wheel from it, into ``out``; return (sdist, wheel)."""
+    build = [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)]
+    env = _clean_env(SOURCE_DATE_EPOCH=EPOCH)
+    proc = _run(build, cwd=out, env=env, timeout=600)
     if proc.returncode != 0:  # isolation needs hatchling from the index; fall back offline
-        proc = _run([*build, "--no-isolation"], cwd=out, env=_clean_env(), timeout=600)
+        proc = _run([*build, "--no-isolation"], cwd=out, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (sdist,) = out.glob("tropeml-*.tar.gz")
     (whl,) = out.glob("tropeml-*.whl")
-    return whl
+    return sdist, whl
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, Path]]:
+    """Two independent builds of the checkout: [(sdist, wheel), (sdist, wheel)]."""
+    return [_build(tmp_path_factory.mktemp(f"dist{i}")) for i in range(2)]
+
+
+@pytest.fixture(scope="module")
+def wheel(builds: list[tuple[Path, Path]]) -> Path:
+    return builds[0][1]
+
+
+def test_builds_are_byte_identical(builds: list[tuple[Path, Path]]) -> None:
+    (sdist1, wheel1), (sdist2, wheel2) = builds
+    assert sdist1.read_bytes() == sdist2.read_bytes()
+    assert wheel1.read_bytes() == wheel2.read_bytes()
+    with tarfile.open(sdist1) as tar:
+        names = tar.getnames()
+        assert {m.mtime for m in tar.getmembers()} == {int(EPOCH)}
+    assert f"{sdist1.name.removesuffix('.tar.gz')}/CHANGELOG.md" in names
+    assert f"{sdist1.name.removesuffix('.tar.gz')}/models/default/NOTICE" in names
+
+
+def test_wheel_ships_the_weights_licence_and_notice(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        licence = zf.read("tropeml/_bundled/models/default/LICENSE-all-MiniLM-L6-v2").decode()
+        notice = zf.read("tropeml/_bundled/models/default/NOTICE").decode()
+    assert "Apache License" in licence and "Version 2.0" in licence
+    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in licence
+    assert "all-MiniLM-L6-v2" in notice and "Apache" in notice
+    assert licence == (ROOT / "models" / "default" / "LICENSE-all-MiniLM-L6-v2").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +204,17 @@ def test_installed_console_script(venv: Path, tmp_path: Path) -> None:
     assert tropes.returncode == 0, tropes.stderr
     ids = {row["id"] for row in json.loads(tropes.stdout)}
     assert {"fake_death", "hurt_comfort", "mates", "reunion"} <= ids
+    info = _run(
+        [str(script), "info", "--json", "--backend", "torch"], cwd=tmp_path, env=_clean_env()
+    )
+    assert info.returncode == 0, info.stderr
+    facts = json.loads(info.stdout)
+    assert "_bundled" in facts["model"]["folder"]
+    assert facts["packages"]["tropeml"] == __version__
+    weights_licence = facts["licences"][1]
+    assert weights_licence["licence"] == "Apache-2.0"
+    assert all("_bundled" in path for path in weights_licence["files"])
+    assert len(weights_licence["files"]) == 2
     where = _run(
         [str(venv / "bin" / "python"), "-c", "import tropeml; print(tropeml.__file__)"],
         cwd=tmp_path,

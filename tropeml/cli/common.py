@@ -134,6 +134,14 @@ def _report(exc: TropemlError) -> int:
     return 1
 
 
+TrustEncoderOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust-encoder",
+        help="Use the model's encoder even if its files differ from the SHA-256 the model "
+        "recorded (for encoders swapped on purpose; also TROPEML_TRUST_ENCODER=1).",
+    ),
+]
 EncoderOpt = Annotated[
     str | None,
     typer.Option(

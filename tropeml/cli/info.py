@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tropeml.cli.common import ModelOpt, app, friendly_errors
+from tropeml.cli.common import BackendOpt, ModelOpt, TrustEncoderOpt, app, friendly_errors
 from tropeml.core.errors import TropemlError
 
 
@@ -61,16 +61,41 @@ def setup(
         str,
         typer.Option("--backend", help="fast (int8, the default backend) or float (float32)."),
     ] = "fast",
+    model: ModelOpt = None,
+    trust_encoder: TrustEncoderOpt = False,
 ) -> None:
-    """Build the fast backend now (int8 ONNX export of the encoder, checked against it)."""
+    """Build the fast backend now (int8 ONNX export of the model's encoder, checked against it).
+
+    The encoder's files are first verified against the SHA-256 the model recorded.
+    """
+    from tropeml.core.resources import default_model_dir
+    from tropeml.model.integrity import CONFIG_FILE, read_config
     from tropeml.model.onnx_backend import PRECISION_OF, OnnxEncoder
+    from tropeml.model.weights import verify_encoder
 
     if backend not in PRECISION_OF:
         raise TropemlError(f"setup builds the fast or the float backend, not {backend!r}")
-    encoder = OnnxEncoder(cache_dir=cache_dir, precision=PRECISION_OF[backend])
+    folder = model or default_model_dir()
+    enc = read_config(folder)["encoder"]
+    encoder = OnnxEncoder(enc["name"], cache_dir=cache_dir, precision=PRECISION_OF[backend])
+    verify_encoder(encoder.source, enc.get("files"), folder / CONFIG_FILE, trust_encoder)
     meta = encoder.ensure_built()
     typer.echo(
         f"{backend} backend ready: {encoder.model_file} (cosine to the float encoder on "
         f"{meta['probes']} probe texts: mean {meta['mean_cosine']:.4f}, "
         f"min {meta['min_cosine']:.4f})"
     )
+
+
+@app.command()
+@friendly_errors
+def info(
+    model: ModelOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False,
+    backend: BackendOpt = "auto",
+) -> None:
+    """Show the model, its encoder (files, SHA-256, verified?), licences, versions, backend."""
+    from tropeml.serve.about import describe, render
+
+    facts = describe(model, None if backend == "auto" else backend)
+    typer.echo(json.dumps(facts, indent=2) if as_json else render(facts))

@@ -16,6 +16,7 @@ from tropeml.cli.common import (
     NoCacheOpt,
     PathsArg,
     RootOpt,
+    TrustEncoderOpt,
     _each_work,
     _err,
     _state,
@@ -71,6 +72,7 @@ def tag(
     id_column: Annotated[
         str | None, typer.Option("--id-column", help="Id column of table files (default: id).")
     ] = None,
+    trust_encoder: TrustEncoderOpt = False,
 ) -> None:
     """Tag fics (text, HTML, EPUB) or a corpus: a table per work, or JSON Lines."""
     from tropeml.io.corpus import iter_records, tag_records
@@ -93,11 +95,12 @@ def tag(
             id_column=id_column,
             max_bytes=max_bytes,
             spoilers=spoilers,
+            trust_encoder=trust_encoder,
         )
     else:
         records = iter_records(paths, text_column, id_column, max_bytes)
         outcomes = tag_records(
-            _LazyTagger(model, backend, not no_cache, spoilers),
+            _LazyTagger(model, backend, not no_cache, spoilers, trust_encoder),
             records,
             out=out,
             batch_size=batch_size if out is not None else 1,
@@ -123,8 +126,10 @@ def tag(
 class _LazyTagger:
     """Loads the model only when the first readable work arrives."""
 
-    def __init__(self, model: Path | None, backend: str, cache: bool, spoilers: bool) -> None:
-        self.args = (model, backend, cache)
+    def __init__(
+        self, model: Path | None, backend: str, cache: bool, spoilers: bool, trust: bool
+    ) -> None:
+        self.args = (model, backend, cache, trust)
         self.spoilers = spoilers
         self._tagger: Any = None
 
@@ -132,8 +137,8 @@ class _LazyTagger:
         if self._tagger is None:
             from tropeml.serve.tagger import load
 
-            model, backend, cache = self.args
-            self._tagger = load(model, cache=cache, backend=backend)
+            model, backend, cache, trust = self.args
+            self._tagger = load(model, cache=cache, backend=backend, trust_encoder=trust)
         results = self._tagger.tag_many(works, sources)
         return results if self.spoilers else [r.without_spoilers() for r in results]
 
@@ -178,6 +183,7 @@ def audit(
     as_json: JsonLinesOpt = False,
     max_bytes: MaxBytesOpt = 50_000_000,
     no_cache: NoCacheOpt = False,
+    trust_encoder: TrustEncoderOpt = False,
 ) -> None:
     """Compare the model's tags with the tags the author wrote (AO3 downloads, work pages)."""
     from tropeml.serve.audit import audit_work
@@ -188,7 +194,7 @@ def audit(
         if not work.author_tags:
             typer.echo(f"tropeml: {source}: no author tags to audit", err=True)
             continue
-        tagger = tagger or load(model, cache=not no_cache)
+        tagger = tagger or load(model, cache=not no_cache, trust_encoder=trust_encoder)
         result = audit_work(tagger, work, source=source)
         if as_json:
             typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
@@ -255,6 +261,7 @@ def label(
     ),
     max_bytes: MaxBytesOpt = 50_000_000,
     no_cache: NoCacheOpt = False,
+    trust_encoder: TrustEncoderOpt = False,
 ) -> None:
     """Answer yes/no/skip on the passages the model is least sure about; resumes where left."""
     from tropeml.serve.audit import score_work
@@ -263,7 +270,7 @@ def label(
 
     if "-" in paths:
         raise TropemlError("label reads your answers from standard input; give files, not -")
-    tagger = load(model, cache=not no_cache)
+    tagger = load(model, cache=not no_cache, trust_encoder=trust_encoder)
     questions = []
     for source, work in _each_work(paths, max_bytes):
         questions += questions_for(tagger, score_work(tagger, work, source), source, limit)

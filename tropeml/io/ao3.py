@@ -14,6 +14,9 @@ Both are parsed with an HTML5 parser (selectolax/lexbor) and turned into a
 :class:`~tropeml.core.types.Work` whose ``text`` is the story text, chapter by chapter, with one
 :class:`~tropeml.core.types.Region` per chapter, so chapter boundaries are passage boundaries.
 EPUBs are opened with ebooklib; their documents are read in spine order as one download.
+
+The author tags a work carries are mapped to trope ids by :mod:`tropeml.io.author_tags`
+(re-exported here, where tropeml 0.1 had them).
 """
 
 from __future__ import annotations
@@ -21,13 +24,20 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from tropeml.core.errors import TropemlError
-from tropeml.core.taxonomy import Taxonomy, normalize_tag
 from tropeml.core.types import Region, Work, WorkMeta
+from tropeml.io.author_tags import (
+    AuthorTags as AuthorTags,  # re-exported: 0.1's place
+)
+from tropeml.io.author_tags import (
+    map_author_tags as map_author_tags,
+)
+from tropeml.io.author_tags import (
+    resolve_tag as resolve_tag,
+)
 
 if TYPE_CHECKING:
     from selectolax.lexbor import LexborNode
@@ -388,59 +398,3 @@ def parse_epub(data: bytes, source: str = "<epub>") -> Work:
         )
         work = Work(work.text, work.source, work.regions, meta.title, meta)
     return work
-
-
-# ----------------------------------------------------------------------------- author tags
-
-
-@dataclass(frozen=True)
-class AuthorTags:
-    """A work's author tags mapped to taxonomy ids.
-
-    Attributes:
-        ids: Tag id -> the author tags that map to it, in taxonomy order.
-        unmapped: Author tags that match no trope of the taxonomy (kept, listed).
-    """
-
-    ids: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    unmapped: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict."""
-        return {
-            "mapped": {k: list(v) for k, v in self.ids.items()},
-            "unmapped": list(self.unmapped),
-        }
-
-
-def resolve_tag(tag: str, taxonomy: Taxonomy) -> str | None:
-    """Map one AO3 tag to a trope id through the taxonomy's synonyms, or ``None``.
-
-    Case, accents and punctuation are ignored, and so are "Alternate Universe - " / "AU: "
-    prefixes, an " AU" suffix and a plural ``s`` ("Soulmate AU" finds "Soulmates").
-    """
-    found = taxonomy.resolve(tag)
-    if found is not None:
-        return found
-    base = normalize_tag(tag)
-    for prefix in ("au ", "alternate universe "):
-        base = base.removeprefix(prefix)
-    base = base.removesuffix(" au")
-    for variant in (base, base + "s", base.removesuffix("s")):
-        if variant and (found := taxonomy.resolve(variant)) is not None:
-            return found
-    return None
-
-
-def map_author_tags(tags: Sequence[str], taxonomy: Taxonomy) -> AuthorTags:
-    """Map a work's author tags (e.g. ``work.author_tags``) to taxonomy ids."""
-    ids: dict[str, list[str]] = {}
-    unmapped: list[str] = []
-    for tag in tags:
-        tid = resolve_tag(tag, taxonomy)
-        if tid is None:
-            unmapped.append(tag)
-        else:
-            ids.setdefault(tid, []).append(tag)
-    ordered = {t: tuple(ids[t]) for t in taxonomy.ids if t in ids}
-    return AuthorTags(ordered, tuple(unmapped))

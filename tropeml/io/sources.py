@@ -22,7 +22,7 @@ from pathlib import Path
 from tropeml.core.errors import TropemlError
 from tropeml.core.taxonomy import Taxonomy
 from tropeml.core.types import Work
-from tropeml.io.ao3 import map_author_tags
+from tropeml.io.author_tags import map_author_tags
 from tropeml.io.labels import QUOTE_CHARS, _read_jsonl
 from tropeml.io.readers import DEFAULT_MAX_BYTES, expand_paths, read_work
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from tropeml.core.errors import TropemlError
 from tropeml.model.encoders import HashingEncoder, SentenceTransformerEncoder
 from tropeml.model.onnx_backend import PRECISION_OF, fast_or_fallback
+from tropeml.model.weights import verify_encoder
 
 BACKENDS = ("auto", "fast", "float", "torch")
 """Ways to run a sentence-transformers encoder: ``fast`` (int8 ONNX with onnxruntime, no
@@ -17,21 +19,35 @@ torch), ``float`` (float32 ONNX, no torch), ``torch`` (sentence-transformers), `
 where it can be built, else torch)."""
 
 
-def load_encoder(name: str | None = None, backend: str | None = None, **kwargs: Any) -> Any:
+def load_encoder(
+    name: str | None = None,
+    backend: str | None = None,
+    files: Mapping[str, str] | None = None,
+    trust: bool = False,
+    where: str | Path = "config.json",
+    **kwargs: Any,
+) -> Any:
     """Return the encoder for a name as stored in a model's config.
 
     ``"hashing-<d>"`` gives a :class:`HashingEncoder`; anything else (or ``None``) a
-    sentence-transformers model run on ``backend``.
+    sentence-transformers model run on ``backend``. Its folder is checked against ``files``
+    before anything is loaded or built from it (the ONNX backends are built from the same
+    folder; see :mod:`tropeml.model.weights`).
 
     Args:
         name: The encoder's name (``None``: the default all-MiniLM-L6-v2).
         backend: ``"auto"`` (default, or ``$TROPEML_BACKEND``), ``"fast"`` (int8 ONNX),
             ``"float"`` (float32 ONNX: torch's vectors without torch) or ``"torch"``.
+        files: The SHA-256 of every encoder file, as the model recorded them
+            (``encoder.files``); ``None`` or empty: nothing to verify.
+        trust: Use the encoder even if its files differ from ``files``.
+        where: The model's config file, named in errors.
         **kwargs: Passed to :class:`SentenceTransformerEncoder` (``batch_size``, ``device``).
 
     Raises:
         TropemlError: If the name is neither a local folder nor a known model, the backend is
             unknown, or ``"fast"`` was asked for and cannot be had.
+        EncoderMismatchError: If the encoder's files are not the recorded ones (and not trusted).
     """
     backend = backend or os.environ.get("TROPEML_BACKEND") or "auto"
     if backend not in BACKENDS:
@@ -41,6 +57,7 @@ def load_encoder(name: str | None = None, backend: str | None = None, **kwargs: 
     enc = SentenceTransformerEncoder(name, **kwargs)
     if enc._path is None and "/" not in (name or "") and not Path(name or "").exists():
         raise TropemlError(f"unknown encoder {name!r}: not a local folder or a model name")
+    verify_encoder(enc._path, files, where, trust)
     if backend == "torch":
         return enc
     if backend == "auto":

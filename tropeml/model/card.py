@@ -12,6 +12,7 @@ from tropeml.model.dataset import ANSWER, EXEMPLAR, SEED, WORK, TrainingSet
 from tropeml.model.encoders import encoder_id
 from tropeml.model.evaluation import EvalReport, nan_to_none
 from tropeml.model.mil import WorkCheck
+from tropeml.model.weights import encoder_files, encoder_folder
 
 
 def model_config(
@@ -24,7 +25,13 @@ def model_config(
     exemplar_report: EvalReport | None = None,
     rollup: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Return the model's ``config.json`` fields (before hashes are added by saving)."""
+    """Return the model's ``config.json`` fields (before the folder's hashes are added by saving).
+
+    ``encoder.files`` records the SHA-256 of every file of the encoder's local folder (none
+    for encoders without files, such as ``hashing-<d>``); loading the model verifies them.
+    """
+    folder = encoder_folder(encoder)
+    files = {"files": encoder_files(folder)} if folder is not None else {}
     evaluation = {
         protocol: {"scheme": r.scheme, "macro": nan_to_none(r.macro())}
         for protocol, r in (("works", report), ("exemplars", exemplar_report))
@@ -42,6 +49,7 @@ def model_config(
             "id": encoder_id(encoder),
             "dimension": int(clf.n_features_in_),
             "max_tokens": int(getattr(encoder, "max_tokens", 254)),
+            **files,  # the SHA-256 of every file of its weights' folder, checked on load
         },
         "rollup": rollup
         or {"method": "mean of top-k passage scores", "top_k": top_k, "max_evidence": 3},

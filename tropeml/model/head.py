@@ -6,8 +6,8 @@ prototype), followed by per-tag standardisation, a weighted sum and Platt calibr
 of that is a handful of arrays. A model folder stores them in ``head.npz`` beside
 ``head.skops``, and tagging loads them with ``numpy.load(allow_pickle=False)``: nothing in
 the file can run, and a cold ``tropeml tag`` never pays the seconds it takes to import
-scikit-learn and skops. :func:`export_arrays` checks that the arrays reproduce the
-classifier's scores before they are written.
+scikit-learn and skops. Making the arrays from a fitted classifier, and checking that they
+reproduce its scores before they are written, is :mod:`tropeml.model.head_export`.
 
 The maths shared with the estimator (combining the views, the prototype view, the sigmoid)
 lives here, so the two cannot drift apart.
@@ -15,10 +15,7 @@ lives here, so the two cannot drift apart.
 
 from __future__ import annotations
 
-import io
 import re
-import warnings
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -300,120 +297,3 @@ def _floats(a: Any, shape: tuple[int, ...], keep_dtype: bool = False) -> NDArray
         raise ValueError(f"expected numbers, got {arr.dtype}")
     keep = keep_dtype and arr.dtype in (np.float32, np.float64)
     return np.asarray(arr, dtype=arr.dtype if keep else np.float64).reshape(shape)
-
-
-_SUPPORTED_TFIDF = {
-    "analyzer": "word",
-    "binary": False,
-    "norm": "l2",
-    "use_idf": True,
-    "strip_accents": None,
-    "stop_words": None,
-    "preprocessor": None,
-    "tokenizer": None,
-    "vocabulary": None,
-}
-
-
-def export_arrays(classifier: Any) -> dict[str, NDArray[Any]] | None:
-    """Return a fitted ``TropeClassifier`` as arrays for :class:`ArrayHead`.
-
-    Returns:
-        The arrays, or ``None`` if the classifier uses a setting :class:`ArrayHead` does
-        not reproduce (a custom vectorizer, a non-linear estimator); such a model is then
-        served from ``head.skops`` alone.
-    """
-    T, d = len(classifier.classes_), int(classifier.n_features_in_)
-    models = [m for m in classifier.estimators_ if m is not None]
-    dtype = np.asarray(models[0].coef_).dtype if models else np.float64
-    emb_coef, emb_intercept = np.zeros((T, d), dtype=dtype), np.zeros(T, dtype=dtype)
-    has_emb = np.zeros(T, dtype=bool)
-    for j, model in enumerate(classifier.estimators_):
-        if model is None:
-            continue
-        coef = np.asarray(getattr(model, "coef_", None))
-        if coef.shape != (1, d) or coef.dtype != dtype or not hasattr(model, "intercept_"):
-            return None
-        emb_coef[j], emb_intercept[j], has_emb[j] = coef[0], model.intercept_[0], True
-    arrays: dict[str, NDArray[Any]] = {
-        "version": np.asarray(HEAD_ARRAYS_VERSION),
-        "classes": np.asarray([str(c) for c in classifier.classes_]),
-        "emb_coef": emb_coef,
-        "emb_intercept": emb_intercept,
-        "has_emb": has_emb,
-        "scale": np.asarray(classifier.scale_, dtype=np.float64),
-        "weights": classifier._weights(),
-        "priors": np.asarray(classifier.priors_, dtype=np.float64),
-        "calibration": np.asarray(classifier.calibration_, dtype=np.float64),
-        "thresholds": np.asarray(classifier.thresholds_, dtype=np.float64),
-    }
-    if classifier.prototypes_ is not None:
-        arrays["prototypes"] = np.asarray(classifier.prototypes_, dtype=np.float32)
-    vectorizer = classifier.vectorizer_
-    if vectorizer is not None:
-        params = vectorizer.get_params()
-        if any(params.get(k) != v for k, v in _SUPPORTED_TFIDF.items()):
-            return None
-        vocab = sorted(vectorizer.vocabulary_.items(), key=lambda kv: kv[1])
-        V = len(vocab)
-        if [i for _, i in vocab] != list(range(V)):
-            return None
-        lex_coef, lex_intercept = np.zeros((T, V)), np.zeros(T)
-        has_lex = np.zeros(T, dtype=bool)
-        for j, model in enumerate(classifier.lexical_):
-            if model is None:
-                continue
-            coef = np.asarray(model.coef_)
-            if coef.shape != (1, V):
-                return None
-            lex_coef[j], lex_intercept[j], has_lex[j] = coef[0], float(model.intercept_[0]), True
-        arrays.update(
-            vocabulary=np.asarray([term for term, _ in vocab], dtype=str),
-            idf=np.asarray(vectorizer.idf_, dtype=np.float64),
-            token_pattern=np.asarray(str(params["token_pattern"])),
-            lowercase=np.asarray(bool(params["lowercase"])),
-            ngram_range=np.asarray(params["ngram_range"], dtype=np.int64),
-            sublinear_tf=np.asarray(bool(params["sublinear_tf"])),
-            lex_coef=lex_coef,
-            lex_intercept=lex_intercept,
-            has_lex=has_lex,
-        )
-    return arrays
-
-
-def check_arrays(
-    classifier: Any, arrays: dict[str, NDArray[Any]], X: ArrayLike, texts: Sequence[str] | None
-) -> bool:
-    """Whether :class:`ArrayHead` built from ``arrays`` scores ``X`` as the classifier does.
-
-    Args:
-        classifier: The fitted ``TropeClassifier``.
-        arrays: Its :func:`export_arrays`.
-        X: Probe embeddings, shape ``(n, d)``.
-        texts: Probe texts (``n`` strings), or ``None``.
-    """
-    head = ArrayHead({k: v for k, v in arrays.items() if k != "version"})
-    use = texts if classifier.uses_texts else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        want = classifier.decision_function(X, use)
-        got = head.decision_function(X, use)
-    return bool(np.allclose(want, got, rtol=1e-5, atol=1e-5, equal_nan=True))
-
-
-def npz_bytes(arrays: dict[str, NDArray[Any]]) -> bytes:
-    """Serialise arrays as an ``.npz`` whose bytes depend only on the arrays.
-
-    ``numpy.savez`` stamps each entry with the current time; here every entry gets a fixed
-    timestamp and the entries are sorted, so the same head always saves to the same bytes.
-    """
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name in sorted(arrays):
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.asarray(arrays[name]), allow_pickle=False)
-            entry = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            entry.compress_type = zipfile.ZIP_DEFLATED
-            entry.external_attr = 0o644 << 16
-            zf.writestr(entry, buf.getvalue())
-    return out.getvalue()

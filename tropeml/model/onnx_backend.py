@@ -5,24 +5,22 @@ is exported once to ONNX with eager attention, fused with onnxruntime's transfor
 optimiser, quantised to int8 with dynamic quantisation, and checked against the float
 encoder on a fixed probe set. Only then is it written (atomically) into the cache folder,
 next to a ``meta.json`` that records its fidelity. Later runs load it with onnxruntime and
-the ``tokenizers`` library; torch is never imported.
+the ``tokenizers`` library; torch is never imported. ``meta.json`` also records a digest of
+the source folder's files: if they change, the model is rebuilt from them.
 
-Building needs torch and transformers (both come with sentence-transformers); running needs
-only onnxruntime, tokenizers and numpy.
+Building needs torch and transformers (both come with sentence-transformers; the export
+itself is :mod:`tropeml.model.onnx_export`); running needs only onnxruntime, tokenizers and
+numpy.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
-import logging
 import os
 import re
 import sys
 import tempfile
-import warnings
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,17 @@ from tropeml.core.errors import TropemlError
 from tropeml.core.fileio import atomic_write_bytes, atomic_write_text
 from tropeml.model.cache import default_cache_path
 from tropeml.model.encoders import DEFAULT_ENCODER, SentenceTransformerEncoder, _normalise
+from tropeml.model.onnx_export import (
+    MIN_COSINE,
+    MIN_COSINE_FP32,
+    MIN_MEAN_COSINE,
+    PROBES,
+    RECIPES,
+    check_pooling,
+    export_graph,
+    fidelity,
+)
+from tropeml.model.weights import encoder_files, folder_digest
 
 FORMAT = "tropeml-onnx-int8"
 FORMAT_VERSION = 1
@@ -42,47 +51,10 @@ META_FILE = "meta.json"
 
 PRECISION_OF = {"fast": "int8", "float": "fp32"}
 """The ONNX backends: ``fast`` is quantised to int8, ``float`` is the fused graph in fp32."""
+
 PRECISIONS = tuple(PRECISION_OF.values())
+
 _BACKEND_OF = {precision: backend for backend, precision in PRECISION_OF.items()}
-
-_FUSED = "ONNX (opset 17, eager attention), onnxruntime BERT fusion"
-RECIPES = {
-    "int8": f"{_FUSED}, dynamic int8 quantisation (int8 weights per channel, uint8 activations)",
-    "fp32": _FUSED,
-}
-"""How each model is made (recorded in its ``meta.json``)."""
-RECIPE = RECIPES["int8"]
-
-MIN_MEAN_COSINE = 0.98
-"""The int8 model is refused unless its vectors match the float model's this well on average."""
-MIN_COSINE = 0.95
-"""... and at least this well on every probe text."""
-MIN_COSINE_FP32 = 0.9999
-"""The fp32 model must match the float model to this cosine on every probe text."""
-
-PROBES = (
-    "She waited by the window all night, and when the door finally opened she could not speak.",
-    "He pressed the cloth to the wound and told her to stay awake, just stay awake.",
-    "The funeral was a lie; he watched it from the hill, hood up, while they buried an empty box.",
-    "Years later they met again at the station, older, and neither of them moved first.",
-    "I love you, he said, as if it were an apology, and she laughed and kissed him.",
-    "They ran all night through the pines, the hounds somewhere behind them.",
-    "The pack circled the new alpha, who bared her teeth and did not back down.",
-    "Rain.",
-    "A quiet morning: coffee, a blanket, a cat asleep on the warm side of the bed.",
-    "Her phone buzzed twice. Unknown number. She answered anyway, heart pounding.",
-    "The letter said only: I'm sorry. I should have told you. Come home.",
-    "The mark on his wrist burned the moment their hands touched, and he finally knew.",
-    "Grief sat with him at breakfast, every day, in the chair nobody used any more.",
-    "He stood between them and the blade, and he did not flinch, not even once.",
-    " ".join(
-        "The storm rolled over the harbour and the boats knocked together in the dark while "
-        "the two of them argued in the kitchen about who should have gone back for the dog."
-        for _ in range(12)
-    ),
-    'Chapter 3\n\n***\n\n"Don\'t," she whispered. "Don\'t you dare die on me."',
-)
-"""Fixed texts (written for tropeml) on which the int8 model is checked against the float one."""
 
 
 def default_backend_dir() -> Path:
@@ -186,8 +158,21 @@ class OnnxEncoder:
 
     def is_built(self) -> bool:
         """Return whether a verified model for this encoder is in the cache."""
+        return self._built_meta() is not None
+
+    def _built_meta(self) -> dict[str, Any] | None:
+        """The built model's ``meta.json``, if it is there and built from today's weights.
+
+        A model built by tropeml 0.2 or later records a digest of its source folder's files
+        (``source_sha256``); if the folder changed since, the model is stale.
+        """
         meta = read_meta(self.folder, self.precision)
-        return meta is not None and self.model_file.is_file()
+        if meta is None or not self.model_file.is_file():
+            return None
+        recorded = meta.get("source_sha256")
+        if recorded is not None and recorded != folder_digest(encoder_files(self.source)):
+            return None
+        return meta
 
     def ensure_built(self) -> dict[str, Any]:
         """Build (if needed) and return the model's ``meta.json`` (fidelity and provenance).
@@ -196,11 +181,12 @@ class OnnxEncoder:
             TropemlError: If it is missing and ``build`` is off, or building or the fidelity
                 check fails.
         """
-        meta = read_meta(self.folder, self.precision)
-        if meta is None or not self.model_file.is_file():
+        meta = self._built_meta()
+        if meta is None:
             if not self.build:
                 raise TropemlError(
-                    f"{self.backend} backend: no {self.precision} model in {self.folder}; run "
+                    f"{self.backend} backend: no {self.precision} model of today's encoder "
+                    f"files in {self.folder}; run "
                     f"`tropeml setup{'' if self.precision == 'int8' else ' --backend float'}`"
                 )
             meta = build(self.source, self.folder, self._float, self.precision)
@@ -334,30 +320,6 @@ def read_meta(folder: Path, precision: str = "int8") -> dict[str, Any] | None:
     return meta
 
 
-def fidelity(fast: Any, reference: Any, texts: tuple[str, ...] = PROBES) -> dict[str, float]:
-    """Compare two encoders on ``texts``: mean and minimum cosine of their vectors."""
-    a = fast.embed(list(texts))
-    b = reference.embed(list(texts))
-    cos = np.sum(a * b, axis=1)
-    return {"mean_cosine": float(cos.mean()), "min_cosine": float(cos.min())}
-
-
-def _check_pooling(source: Path) -> None:
-    pooling = source / "1_Pooling" / "config.json"
-    try:
-        cfg = json.loads(pooling.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        cfg = {}
-    modes = {k for k, v in cfg.items() if k.startswith("pooling_mode") and v}
-    if modes != {"pooling_mode_mean_tokens"} or (source / "2_Dense").exists():
-        raise TropemlError(
-            f"fast backend: {source} is not a mean-pooled sentence-transformers model "
-            "(use --backend torch)"
-        )
-    if not (source / "tokenizer.json").is_file():
-        raise TropemlError(f"fast backend: {source} has no tokenizer.json (use --backend torch)")
-
-
 def build(
     source: Path, folder: Path, reference: Any | None = None, precision: str = "int8"
 ) -> dict[str, Any]:
@@ -376,7 +338,7 @@ def build(
     Raises:
         TropemlError: If a step fails or the int8 model is not faithful enough.
     """
-    _check_pooling(source)
+    check_pooling(source)
     reference = reference or SentenceTransformerEncoder(str(source))
     backend = _BACKEND_OF[precision]
     model_file = _model_file(precision)
@@ -387,13 +349,7 @@ def build(
     with tempfile.TemporaryDirectory(prefix="tropeml-onnx-") as tmp:
         work = Path(tmp)
         try:
-            with _quiet():
-                _export(source, work / "model.onnx")
-                _fuse(source, work / "model.onnx", work / "model-fused.onnx")
-                if precision == "int8":
-                    _quantise(work / "model-fused.onnx", work / model_file)
-                else:
-                    os.replace(work / "model-fused.onnx", work / model_file)
+            export_graph(source, work, model_file, precision)
         except TropemlError:
             raise
         except Exception as exc:
@@ -411,6 +367,7 @@ def build(
             "encoder_id": getattr(reference, "id", ""),
             "probes": len(PROBES),
             "recipe": RECIPES[precision],
+            "source_sha256": folder_digest(encoder_files(source)),
         }
         atomic_write_text(work / META_FILE, json.dumps(meta))  # lets the probe load
         meta.update(fidelity(probe, reference))
@@ -430,85 +387,3 @@ def build(
         file=sys.stderr,
     )
     return meta
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence the exporter's and optimiser's warnings (they are about tracing, not errors)."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.setLevel(level)
-
-
-def _export(source: Path, out: Path) -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    import torch
-    import transformers
-
-    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    transformers.utils.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-    bert = transformers.AutoModel.from_pretrained(str(source), attn_implementation="eager")
-    bert.eval()
-
-    class Hidden(torch.nn.Module):  # positional inputs in, last hidden state out
-        def __init__(self) -> None:
-            super().__init__()
-            self.bert = bert
-
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            return self.bert(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                token_type_ids=token_type_ids,
-            ).last_hidden_state
-
-    ids = torch.ones((2, 16), dtype=torch.long)
-    axes = {0: "batch", 1: "seq"}
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-    with torch.no_grad():
-        torch.onnx.export(
-            Hidden().eval(),
-            (ids, torch.ones_like(ids), torch.zeros_like(ids)),
-            str(out),
-            input_names=names,
-            output_names=["last_hidden_state"],
-            dynamic_axes={n: axes for n in [*names, "last_hidden_state"]},
-            opset_version=17,
-            do_constant_folding=True,
-            dynamo=False,
-        )
-
-
-def _fuse(source: Path, model: Path, out: Path) -> None:
-    from onnxruntime.transformers import optimizer
-
-    cfg = json.loads((source / "config.json").read_text(encoding="utf-8"))
-    opt = optimizer.optimize_model(
-        str(model),
-        model_type="bert",
-        num_heads=int(cfg["num_attention_heads"]),
-        hidden_size=int(cfg["hidden_size"]),
-        opt_level=1,
-    )
-    opt.save_model_to_file(str(out))
-
-
-def _quantise(model: Path, out: Path) -> None:
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(
-        str(model),
-        str(out),
-        weight_type=QuantType.QInt8,
-        per_channel=True,  # per-tensor scales lose too much (mean cosine ~0.955 vs ~0.992)
-        # the fused graph holds contrib ops that shape inference cannot type
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )

@@ -4,9 +4,8 @@ No pickles: the classifier is saved with skops and loaded only if every type in 
 is on an explicit allow-list, so a tampered head is refused before anything is built.
 Tagging reads the same classifier from ``head.npz``: its prediction as plain arrays
 (:mod:`tropeml.model.head`), loaded without pickles and without importing scikit-learn.
-``config.json`` is validated against :data:`CONFIG_SCHEMA`, and records the SHA-256 of the
-head and the taxonomy plus a content hash over them and the config fields that must agree
-with the head; all are checked on load.
+What a folder must hold, and how its hashes and the head's types are checked, is
+:mod:`tropeml.model.integrity` (its names are re-exported here).
 
 A folder is written to a temporary sibling and swapped in whole (an atomic exchange where the
 OS offers one), under a lock, so a killed or concurrent write never leaves a broken model.
@@ -16,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
-import hashlib
 import io
 import json
 import os
@@ -30,121 +27,37 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from tropeml._version import __version__
 from tropeml.core.errors import TropemlError
 from tropeml.core.fileio import fsync_dir, fsync_write
 from tropeml.core.lazy import skops_io
 from tropeml.core.taxonomy import Taxonomy
-from tropeml.model.head import ArrayHead, check_arrays, export_arrays, npz_bytes
+from tropeml.model.head import ArrayHead
+from tropeml.model.head_export import checked_arrays as checked_arrays
+from tropeml.model.head_export import npz_bytes
+from tropeml.model.integrity import ALLOWED_BUILTINS as ALLOWED_BUILTINS
+from tropeml.model.integrity import ALLOWED_MODULES as ALLOWED_MODULES
+from tropeml.model.integrity import ARRAYS_FILE as ARRAYS_FILE
+from tropeml.model.integrity import CARD_FILE as CARD_FILE
+from tropeml.model.integrity import CONFIG_FILE as CONFIG_FILE
+from tropeml.model.integrity import CONFIG_SCHEMA as CONFIG_SCHEMA
+from tropeml.model.integrity import FORMAT as FORMAT
+from tropeml.model.integrity import FORMAT_VERSION as FORMAT_VERSION
+from tropeml.model.integrity import HASHED_FIELDS as HASHED_FIELDS
+from tropeml.model.integrity import HASHED_FILES as HASHED_FILES
+from tropeml.model.integrity import HEAD_FILE as HEAD_FILE
+from tropeml.model.integrity import REQUIRED_FILES as REQUIRED_FILES
+from tropeml.model.integrity import TAXONOMY_FILE as TAXONOMY_FILE
+from tropeml.model.integrity import TRUSTED_TYPES as TRUSTED_TYPES
+from tropeml.model.integrity import allowed_skops_types, check_head_schema, verified_config
+from tropeml.model.integrity import content_hash as content_hash
+from tropeml.model.integrity import read_config as read_config
+from tropeml.model.integrity import sha256_file as sha256_file
+from tropeml.model.integrity import untrusted_types as untrusted_types
+from tropeml.model.weights import licence_files
 
 if TYPE_CHECKING:
     from tropeml.model.classifier import TropeClassifier
-
-FORMAT = "tropeml-model"
-FORMAT_VERSION = 2
-"""2 added ``files`` and ``content_sha256``; folders of format 1 (head hash only) still load."""
-HEAD_FILE = "head.skops"
-ARRAYS_FILE = "head.npz"
-"""The classifier's prediction as plain arrays, for fast loading (see :mod:`tropeml.model.head`)."""
-CONFIG_FILE = "config.json"
-TAXONOMY_FILE = "tropes.toml"
-CARD_FILE = "README.md"
-
-TRUSTED_TYPES = frozenset(
-    {"tropeml.model.classifier.TropeClassifier", "tropeml.classifier.TropeClassifier"}
-)
-"""The classifier, under its 0.2 path and its 0.1 path (heads saved by tropeml 0.1)."""
-"""tropeml's own types a head may hold (skops does not know them)."""
-
-ALLOWED_MODULES = ("numpy", "sklearn")
-"""Besides :data:`TRUSTED_TYPES` and :data:`ALLOWED_BUILTINS`, a head may only name types and
-functions from these packages, and only those that skops also trusts by default."""
-
-_BUILTINS = "bool bytes complex dict float frozenset int list NoneType set slice str tuple"
-ALLOWED_BUILTINS = frozenset(f"builtins.{name}" for name in _BUILTINS.split())
-
-REQUIRED_FILES = (HEAD_FILE, TAXONOMY_FILE)
-HASHED_FILES = (HEAD_FILE, TAXONOMY_FILE, ARRAYS_FILE)
-"""Files whose SHA-256 a model folder records (the card is documentation, not checked).
-:data:`ARRAYS_FILE` is optional: a folder without it is served from ``head.skops``."""
-
-HASHED_FIELDS = ("format", "format_version", "tags", "encoder", "mask_names", "files")
-"""Config fields covered by ``content_sha256``. Thresholds, name and roll-up settings are
-left out so they can be edited by hand."""
-
-_SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
-_POSITIVE = {"type": "integer", "minimum": 1}
-CONFIG_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "tropeml model config.json",
-    "type": "object",
-    "required": [
-        "format",
-        "format_version",
-        "tropeml_version",
-        "name",
-        "tags",
-        "thresholds",
-        "encoder",
-        "rollup",
-        "head",
-    ],
-    "properties": {
-        "format": {"const": FORMAT},
-        "format_version": {"type": "integer", "minimum": 1, "maximum": FORMAT_VERSION},
-        "tropeml_version": {"type": "string"},
-        "name": {"type": "string"},
-        "tags": {
-            "type": "array",
-            "minItems": 1,
-            "uniqueItems": True,
-            "items": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
-            "message": "'tags' must be a non-empty list of distinct tag ids",
-        },
-        "thresholds": {
-            "type": "object",
-            "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1},
-            "message": "'thresholds' must map tag ids to numbers between 0 and 1",
-        },
-        "encoder": {
-            "type": "object",
-            "required": ["name", "dimension"],
-            "properties": {
-                "name": {"type": "string", "minLength": 1},
-                "dimension": _POSITIVE,
-                "max_tokens": _POSITIVE,
-            },
-        },
-        "rollup": {
-            "type": "object",
-            "properties": {
-                "top_k": {**_POSITIVE, "message": "'rollup.top_k' must be a positive integer"},
-                "max_evidence": {
-                    **_POSITIVE,
-                    "message": "'rollup.max_evidence' must be a positive integer",
-                },
-            },
-        },
-        "mask_names": {"type": "boolean"},
-        "head": {
-            "type": "object",
-            "required": ["sha256"],
-            "properties": {"file": {"const": HEAD_FILE}, "sha256": _SHA256},
-        },
-        "files": {
-            "type": "object",
-            "required": list(REQUIRED_FILES),
-            "additionalProperties": False,
-            "properties": {name: _SHA256 for name in HASHED_FILES},
-        },
-        "content_sha256": _SHA256,
-    },
-    "if": {"properties": {"format_version": {"minimum": 2}}},
-    "then": {"required": ["files", "content_sha256"]},
-}
-"""JSON Schema of ``config.json``; a ``message`` member gives the error for its subtree."""
 
 LockWaiter = Callable[[str], None]
 
@@ -157,15 +70,6 @@ def package_versions() -> dict[str, str]:
             out[name] = metadata.version(name)
     out.setdefault("tropeml", __version__)
     return out
-
-
-def sha256_file(path: Path) -> str:
-    """Return the hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 _SKOPS_ID = re.compile(r'("__id__": |"file": ")(\d+)')
@@ -263,6 +167,8 @@ def save_model(
             full["content_sha256"] = content_hash(full)
             fsync_write(tmp / CONFIG_FILE, (json.dumps(full, indent=2) + "\n").encode())
             fsync_write(tmp / CARD_FILE, card.encode())
+            for name, data in licence_files(str(config["encoder"].get("name", ""))).items():
+                fsync_write(tmp / name, data)  # the encoder's licence and NOTICE (not hashed)
             umask = os.umask(0)
             os.umask(umask)
             tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a model folder is not
@@ -282,39 +188,6 @@ def save_model(
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return folder
-
-
-def checked_arrays(classifier: TropeClassifier) -> dict[str, Any] | None:
-    """Return the classifier as arrays, if they score probe passages as the classifier does.
-
-    The arrays are :func:`tropeml.model.head.export_arrays`'s. ``None`` means the classifier cannot
-    be reproduced from arrays; its folder then has no ``head.npz`` and is served from
-    ``head.skops``.
-
-    The probes are the prototypes and seeded random unit vectors, with texts drawn from the
-    lexical vocabulary, so the check is the same on every run.
-    """
-    arrays = export_arrays(classifier)
-    if arrays is None:
-        return None
-    rng = np.random.default_rng(0)
-    d = int(classifier.n_features_in_)
-    X = rng.normal(size=(32, d)).astype(np.float32)
-    if classifier.prototypes_ is not None:
-        X = np.vstack([np.asarray(classifier.prototypes_, dtype=np.float32), X])
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    texts = None
-    if classifier.uses_texts:
-        words = [str(w) for w in arrays["vocabulary"].tolist()] or ["empty"]
-        texts = [" ".join(rng.choice(words, size=40)) for _ in range(len(X))]
-    return arrays if check_arrays(classifier, arrays, X, texts) else None
-
-
-def content_hash(config: dict[str, Any]) -> str:
-    """Return the SHA-256 over the config fields in :data:`HASHED_FIELDS` (canonical JSON)."""
-    covered = {key: config.get(key) for key in HASHED_FIELDS}
-    blob = json.dumps(covered, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(blob.encode("ascii")).hexdigest()
 
 
 def lock_path(folder: str | Path) -> Path:
@@ -384,6 +257,7 @@ def _clean_leftovers(folder: Path) -> None:
 
 
 _RENAME_EXCHANGE = 2
+
 _AT_FDCWD = -100
 
 
@@ -398,78 +272,6 @@ def _exchange(a: Path, b: Path) -> bool:
     renameat2.argtypes = [c_int, c_path, c_int, c_path, ctypes.c_uint]
     rc = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
     return bool(rc == 0)
-
-
-def read_config(folder: str | Path) -> dict[str, Any]:
-    """Read and validate a model folder's ``config.json`` against :data:`CONFIG_SCHEMA`.
-
-    Raises:
-        TropemlError: If the folder or file is missing, not JSON, does not fit the schema,
-            or was written by a newer, incompatible tropeml.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        stranded = sorted(folder.parent.glob(f".{folder.name}.old-*"))
-        if stranded and not folder.exists():
-            raise TropemlError(
-                f"{folder}: model folder not found, but an interrupted save left the previous "
-                f"model in {stranded[-1]}: rename it back (or save again)"
-            )
-        raise TropemlError(f"{folder}: model folder not found")
-    path = folder / CONFIG_FILE
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
-    except FileNotFoundError:
-        raise TropemlError(f"{path}: missing; not a tropeml model folder") from None
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise TropemlError(f"{path}: unreadable config ({exc})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise TropemlError(f"{path}: not a tropeml model config")
-    version = config.get("format_version")
-    if (
-        isinstance(version, (int, float))
-        and not isinstance(version, bool)
-        and version > FORMAT_VERSION
-    ):
-        raise TropemlError(
-            f"{path}: model format {version} was written by tropeml "
-            f"{config.get('tropeml_version', '?')}; this tropeml ({__version__}) reads up to "
-            f"{FORMAT_VERSION}. Upgrade tropeml."
-        )
-    _check_schema(config, path)
-    if set(config["thresholds"]) != set(config["tags"]):
-        raise TropemlError(f"{path}: 'thresholds' must give one threshold per tag")
-    return config
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-@functools.cache
-def _validator() -> Any:
-    from jsonschema import Draft202012Validator
-
-    Draft202012Validator.check_schema(CONFIG_SCHEMA)
-    return Draft202012Validator(CONFIG_SCHEMA)
-
-
-def _check_schema(config: dict[str, Any], path: Path) -> None:
-    """Raise a one-line :class:`TropemlError` for the first way ``config`` breaks the schema."""
-    from jsonschema.exceptions import best_match
-
-    error = best_match(_validator().iter_errors(config))
-    if error is None:
-        return
-    where = ".".join(str(p) for p in error.absolute_path)
-    if error.validator == "required":
-        missing = next(k for k in error.validator_value if k not in error.instance)
-        raise TropemlError(f"{path}: field {'.'.join(filter(None, (where, missing)))!r} missing")
-    message, node = None, CONFIG_SCHEMA
-    for part in error.absolute_schema_path:  # the innermost "message" on the way wins
-        message = node.get("message", message) if isinstance(node, dict) else message
-        node = node[part]
-    raise TropemlError(f"{path}: {message or f'field {where!r}: {error.message}'}")
 
 
 def load_model(folder: str | Path) -> tuple[TropeClassifier, dict[str, Any], Taxonomy]:
@@ -488,7 +290,7 @@ def load_model(folder: str | Path) -> tuple[TropeClassifier, dict[str, Any], Tax
             head that does not fit the config (tags, embedding dimension).
     """
     folder = Path(folder)
-    config = _verified_config(folder)
+    config = verified_config(folder)
     classifier = _load_skops(folder / HEAD_FILE)
     return classifier, config, _fits(classifier, folder / HEAD_FILE, config, folder)
 
@@ -512,39 +314,14 @@ def load_head(
         TropemlError: As :func:`load_model`, and for malformed arrays.
     """
     folder = Path(folder)
-    config = _verified_config(folder)
+    config = verified_config(folder)
     if ARRAYS_FILE not in config.get("files", {}):
         classifier = _load_skops(folder / HEAD_FILE)
         return classifier, config, _fits(classifier, folder / HEAD_FILE, config, folder)
     head = folder / HEAD_FILE
-    names, root = _schema_names(head)
-    _refuse(head, sorted(name for name in names if not _allowed_module(name)))
-    if root not in TRUSTED_TYPES:
-        raise TropemlError(f"{head}: holds a {root.rpartition('.')[2]}, not a TropeClassifier")
+    check_head_schema(head)
     arrays = ArrayHead.load(folder / ARRAYS_FILE)
     return arrays, config, _fits(arrays, folder / ARRAYS_FILE, config, folder)
-
-
-def _verified_config(folder: Path) -> dict[str, Any]:
-    """Read the config and check every recorded file hash and the content hash."""
-    config = read_config(folder)
-    head = folder / HEAD_FILE
-    if not head.is_file():
-        raise TropemlError(f"{head}: classifier head missing")
-    recorded = {HEAD_FILE: config["head"]["sha256"], **config.get("files", {})}
-    for name, digest in recorded.items():
-        if not (folder / name).is_file():
-            raise TropemlError(f"{folder / name}: missing from the model folder")
-        if sha256_file(folder / name) != digest:
-            raise TropemlError(
-                f"{folder / name}: does not match the hash in config.json (corrupt or altered)"
-            )
-    if "content_sha256" in config and content_hash(config) != config["content_sha256"]:
-        raise TropemlError(
-            f"{folder / CONFIG_FILE}: fields {', '.join(HASHED_FIELDS)} do not match the "
-            "content hash recorded when the model was saved (corrupt or altered)"
-        )
-    return config
 
 
 def _load_skops(head: Path) -> TropeClassifier:
@@ -552,8 +329,7 @@ def _load_skops(head: Path) -> TropeClassifier:
     from tropeml.model.classifier import TropeClassifier
 
     sio = skops_io()
-    refused, skops_untrusted = _audit(head)
-    _refuse(head, refused)
+    skops_untrusted = allowed_skops_types(head)
     try:  # what is left of skops's untrusted list is tropeml's own, allowed types
         classifier = sio.load(head, trusted=sorted(skops_untrusted))
     except Exception as exc:
@@ -576,72 +352,3 @@ def _fits(head: Any, path: Path, config: dict[str, Any], folder: Path) -> Taxono
     taxonomy = Taxonomy.load(folder / TAXONOMY_FILE)
     taxonomy.check_ids(list(config["tags"]), str(folder / CONFIG_FILE))
     return taxonomy
-
-
-def _schema_names(head: Path) -> tuple[set[str], str]:
-    """Every type and function a skops file names, and its top-level type (nothing built).
-
-    Raises:
-        TropemlError: If the file is not a readable skops file.
-    """
-    try:
-        with zipfile.ZipFile(head) as z:
-            schema = json.loads(z.read("schema.json"))
-    except Exception as exc:
-        raise TropemlError(f"{head}: not a readable skops file ({type(exc).__name__})") from None
-    names: set[str] = set()
-    stack: list[Any] = [schema]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            module, cls = node.get("__module__"), node.get("__class__")
-            if isinstance(module, str) and isinstance(cls, str):
-                names.add(f"{module}.{cls}")
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    root = schema if isinstance(schema, dict) else {}
-    return names, f"{root.get('__module__', '?')}.{root.get('__class__', '?')}"
-
-
-def untrusted_types(head: str | Path) -> list[str]:
-    """Return the types and functions a skops file names that tropeml will not load.
-
-    Only the file's schema is read; nothing is built. A name passes if it is one of
-    :data:`TRUSTED_TYPES` or :data:`ALLOWED_BUILTINS`, or if it comes from one of
-    :data:`ALLOWED_MODULES` and skops trusts it by default.
-
-    Raises:
-        TropemlError: If the file is not a readable skops file.
-    """
-    return _audit(Path(head))[0]
-
-
-def _audit(head: Path) -> tuple[list[str], set[str]]:
-    """The names :func:`untrusted_types` refuses, and the names skops itself does not trust."""
-    sio = skops_io()
-    names, _ = _schema_names(head)
-    try:
-        skops_untrusted = set(sio.get_untrusted_types(file=head))
-    except Exception as exc:
-        raise TropemlError(f"{head}: not a readable skops file ({type(exc).__name__})") from None
-    names |= skops_untrusted
-    return sorted(name for name in names if not _allowed(name, skops_untrusted)), skops_untrusted
-
-
-def _refuse(head: Path, refused: list[str]) -> None:
-    if refused:
-        raise TropemlError(f"{head}: refusing to load untrusted type(s): {', '.join(refused)}")
-
-
-def _allowed_module(name: str) -> bool:
-    """The allow-list without skops's own list: tropeml's types, builtins, numpy, sklearn."""
-    if name in TRUSTED_TYPES or name in ALLOWED_BUILTINS:
-        return True
-    return name.split(".")[0] in ALLOWED_MODULES
-
-
-def _allowed(name: str, skops_untrusted: set[str]) -> bool:
-    return _allowed_module(name) and (
-        name in TRUSTED_TYPES or name in ALLOWED_BUILTINS or name not in skops_untrusted
-    )

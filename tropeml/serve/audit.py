@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tropeml.core.types import Evidence, Passage, Work, WorkResult
-from tropeml.io.ao3 import AuthorTags, map_author_tags
+from tropeml.io.author_tags import AuthorTags, map_author_tags
 
 if TYPE_CHECKING:
     from tropeml.serve.tagger import Tagger

@@ -23,7 +23,7 @@ import numpy as np
 
 from tropeml.core.fileio import append_line
 from tropeml.core.types import Passage
-from tropeml.io.ao3 import map_author_tags
+from tropeml.io.author_tags import map_author_tags
 from tropeml.io.sources import answer_record, load_answers
 from tropeml.serve.audit import ScoredWork
 

@@ -40,6 +40,8 @@ class TagActor:
         cache: Embedding cache (as :meth:`Tagger.from_pretrained`).
         max_bytes: Refuse fic files larger than this.
         text_column: Where a row's text is (table inputs); rows of fic files have a ``path``.
+        spoilers: Keep spoiler tags in ``tags``.
+        trust_encoder: Use the encoder even if its files differ from the model's record.
     """
 
     def __init__(
@@ -50,10 +52,11 @@ class TagActor:
         max_bytes: int,
         text_column: str,
         spoilers: bool = True,
+        trust_encoder: bool = False,
     ) -> None:
         from tropeml.serve.tagger import load
 
-        self.tagger = load(model, backend=backend, cache=cache)
+        self.tagger = load(model, backend=backend, cache=cache, trust_encoder=trust_encoder)
         self.max_bytes = max_bytes
         self.text_column = text_column
         self.spoilers = spoilers
@@ -127,6 +130,7 @@ def tag_with_ray(
     max_bytes: int = DEFAULT_MAX_BYTES,
     actor_cpus: float = 1.0,
     spoilers: bool = True,
+    trust_encoder: bool = False,
 ) -> Iterator[Outcome]:
     """Tag a corpus with Ray Data; same results, in the same order, as the local engine.
 
@@ -146,6 +150,8 @@ def tag_with_ray(
         actor_cpus: CPUs each actor reserves. Leave the cluster some CPUs beyond
             ``actors * actor_cpus``: Ray Data's read tasks need them too.
         spoilers: Keep spoiler tags in ``tags`` (``False``: moved to ``hidden_spoilers``).
+        trust_encoder: Use the model's encoder even if its files differ from the recorded
+            SHA-256 (see :meth:`~tropeml.serve.tagger.Tagger.from_pretrained`).
 
     Yields:
         One :class:`~tropeml.io.corpus.Outcome` per work not already in ``out``.
@@ -163,7 +169,15 @@ def tag_with_ray(
     model_dir = str(Path(model).resolve()) if model is not None else None
     tagged = ds.map_batches(
         TagActor,
-        fn_constructor_args=(model_dir, backend, cache, max_bytes, text_column, spoilers),
+        fn_constructor_args=(
+            model_dir,
+            backend,
+            cache,
+            max_bytes,
+            text_column,
+            spoilers,
+            trust_encoder,
+        ),
         batch_size=batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=actors),

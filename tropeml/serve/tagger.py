@@ -22,6 +22,7 @@ from tropeml.model.encoders import encoder_id
 from tropeml.model.head import ArrayHead
 from tropeml.model.persistence import CONFIG_FILE, load_head
 from tropeml.model.rollup import evidence_order, pool_scores, prominence
+from tropeml.model.weights import EncoderMismatchError
 from tropeml.text.masking import masker, work_names
 from tropeml.text.passages import count_words, split_passages
 
@@ -104,6 +105,7 @@ class Tagger:
         encoder: Any = None,
         cache: bool | str | Path = True,
         backend: str | None = None,
+        trust_encoder: bool = False,
     ) -> Tagger:
         """Load a model folder (default: the shipped model).
 
@@ -116,16 +118,28 @@ class Tagger:
             backend: How to run the model's encoder: ``"auto"`` (default: the fast int8
                 ONNX backend where it can be built, else torch), ``"fast"`` or ``"torch"``.
                 The embedding cache keeps each backend's vectors apart.
+            trust_encoder: Use the model's encoder even if its files differ from the SHA-256
+                the model recorded (as ``TROPEML_TRUST_ENCODER=1`` does); by default a
+                changed file is refused.
 
         Raises:
-            TropemlError: If the folder is missing, corrupt, untrusted or incompatible.
+            TropemlError: If the folder is missing, corrupt, untrusted or incompatible, or its
+                encoder's files are not the ones it was trained with.
         """
         folder = Path(path) if path is not None else default_model_dir()
         classifier, config, taxonomy = load_head(folder)
         where = folder / CONFIG_FILE
         if encoder is None:
             try:
-                encoder = load_encoder(config["encoder"].get("name"), backend=backend)
+                encoder = load_encoder(
+                    config["encoder"].get("name"),
+                    backend=backend,
+                    files=config["encoder"].get("files"),
+                    trust=trust_encoder,
+                    where=where,
+                )
+            except EncoderMismatchError:
+                raise
             except TropemlError as exc:
                 raise TropemlError(f"{where}: {exc}") from None
         else:
@@ -421,6 +435,7 @@ def _valid_spans(spans: Any, n: int) -> bool:
 def load(path: str | Path | None = None, **kwargs: Any) -> Tagger:
     """Load a :class:`Tagger` from a model folder (default: the shipped model).
 
-    Keyword arguments go to :meth:`Tagger.from_pretrained`.
+    Keyword arguments go to :meth:`Tagger.from_pretrained` (``encoder``, ``cache``,
+    ``backend``, ``trust_encoder``).
     """
     return Tagger.from_pretrained(path, **kwargs)

@@ -1,0 +1,183 @@
+"""Making the ONNX encoder: export, fusion, int8 quantisation, and the fidelity probes.
+
+Needs torch and transformers (both come with sentence-transformers) to export, and
+onnxruntime to fuse and quantise. Nothing here runs the built model:
+:mod:`tropeml.model.onnx_backend` does, and checks it with :func:`fidelity` on
+:data:`PROBES` before it is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tropeml.core.errors import TropemlError
+
+_FUSED = "ONNX (opset 17, eager attention), onnxruntime BERT fusion"
+
+RECIPES = {
+    "int8": f"{_FUSED}, dynamic int8 quantisation (int8 weights per channel, uint8 activations)",
+    "fp32": _FUSED,
+}
+"""How each model is made (recorded in its ``meta.json``)."""
+
+RECIPE = RECIPES["int8"]
+
+MIN_MEAN_COSINE = 0.98
+"""The int8 model is refused unless its vectors match the float model's this well on average."""
+
+MIN_COSINE = 0.95
+"""... and at least this well on every probe text."""
+
+MIN_COSINE_FP32 = 0.9999
+"""The fp32 model must match the float model to this cosine on every probe text."""
+
+PROBES = (
+    "She waited by the window all night, and when the door finally opened she could not speak.",
+    "He pressed the cloth to the wound and told her to stay awake, just stay awake.",
+    "The funeral was a lie; he watched it from the hill, hood up, while they buried an empty box.",
+    "Years later they met again at the station, older, and neither of them moved first.",
+    "I love you, he said, as if it were an apology, and she laughed and kissed him.",
+    "They ran all night through the pines, the hounds somewhere behind them.",
+    "The pack circled the new alpha, who bared her teeth and did not back down.",
+    "Rain.",
+    "A quiet morning: coffee, a blanket, a cat asleep on the warm side of the bed.",
+    "Her phone buzzed twice. Unknown number. She answered anyway, heart pounding.",
+    "The letter said only: I'm sorry. I should have told you. Come home.",
+    "The mark on his wrist burned the moment their hands touched, and he finally knew.",
+    "Grief sat with him at breakfast, every day, in the chair nobody used any more.",
+    "He stood between them and the blade, and he did not flinch, not even once.",
+    " ".join(
+        "The storm rolled over the harbour and the boats knocked together in the dark while "
+        "the two of them argued in the kitchen about who should have gone back for the dog."
+        for _ in range(12)
+    ),
+    'Chapter 3\n\n***\n\n"Don\'t," she whispered. "Don\'t you dare die on me."',
+)
+"""Fixed texts (written for tropeml) on which the int8 model is checked against the float one."""
+
+
+def fidelity(fast: Any, reference: Any, texts: tuple[str, ...] = PROBES) -> dict[str, float]:
+    """Compare two encoders on ``texts``: mean and minimum cosine of their vectors."""
+    a = fast.embed(list(texts))
+    b = reference.embed(list(texts))
+    cos = np.sum(a * b, axis=1)
+    return {"mean_cosine": float(cos.mean()), "min_cosine": float(cos.min())}
+
+
+def check_pooling(source: Path) -> None:
+    """Refuse a model the ONNX backends cannot run: not mean-pooled BERT, or no tokenizer.json."""
+    pooling = source / "1_Pooling" / "config.json"
+    try:
+        cfg = json.loads(pooling.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        cfg = {}
+    modes = {k for k, v in cfg.items() if k.startswith("pooling_mode") and v}
+    if modes != {"pooling_mode_mean_tokens"} or (source / "2_Dense").exists():
+        raise TropemlError(
+            f"fast backend: {source} is not a mean-pooled sentence-transformers model "
+            "(use --backend torch)"
+        )
+    if not (source / "tokenizer.json").is_file():
+        raise TropemlError(f"fast backend: {source} has no tokenizer.json (use --backend torch)")
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the exporter's and optimiser's warnings (they are about tracing, not errors)."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def _export(source: Path, out: Path) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import torch
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    transformers.utils.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    bert = transformers.AutoModel.from_pretrained(str(source), attn_implementation="eager")
+    bert.eval()
+
+    class Hidden(torch.nn.Module):  # positional inputs in, last hidden state out
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            return self.bert(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=token_type_ids,
+            ).last_hidden_state
+
+    ids = torch.ones((2, 16), dtype=torch.long)
+    axes = {0: "batch", 1: "seq"}
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    with torch.no_grad():
+        torch.onnx.export(
+            Hidden().eval(),
+            (ids, torch.ones_like(ids), torch.zeros_like(ids)),
+            str(out),
+            input_names=names,
+            output_names=["last_hidden_state"],
+            dynamic_axes={n: axes for n in [*names, "last_hidden_state"]},
+            opset_version=17,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+
+
+def _fuse(source: Path, model: Path, out: Path) -> None:
+    from onnxruntime.transformers import optimizer
+
+    cfg = json.loads((source / "config.json").read_text(encoding="utf-8"))
+    opt = optimizer.optimize_model(
+        str(model),
+        model_type="bert",
+        num_heads=int(cfg["num_attention_heads"]),
+        hidden_size=int(cfg["hidden_size"]),
+        opt_level=1,
+    )
+    opt.save_model_to_file(str(out))
+
+
+def _quantise(model: Path, out: Path) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        str(model),
+        str(out),
+        weight_type=QuantType.QInt8,
+        per_channel=True,  # per-tensor scales lose too much (mean cosine ~0.955 vs ~0.992)
+        # the fused graph holds contrib ops that shape inference cannot type
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+
+
+def export_graph(source: Path, work: Path, model_file: str, precision: str) -> None:
+    """Export, fuse and (for ``"int8"``) quantise ``source`` into ``work / model_file``."""
+    with _quiet():
+        _export(source, work / "model.onnx")
+        _fuse(source, work / "model.onnx", work / "model-fused.onnx")
+        if precision == "int8":
+            _quantise(work / "model-fused.onnx", work / model_file)
+        else:
+            os.replace(work / "model-fused.onnx", work / model_file)
