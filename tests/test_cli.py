@@ -115,7 +115,7 @@ def fic(tiny_root: Path) -> Path:
 @pytest.fixture
 def hashing_train(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make ``train`` / ``eval`` use the hashing encoder instead of the real one."""
-    monkeypatch.setattr("tropeml.model.training.default_encoder", lambda: HashingEncoder(64))
+    monkeypatch.setattr("tropeml.model.protocols.default_encoder", lambda: HashingEncoder(64))
 
 
 # --------------------------------------------------------------------------- basics

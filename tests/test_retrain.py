@@ -21,7 +21,7 @@ from tropeml.model.training import retrain
 
 @pytest.fixture
 def hashing_train(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tropeml.model.training.default_encoder", lambda: HashingEncoder(64))
+    monkeypatch.setattr("tropeml.model.protocols.default_encoder", lambda: HashingEncoder(64))
 
 
 @pytest.fixture

@@ -254,3 +254,16 @@ class CachedEncoder:
         if not texts:
             return np.zeros((0, int(getattr(self.encoder, "dimension", 0))), dtype=np.float32)
         return np.stack([found[k] for k in keys]).astype(np.float32)
+
+
+def valid_spans(spans: Any, n: int) -> bool:
+    """Whether a cached split is a list of ``[start, end, chapter]`` inside a text of ``n``."""
+    return isinstance(spans, list) and all(
+        isinstance(x, list)
+        and len(x) == 3
+        and type(x[0]) is int
+        and type(x[1]) is int
+        and 0 <= x[0] < x[1] <= n
+        and (x[2] is None or isinstance(x[2], str))
+        for x in spans
+    )

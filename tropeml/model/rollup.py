@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from tropeml.core.taxonomy import Taxonomy
+from tropeml.core.types import Evidence, Passage, TagResult
 
 
 def pool_scores(scores: ArrayLike, top_k: int = 2) -> NDArray[np.float64]:
@@ -57,3 +63,76 @@ def evidence_order(scores: ArrayLike, threshold: float, limit: int = 3) -> list[
     s = np.asarray(scores, dtype=np.float64)
     order = np.argsort(-s, kind="stable")
     return [int(i) for i in order[:limit] if s[i] >= threshold] or [int(i) for i in order[:1]]
+
+
+def tag_results(
+    scores: NDArray[np.float64],
+    work_scores: NDArray[np.float64],
+    passages: Sequence[Passage],
+    tags: Sequence[str],
+    thresholds: NDArray[np.float64],
+    work_thresholds: NDArray[np.float64],
+    taxonomy: Taxonomy,
+    max_evidence: int = 3,
+) -> tuple[TagResult, ...]:
+    """The work's tags, best first: each tag whose work score reaches its work threshold.
+
+    Args:
+        scores: Passage scores, shape ``(n, T)``.
+        work_scores: Work scores, shape ``(T,)``.
+        passages: The ``n`` passages.
+        tags: The ``T`` tag ids.
+        thresholds: Passage thresholds (evidence and prominence), shape ``(T,)``.
+        work_thresholds: Work thresholds, shape ``(T,)``.
+        taxonomy: Names and spoiler flags.
+        max_evidence: Evidence passages kept per tag.
+    """
+    if not len(passages):
+        return ()
+    prom = prominence(scores, thresholds, [p.end - p.start for p in passages])
+    out = []
+    for j, tag in enumerate(tags):
+        if work_scores[j] < work_thresholds[j]:
+            continue
+        evidence = tuple(
+            Evidence(
+                start=passages[i].start,
+                end=passages[i].end,
+                score=float(scores[i, j]),
+                text=passages[i].text,
+                chapter=passages[i].chapter,
+            )
+            for i in evidence_order(scores[:, j], float(thresholds[j]), max_evidence)
+        )
+        trope = taxonomy.get(tag)
+        out.append(
+            TagResult(
+                id=tag,
+                name=trope.name if trope else tag,
+                score=float(work_scores[j]),
+                threshold=float(work_thresholds[j]),
+                prominence=float(prom[j]),
+                evidence=evidence,
+                spoiler=bool(trope and trope.spoiler),
+            )
+        )
+    return tuple(sorted(out, key=lambda t: -t.score))
+
+
+def rollup_settings(rollup: dict[str, Any], tags: Sequence[str]) -> dict[str, Any]:
+    """:class:`~tropeml.serve.tagger.Tagger` keyword arguments from a config's ``rollup``.
+
+    A ``"chance"`` roll-up (:mod:`tropeml.model.decision`) gives the null (per-tag location
+    and scale, in ``tags`` order), the aimed false-tag rates and the evidence rank; any
+    other is tropeml 0.1's mean of the ``top_k`` best passages.
+    """
+    out: dict[str, Any] = {
+        "top_k": int(rollup.get("top_k", 2)),
+        "max_evidence": int(rollup.get("max_evidence", 3)),
+    }
+    if rollup.get("method") == "chance":
+        null = rollup["null"]
+        out["null"] = ([null["mu"][t] for t in tags], [null["sigma"][t] for t in tags])
+        out["alpha"] = {k: float(v) for k, v in rollup.get("alpha", {}).items()}
+        out["k"] = int(rollup.get("k", 1))
+    return out

@@ -13,15 +13,15 @@ from numpy.typing import ArrayLike, NDArray
 from tropeml.core.errors import TropemlError
 from tropeml.core.resources import default_model_dir
 from tropeml.core.taxonomy import Taxonomy
-from tropeml.core.types import Evidence, Passage, TagResult, Work, WorkResult
+from tropeml.core.types import Passage, Work, WorkResult
 from tropeml.io.readers import DEFAULT_MAX_BYTES, expand_paths, parse_text, read_work
 from tropeml.model.backends import load_encoder
-from tropeml.model.cache import CachedEncoder, EmbeddingCache, code_key, content_key
+from tropeml.model.cache import CachedEncoder, EmbeddingCache, code_key, content_key, valid_spans
 from tropeml.model.decision import chance_scores
 from tropeml.model.encoders import encoder_id
 from tropeml.model.head import ArrayHead
 from tropeml.model.persistence import CONFIG_FILE, load_head
-from tropeml.model.rollup import evidence_order, pool_scores, prominence
+from tropeml.model.rollup import pool_scores, rollup_settings, tag_results
 from tropeml.model.weights import EncoderMismatchError
 from tropeml.text.masking import masker, work_names
 from tropeml.text.passages import count_words, split_passages
@@ -151,28 +151,14 @@ class Tagger:
                 )
         if cache:
             encoder = CachedEncoder(encoder, None if cache is True else Path(str(cache)))
-        rollup = config["rollup"]
-        chance = rollup.get("method") == "chance"
-        null = (
-            (
-                [rollup["null"]["mu"][t] for t in config["tags"]],
-                [rollup["null"]["sigma"][t] for t in config["tags"]],
-            )
-            if chance
-            else None
-        )
         return cls(
             classifier,
             taxonomy,
             encoder,
             thresholds={k: float(v) for k, v in config["thresholds"].items()},
             name=str(config.get("name", folder.name)),
-            top_k=int(rollup.get("top_k", 2)),
-            max_evidence=int(rollup.get("max_evidence", 3)),
             mask_names=bool(config.get("mask_names", False)),
-            null=null,
-            alpha={k: float(v) for k, v in rollup.get("alpha", {}).items()} if chance else None,
-            k=int(rollup.get("k", 1)),
+            **rollup_settings(config["rollup"], config["tags"]),
         )
 
     def passages(self, work: Work | str) -> list[Passage]:
@@ -193,7 +179,7 @@ class Tagger:
             head = json.dumps([code_key("tropeml.text.passages"), encoder_id(self.encoder), budget])
             key = content_key(head, json.dumps(regions), work.text)
             spans = cache.get_json("passages", key)
-            if _valid_spans(spans, len(work.text)):
+            if valid_spans(spans, len(work.text)):
                 text = work.text
                 return [Passage(s, e, text[s:e], c) for s, e, c in spans]
         passages = split_passages(work, counter or count_words, budget)
@@ -373,40 +359,22 @@ class Tagger:
         """
         scores = self.score_passages(work, passages, X, texts)
         work_scores = self.work_scores(scores)
-        prom = prominence(scores, self.thresholds, [p.end - p.start for p in passages])
-        tags = []
-        for j, tag in enumerate(self.tags):
-            if not len(passages) or work_scores[j] < self.work_thresholds[j]:
-                continue
-            evidence = tuple(
-                Evidence(
-                    start=passages[i].start,
-                    end=passages[i].end,
-                    score=float(scores[i, j]),
-                    text=passages[i].text,
-                    chapter=passages[i].chapter,
-                )
-                for i in evidence_order(scores[:, j], self.thresholds[j], self.max_evidence)
-            )
-            trope = self.taxonomy.get(tag)
-            tags.append(
-                TagResult(
-                    id=tag,
-                    name=trope.name if trope else tag,
-                    score=float(work_scores[j]),
-                    threshold=float(self.work_thresholds[j]),
-                    prominence=float(prom[j]),
-                    evidence=evidence,
-                    spoiler=bool(trope and trope.spoiler),
-                )
-            )
-        tags.sort(key=lambda t: -t.score)
+        tags = tag_results(
+            scores,
+            work_scores,
+            passages,
+            self.tags,
+            self.thresholds,
+            self.work_thresholds,
+            self.taxonomy,
+            self.max_evidence,
+        )
         return WorkResult(
             source=source or work.source,
             n_passages=len(passages),
             model=self.name,
             scores={t: float(s) for t, s in zip(self.tags, work_scores, strict=True)},
-            tags=tuple(tags),
+            tags=tags,
             passages=tuple((p.start, p.end, p.chapter) for p in passages),
             passage_scores=tuple(tuple(row) for row in scores.tolist()),
         )
@@ -417,19 +385,6 @@ class Tagger:
         """Tag files, directories (every ``.txt`` inside) or ``"-"`` (stdin), one by one."""
         for path in expand_paths(paths):
             yield self.tag(read_work(path, max_bytes=max_bytes), source=path)
-
-
-def _valid_spans(spans: Any, n: int) -> bool:
-    """Whether a cached split is a list of ``[start, end, chapter]`` inside a text of ``n``."""
-    return isinstance(spans, list) and all(
-        isinstance(x, list)
-        and len(x) == 3
-        and type(x[0]) is int
-        and type(x[1]) is int
-        and 0 <= x[0] < x[1] <= n
-        and (x[2] is None or isinstance(x[2], str))
-        for x in spans
-    )
 
 
 def load(path: str | Path | None = None, **kwargs: Any) -> Tagger:
