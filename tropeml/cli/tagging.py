@@ -17,6 +17,7 @@ from tropeml.cli.common import (
     PathsArg,
     RootOpt,
     _each_work,
+    backend_from,
     _err,
     _state,
     app,
@@ -56,7 +57,7 @@ def tag(
             "--out", "-o", help="Append JSON Lines here as works finish; a rerun resumes."
         ),
     ] = None,
-    backend: BackendOpt = "auto",
+    backend: BackendOpt = None,
     engine: Annotated[
         str, typer.Option("--engine", help="local (this process) or ray (Ray Data).")
     ] = "local",
@@ -77,6 +78,7 @@ def tag(
 
     if engine not in {"local", "ray"}:
         raise TropemlError(f"unknown engine {engine!r}: choose local or ray")
+    backend = backend_from(backend, "auto")
     if engine == "ray":
         from tropeml.serve.ray import tag_with_ray
 

@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from tropeml.cli.common import (
-    BackendOpt,
     DataOpt,
     EncoderOpt,
+    EvalBackendOpt,
     NoCacheOpt,
     RootOpt,
     app,
+    backend_from,
     friendly_errors,
 )
 
@@ -113,13 +114,14 @@ def evaluate(
         ),
     ] = "works",
     no_cache: NoCacheOpt = False,
-    backend: BackendOpt = "torch",
+    backend: EvalBackendOpt = None,
     encoder: EncoderOpt = None,
 ) -> None:
     """Cross-validated evaluation: per-tag precision, recall, F1, AP and support."""
     from tropeml.model.backends import load_encoder
     from tropeml.model.training import evaluate as run_evaluate
 
+    backend = backend_from(backend, "torch")
     # torch is what training uses; another backend swaps in the same model run differently
     enc = None if backend == "torch" else load_encoder(None, backend=backend)
     enc = load_encoder(encoder) if encoder else enc

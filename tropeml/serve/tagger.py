@@ -15,7 +15,7 @@ from tropeml.core.resources import default_model_dir
 from tropeml.core.taxonomy import Taxonomy
 from tropeml.core.types import Evidence, Passage, TagResult, Work, WorkResult
 from tropeml.io.readers import DEFAULT_MAX_BYTES, expand_paths, parse_text, read_work
-from tropeml.model.backends import load_encoder
+from tropeml.model.backends import BackendError, load_encoder, resolve_backend
 from tropeml.model.cache import CachedEncoder, EmbeddingCache, code_key, content_key
 from tropeml.model.encoders import encoder_id
 from tropeml.model.head import ArrayHead
@@ -97,12 +97,15 @@ class Tagger:
         Raises:
             TropemlError: If the folder is missing, corrupt, untrusted or incompatible.
         """
+        backend = resolve_backend(backend)  # a bad backend is not the model folder's fault
         folder = Path(path) if path is not None else default_model_dir()
         classifier, config, taxonomy = load_head(folder)
         where = folder / CONFIG_FILE
         if encoder is None:
             try:
                 encoder = load_encoder(config["encoder"].get("name"), backend=backend)
+            except BackendError:
+                raise
             except TropemlError as exc:
                 raise TropemlError(f"{where}: {exc}") from None
         else:
