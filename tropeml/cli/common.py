@@ -105,7 +105,7 @@ EvalBackendOpt = Annotated[
 
 
 def backend_from(flag: str | None, default: str) -> str:
-    """Return the backend a command runs: ``--backend``, else ``$TROPEML_BACKEND``, else ``default``.
+    """Return the backend a command runs: ``--backend``, ``$TROPEML_BACKEND`` or ``default``.
 
     Raises:
         TropemlError: If the flag or the variable names no backend (the error says which).

@@ -17,10 +17,10 @@ from tropeml.cli.common import (
     PathsArg,
     RootOpt,
     _each_work,
-    backend_from,
     _err,
     _state,
     app,
+    backend_from,
     friendly_errors,
 )
 from tropeml.core.errors import TropemlError
@@ -64,7 +64,14 @@ def tag(
     address: Annotated[
         str | None, typer.Option("--address", help="Ray cluster address (default: start one).")
     ] = None,
-    actors: Annotated[int, typer.Option("--actors", help="Ray actors (model copies).")] = 2,
+    actors: Annotated[
+        int | None,
+        typer.Option(
+            "--actors",
+            help="Ray actors (model copies). Default: 2, or 1 on a cluster with under 3 CPUs "
+            "(one CPU stays free for Ray Data's read tasks).",
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Works per batch.")] = 16,
     text_column: Annotated[
         str, typer.Option("--text-column", help="Text column of table files.")

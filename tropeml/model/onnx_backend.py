@@ -293,7 +293,9 @@ def fast_or_fallback(
         fast = OnnxEncoder(reference.model, batch_size=reference.batch_size, precision=precision)
         fast.ensure_built()
     except OSError as exc:  # e.g. the disk filled up while the model was saved
-        error = TropemlError(f"fast backend: cannot save the ONNX model ({exc}); use --backend torch")
+        error = TropemlError(
+            f"fast backend: cannot save the ONNX model ({exc}); use --backend torch"
+        )
         if required:
             raise error from None
         print(f"tropeml: warning: {error}; using the torch backend", file=sys.stderr)
