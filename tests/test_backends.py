@@ -11,10 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ao3_fixtures import download_html
+from test_cli import all_text, assert_one_line_error, json_lines, run, stderr_of, stdout_of
 
+import tropeml
 from tropeml.core.errors import TropemlError
 from tropeml.model import onnx_backend, onnx_export
-from tropeml.model.backends import load_encoder
+from tropeml.model.backends import BackendError, load_encoder
 from tropeml.model.cache import CachedEncoder, EmbeddingCache
 from tropeml.model.encoders import HashingEncoder, SentenceTransformerEncoder
 from tropeml.model.onnx_backend import OnnxEncoder
@@ -48,6 +51,130 @@ def test_backend_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TROPEML_BACKEND", "nope")
     with pytest.raises(TropemlError, match="unknown backend"):
         load_encoder(None)
+
+
+# --------------------------------------------------------------------------- issue 16, point 7
+
+
+@pytest.fixture
+def loaded_with(monkeypatch: pytest.MonkeyPatch, tiny_model: Path) -> list[str | None]:
+    """Record the backend each ``tropeml tag`` loads its model with."""
+    from tropeml.serve import tagger
+
+    seen: list[str | None] = []
+    real = tagger.load
+
+    def load(path: object = None, **kwargs: object) -> object:
+        seen.append(kwargs.get("backend"))  # type: ignore[arg-type]
+        return real(tiny_model, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tagger, "load", load)
+    return seen
+
+
+def test_cli_backend_default_honours_the_environment(
+    monkeypatch: pytest.MonkeyPatch, loaded_with: list[str | None], tmp_path: Path
+) -> None:
+    fic = tmp_path / "fic.txt"
+    fic.write_text("Rain fell on the roof. She baked a cake.", encoding="utf-8")
+    monkeypatch.delenv("TROPEML_BACKEND", raising=False)
+    assert run("tag", fic, "--json").exit_code == 0
+    monkeypatch.setenv("TROPEML_BACKEND", "torch")
+    assert run("tag", fic, "--json").exit_code == 0
+    assert run("tag", fic, "--json", "--backend", "float").exit_code == 0  # the flag wins
+    assert loaded_with == ["auto", "torch", "float"]
+
+
+def test_eval_backend_default_honours_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tiny_root: Path
+) -> None:
+    from tropeml.model import backends, training
+
+    seen: list[str | None] = []
+    monkeypatch.setattr(backends, "load_encoder", lambda name, backend=None: seen.append(backend))
+    monkeypatch.setattr(training, "evaluate", lambda *a, **k: (_ for _ in ()).throw(SystemExit))
+    monkeypatch.setenv("TROPEML_BACKEND", "float")
+    run("eval", "--data", tiny_root / "data")
+    monkeypatch.delenv("TROPEML_BACKEND")
+    run("eval", "--data", tiny_root / "data")  # torch, as training: no encoder swapped in
+    assert seen == ["float"]
+
+
+@pytest.mark.parametrize("command", ["tag", "audit", "label"])
+def test_bogus_backend_variable_is_one_line_naming_it(
+    command: str, monkeypatch: pytest.MonkeyPatch, tiny_model: Path, tmp_path: Path
+) -> None:
+    fic = tmp_path / "fic.txt"
+    fic.write_text(download_html(["Rain"]), encoding="utf-8")
+    monkeypatch.setenv("TROPEML_BACKEND", "gpu")
+    result = run(command, fic, "--model", tiny_model)
+    line = assert_one_line_error(result, "unknown backend 'gpu' ($TROPEML_BACKEND)")
+    assert "auto, fast, float, torch" in line and "config.json" not in line
+    with pytest.raises(TropemlError, match=r"\$TROPEML_BACKEND"):
+        tropeml.load(tiny_model)
+
+
+@pytest.mark.parametrize("command", ["tag", "eval"])
+def test_bogus_backend_flag_names_the_option_and_the_choices(
+    command: str, tiny_model: Path, tmp_path: Path
+) -> None:
+    fic = tmp_path / "fic.txt"
+    fic.write_text("Rain fell.", encoding="utf-8")
+    args = [fic, "--model", tiny_model] if command == "tag" else ["--data", tmp_path]
+    line = assert_one_line_error(run(command, *args, "--backend", "gpu"), "(--backend)")
+    assert line == (
+        "tropeml: error: unknown backend 'gpu' (--backend): choose auto, fast, float, torch"
+    )
+    with pytest.raises(TropemlError) as info:  # the API blames the argument, not the model
+        tropeml.load(tiny_model, backend="gpu")
+    assert str(info.value) == "unknown backend 'gpu': choose auto, fast, float, torch"
+
+
+@pytest.fixture
+def onnx_dir_is_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder", encoding="utf-8")
+    monkeypatch.setenv("TROPEML_ONNX_DIR", str(afile))
+    return afile
+
+
+def test_unwritable_onnx_folder_falls_back_to_torch(
+    onnx_dir_is_a_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    enc = load_encoder(None, backend="auto")
+    assert isinstance(enc, SentenceTransformerEncoder)
+    (line,) = capsys.readouterr().err.strip().splitlines()  # no build was tried
+    assert line.startswith(f"tropeml: warning: fast backend: cannot write {onnx_dir_is_a_file}")
+    assert line.endswith("; using the torch backend")
+
+
+def test_unwritable_onnx_folder_with_fast_is_one_line(
+    onnx_dir_is_a_file: Path, fic_of_the_default_model: Path
+) -> None:
+    with pytest.raises(BackendError, match="fast backend: cannot write"):
+        load_encoder(None, backend="fast")
+    result = run("tag", fic_of_the_default_model, "--backend", "fast", "--no-cache")
+    line = assert_one_line_error(result, "cannot write", str(onnx_dir_is_a_file))
+    assert "TROPEML_ONNX_DIR" in line and "config.json" not in line
+
+
+@pytest.fixture
+def fic_of_the_default_model(tmp_path: Path) -> Path:
+    fic = tmp_path / "fic.txt"
+    fic.write_text("Rain fell on the roof. She baked a cake.", encoding="utf-8")
+    return fic
+
+
+@pytest.mark.integration
+def test_unwritable_onnx_folder_tags_on_torch_from_the_cli(
+    onnx_dir_is_a_file: Path, fic_of_the_default_model: Path
+) -> None:
+    result = run("tag", fic_of_the_default_model, "--json", "--no-cache")
+    assert result.exit_code == 0, all_text(result)
+    (line,) = [x for x in stderr_of(result).splitlines() if x.startswith("tropeml:")]
+    assert "cannot write" in line and line.endswith("using the torch backend")
+    (obj,) = json_lines(stdout_of(result))
+    assert obj["model"] == "default"
 
 
 def _no_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,7 +28,7 @@ from ao3_fixtures import download_html, write_epub
 from conftest import ROOT, edit_config, rewrite_arrays, write_tiny_data
 from epub_fixtures import write_drm_epub, write_fff_epub, write_font_obfuscated_epub
 from sklearn.linear_model import LogisticRegression
-from test_cli import all_text, assert_one_line_error, json_lines, run, stdout_of
+from test_cli import all_text, assert_one_line_error, json_lines, run, stderr_of, stdout_of
 
 import tropeml
 from tropeml.core.errors import TropemlError
@@ -113,9 +113,14 @@ API = ("api",)
 @dataclass(frozen=True)
 class Case:
     id: str
-    expect: str  # a fragment of the error line, or "works"
+    expect: str  # a fragment of the error line, "works", or "warning: <fragment>"
     build: Callable[[Env], Call]
     surfaces: tuple[str, ...] = BOTH
+    integration: tuple[str, ...] = ()  # surfaces that need the real encoder (slower)
+
+
+WARNING = "warning: "
+"""An ``expect`` that starts with this: the input is used, with one warning line about it."""
 
 
 # --------------------------------------------------------------------------- text inputs
@@ -495,6 +500,71 @@ def _train_encoder(env: Env) -> Call:
     return _train(env, "no-such-encoder", None, encoder="no-such-encoder")
 
 
+# --------------------------------------------------------------------------- settings (issue 16)
+
+
+def _backend_variable(env: Env) -> Call:
+    env.monkeypatch.setenv("TROPEML_BACKEND", "gpu")
+    return Call(
+        cli=["tag", env.fic, "--model", env.model, "--json"],
+        api=lambda: tropeml.load(env.model, cache=False),
+        where="$TROPEML_BACKEND",
+    )
+
+
+def _backend_flag(env: Env) -> Call:
+    return Call(cli=["tag", env.fic, "--backend", "gpu"], api=None, where="--backend")
+
+
+def _onnx_dir_a_file(env: Env, backend: str) -> Call:
+    """``$TROPEML_ONNX_DIR`` names a file: the fast backend cannot be built (default model)."""
+    afile = env.tmp / "afile"
+    afile.write_text("not a folder", encoding="utf-8")
+    env.monkeypatch.setenv("TROPEML_ONNX_DIR", str(afile))
+    return Call(
+        cli=["tag", env.fic, "--json", "--no-cache", "--backend", backend],
+        api=lambda: tropeml.load(backend=backend, cache=False),
+        where=str(afile),
+    )
+
+
+def _bad_fic_in_data(env: Env) -> Call:
+    """A folder of fics for training, one of them binary: skipped, the train goes on."""
+    folder = env.tmp / "downloads"
+    folder.mkdir()
+    (folder / "good.html").write_text(download_html(["Rain"]), encoding="utf-8")
+    bad = folder / "bad.txt"
+    bad.write_bytes(bytes(range(256)) * 8)
+    call = _train(env, str(bad), None)
+    assert call.cli is not None
+    return Call(
+        cli=[*call.cli, "--data", folder, "--no-eval"],
+        api=lambda: tropeml.retrain(
+            [env.data, folder],
+            root=env.root,
+            out=None,
+            encoder=tropeml.HashingEncoder(64),
+            cache=False,
+            evaluate=False,
+        ),
+        where=str(bad),
+    )
+
+
+SETTING_CASES = [
+    Case("backend-variable-bogus", "unknown backend 'gpu'", _backend_variable),
+    Case("backend-option-bogus", "unknown backend 'gpu'", _backend_flag, CLI),
+    Case("onnx-dir-unwritable-fast", "cannot write", lambda e: _onnx_dir_a_file(e, "fast")),
+    Case(
+        "onnx-dir-unwritable-auto",
+        WARNING + "cannot write",
+        lambda e: _onnx_dir_a_file(e, "auto"),
+        integration=CLI,
+    ),
+    Case("train-bad-fic-in-data-folder", WARNING + "skipped", _bad_fic_in_data),
+]
+
+
 MODEL_CASES = [
     Case("model-missing-folder", "model folder not found", _model(_missing_folder)),
     Case("model-not-a-folder", "model folder not found", _model(_not_a_folder)),
@@ -632,7 +702,7 @@ WRITE_CASES = [
     Case("calibre-without-calibredb", "calibredb not found on the PATH", _no_calibredb),
 ]
 
-CASES = TEXT_CASES + LABEL_CASES + MODEL_CASES + WRITE_CASES
+CASES = TEXT_CASES + LABEL_CASES + MODEL_CASES + SETTING_CASES + WRITE_CASES
 BY_ID = {c.id: c for c in CASES}
 
 
@@ -648,10 +718,28 @@ def env(tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> En
 
 def _params(surface: str, errors_only: bool = False) -> list[Any]:
     return [
-        pytest.param(c.id, id=c.id)
+        pytest.param(
+            c.id,
+            id=c.id,
+            marks=[pytest.mark.integration] if surface in c.integration else [],
+        )
         for c in CASES
-        if surface in c.surfaces and not (errors_only and c.expect == "works")
+        if surface in c.surfaces and not (errors_only and not _is_error(c))
     ]
+
+
+def _is_error(case: Case) -> bool:
+    return case.expect != "works" and not case.expect.startswith(WARNING)
+
+
+def _warning_line(text: str, case: Case, where: str) -> None:
+    """``text`` holds exactly one ``tropeml: warning:`` line about ``where``, and no error."""
+    lines = [line for line in text.splitlines() if line.startswith("tropeml:")]
+    lines = [line for line in lines if not line.startswith("tropeml: building")]
+    assert len(lines) == 1, text
+    assert lines[0].startswith("tropeml: warning:"), text
+    assert case.expect.removeprefix(WARNING) in lines[0] and where in lines[0], text
+    assert "Traceback" not in text
 
 
 def _stdin_input(case: Case) -> bytes | None:
@@ -664,6 +752,10 @@ def test_cli(case_id: str, env: Env) -> None:
     call = case.build(env)
     assert call.cli is not None
     result = run(*call.cli, input=_stdin_input(case))
+    if case.expect.startswith(WARNING):
+        assert result.exit_code == 0, all_text(result)
+        _warning_line(stderr_of(result), case, call.where)
+        return
     if case.expect == "works":
         assert result.exit_code == 0, all_text(result)
         (obj,) = json_lines(stdout_of(result))
@@ -689,10 +781,19 @@ def test_cli_debug_shows_the_error(case_id: str, env: Env) -> None:
 
 
 @pytest.mark.parametrize("case_id", _params("api"))
-def test_api(case_id: str, env: Env) -> None:
+def test_api(case_id: str, env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     case = BY_ID[case_id]
     call = case.build(env)
     assert call.api is not None
+    if case.expect.startswith(WARNING):  # printed on stderr, or listed in the result
+        result = call.api()
+        skipped = getattr(result, "skipped", [])
+        _warning_line(
+            capsys.readouterr().err + "".join(f"tropeml: warning: skipped {x}\n" for x in skipped),
+            case,
+            call.where,
+        )
+        return
     if case.expect == "works":
         results = call.api()
         assert [r.n_passages > 0 for r in results] == [True]

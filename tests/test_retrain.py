@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from ao3_fixtures import download_html, work_page_html, write_epub
-from test_cli import all_text, assert_one_line_error, json_lines, run
+from test_cli import all_text, assert_one_line_error, json_lines, run, stderr_of
 
 from tropeml.io.readers import read_work
 from tropeml.io.sources import LabelledWork, answer_record, load_answers
@@ -16,6 +20,7 @@ from tropeml.model.classifier import UNKNOWN
 from tropeml.model.dataset import ANSWER, WORK
 from tropeml.model.encoders import HashingEncoder
 from tropeml.model.mil import mil_targets
+from tropeml.model.persistence import model_lock
 from tropeml.model.training import retrain
 
 
@@ -169,3 +174,119 @@ def test_answers_in_the_span_label_folder_are_refused(tiny_root: Path) -> None:
             encoder=HashingEncoder(64),
             evaluate=False,
         )
+
+
+# --------------------------------------------------------------------------- issue 16, point 7
+
+
+def _env() -> dict[str, str]:
+    """The environment for a child process that must import this checkout's tropeml."""
+    root = str(Path(__file__).resolve().parent.parent)
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else ""),
+            "PYTHONWARNINGS": "ignore"}  # fmt: skip
+
+
+def test_retrain_twice_in_one_process(tiny_root: Path, ao3_folder: Path, tmp_path: Path) -> None:
+    """The README calls ``tropeml.retrain`` twice; the second call once hit a module."""
+    script = f"""
+import tropeml
+enc = tropeml.HashingEncoder(64)
+kw = dict(encoder=enc, cache=False, evaluate=False)
+data, downloads = {str(tiny_root / "data")!r}, {str(ao3_folder)!r}
+first = tropeml.retrain([data, downloads], out={str(tmp_path / "a")!r}, **kw)
+import tropeml.training  # the 0.1 module path, deprecated but importable
+work = tropeml.read_work(downloads + "/one.html")
+second = tropeml.retrain(
+    data_dir=data, works=[tropeml.LabelledWork(work, ("rain",))], out={str(tmp_path / "b")!r}, **kw
+)
+third = tropeml.retrain([data], out=None, **kw)
+print(callable(tropeml.retrain), len(first.works), len(second.works), third.folder)
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "3", "1", "None"]
+
+
+def test_one_bad_fic_in_a_data_folder_is_skipped(
+    tiny_root: Path, ao3_folder: Path, tmp_path: Path
+) -> None:
+    """A fic that cannot be read is left out with a warning line; the train goes on."""
+    bad = ao3_folder / "broken.txt"
+    bad.write_bytes(bytes(range(256)) * 8)
+    result = retrain(
+        [tiny_root / "data", ao3_folder],
+        root=tiny_root,
+        out=None,
+        encoder=HashingEncoder(64),
+        cache=False,
+        evaluate=False,
+    )
+    assert len(result.works) == 3
+    (skipped,) = result.skipped
+    assert str(bad) in skipped and "binary" in skipped
+    args = ["train", "--data", tiny_root / "data", "--data", ao3_folder, "--root", tiny_root]
+    cli = run(*args, "--out", tmp_path / "m", "--encoder", "hashing-64", "--no-cache", "--no-eval")
+    assert cli.exit_code == 0, all_text(cli)
+    warnings = [line for line in stderr_of(cli).splitlines() if line.startswith("tropeml:")]
+    assert warnings == [f"tropeml: warning: skipped {skipped}"]
+    assert "added 3 works with author tags" in cli.stdout
+
+
+def test_retrain_from_outside_the_checkout(
+    tiny_root: Path, ao3_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Label files' paths are read from the data folder's parent, not from the cwd."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = retrain(
+        [tiny_root / "data", ao3_folder],
+        out=tmp_path / "m",
+        encoder=HashingEncoder(64),
+        cache=False,
+        evaluate=False,
+    )
+    assert len(result.works) == 3 and (tmp_path / "m" / "config.json").is_file()
+    cli = run("train", "--data", tiny_root / "data", "--out", tmp_path / "m2",
+              "--encoder", "hashing-64", "--no-cache", "--no-eval")  # fmt: skip
+    assert cli.exit_code == 0, all_text(cli)
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_train_with_answers_waits_for_a_held_lock(tiny_root: Path, tmp_path: Path) -> None:
+    """Every train takes turns, also one with extra sources (``--data data --data FILE``)."""
+    fic = tiny_root / "fics" / "one.txt"
+    answers = tmp_path / "answers.jsonl"
+    record = answer_record(str(fic), fic.read_text(encoding="utf-8"), 0, 200, "rain", "yes")
+    answers.write_text(record + "\n", encoding="utf-8")
+    out, log = tmp_path / "models" / "m", tmp_path / "stderr.txt"
+    args = ["train", "--data", "data", "--data", answers, "--out", out]
+    args += ["--encoder", "hashing-64", "--no-cache", "--no-eval"]
+    with model_lock(out):  # another writer holds the folder
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tropeml", *map(str, args)],
+            cwd=tiny_root,
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=log.open("wb"),
+        )
+        deadline = time.monotonic() + 120
+        while "waiting" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.2)
+        time.sleep(0.5)
+        assert proc.poll() is None and not out.exists()  # it waits; it writes nothing
+    assert proc.wait(timeout=300) == 0, log.read_text()
+    (line,) = log.read_text().strip().splitlines()
+    assert line.startswith(f"tropeml: {out}: another tropeml process is writing")
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    assert config["training_data"]["added"]["n_answers"] == 1

@@ -91,14 +91,28 @@ RootOpt = Annotated[
         help="Folder that label files' paths are relative to (default: the data folder's parent).",
     ),
 ]
+_BACKEND_HELP = (
+    "Encoder backend: fast (int8 ONNX, no torch), float (float32 ONNX, no torch: torch's "
+    "vectors), torch, or auto (fast if it can be built, else torch). Default: "
+    "$TROPEML_BACKEND if set, else {default}."
+)
 BackendOpt = Annotated[
-    str,
-    typer.Option(
-        "--backend",
-        help="Encoder backend: fast (int8 ONNX, no torch), float (float32 ONNX, no torch: "
-        "torch's vectors), torch, or auto (fast if it can be built, else torch).",
-    ),
+    str | None, typer.Option("--backend", help=_BACKEND_HELP.format(default="auto"))
 ]
+EvalBackendOpt = Annotated[
+    str | None, typer.Option("--backend", help=_BACKEND_HELP.format(default="auto"))
+]
+
+
+def backend_from(flag: str | None, default: str) -> str:
+    """Return the backend a command runs: ``--backend``, ``$TROPEML_BACKEND`` or ``default``.
+
+    Raises:
+        TropemlError: If the flag or the variable names no backend (the error says which).
+    """
+    from tropeml.model.backends import resolve_backend
+
+    return resolve_backend(flag, default, option="--backend")
 
 
 def _each_work(paths: list[str], max_bytes: int) -> Iterator[tuple[str, Any]]:

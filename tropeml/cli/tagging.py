@@ -21,6 +21,7 @@ from tropeml.cli.common import (
     _err,
     _state,
     app,
+    backend_from,
     friendly_errors,
 )
 from tropeml.core.errors import TropemlError
@@ -57,14 +58,21 @@ def tag(
             "--out", "-o", help="Append JSON Lines here as works finish; a rerun resumes."
         ),
     ] = None,
-    backend: BackendOpt = "auto",
+    backend: BackendOpt = None,
     engine: Annotated[
         str, typer.Option("--engine", help="local (this process) or ray (Ray Data).")
     ] = "local",
     address: Annotated[
         str | None, typer.Option("--address", help="Ray cluster address (default: start one).")
     ] = None,
-    actors: Annotated[int, typer.Option("--actors", help="Ray actors (model copies).")] = 2,
+    actors: Annotated[
+        int | None,
+        typer.Option(
+            "--actors",
+            help="Ray actors (model copies). Default: 2, or 1 on a cluster with under 3 CPUs "
+            "(one CPU stays free for Ray Data's read tasks).",
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Works per batch.")] = 16,
     text_column: Annotated[
         str, typer.Option("--text-column", help="Text column of table files.")
@@ -79,6 +87,7 @@ def tag(
 
     if engine not in {"local", "ray"}:
         raise TropemlError(f"unknown engine {engine!r}: choose local or ray")
+    backend = backend_from(backend, "auto")
     if engine == "ray":
         from tropeml.serve.ray import tag_with_ray
 

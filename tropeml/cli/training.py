@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from tropeml.cli.common import (
-    BackendOpt,
     DataOpt,
     EncoderOpt,
+    EvalBackendOpt,
     ModelOpt,
     NoCacheOpt,
     RootOpt,
     app,
+    backend_from,
     friendly_errors,
 )
 
@@ -117,12 +118,13 @@ def evaluate(
     ] = "works",
     model: ModelOpt = None,
     no_cache: NoCacheOpt = False,
-    backend: BackendOpt = "auto",
+    backend: EvalBackendOpt = None,
     encoder: EncoderOpt = None,
 ) -> None:
     """Evaluate: a saved model on the dev set, or cross-validated training on data/."""
     from tropeml.model.backends import load_encoder
 
+    backend = backend_from(backend, "auto")
     if protocol == "dev":
         _evaluate_dev(data, model, backend, not no_cache, as_json, markdown)
         return

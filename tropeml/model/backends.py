@@ -19,6 +19,40 @@ torch), ``float`` (float32 ONNX, no torch), ``torch`` (sentence-transformers), `
 where it can be built, else torch)."""
 
 
+class BackendError(TropemlError):
+    """The backend asked for is unknown or cannot be had (the model folder is not at fault)."""
+
+
+ENV_VAR = "TROPEML_BACKEND"
+"""The environment variable that picks the backend when none is given."""
+
+
+def resolve_backend(backend: str | None, default: str = "auto", option: str | None = None) -> str:
+    """Return the backend to use: ``backend``, else ``$TROPEML_BACKEND``, else ``default``.
+
+    Args:
+        backend: The backend asked for (``None``: not given).
+        default: The backend when neither ``backend`` nor the variable is set.
+        option: What ``backend`` came from, named in the error (e.g. ``"--backend"``).
+
+    Raises:
+        BackendError: If the value is not one of :data:`BACKENDS`; the message names the
+            option or the environment variable it came from.
+    """
+    choices = ", ".join(BACKENDS)
+    if backend is not None:
+        if backend not in BACKENDS:
+            source = f" ({option})" if option else ""
+            raise BackendError(f"unknown backend {backend!r}{source}: choose {choices}")
+        return backend
+    value = os.environ.get(ENV_VAR, "").strip()
+    if not value:
+        return default
+    if value not in BACKENDS:
+        raise BackendError(f"unknown backend {value!r} (${ENV_VAR}): choose {choices}")
+    return value
+
+
 def load_encoder(
     name: str | None = None,
     backend: str | None = None,
@@ -45,13 +79,12 @@ def load_encoder(
         **kwargs: Passed to :class:`SentenceTransformerEncoder` (``batch_size``, ``device``).
 
     Raises:
-        TropemlError: If the name is neither a local folder nor a known model, the backend is
-            unknown, or ``"fast"`` was asked for and cannot be had.
+        TropemlError: If the name is neither a local folder nor a known model.
+        BackendError: If the backend is unknown, or ``"fast"`` or ``"float"`` was asked for
+            and cannot be had.
         EncoderMismatchError: If the encoder's files are not the recorded ones (and not trusted).
     """
-    backend = backend or os.environ.get("TROPEML_BACKEND") or "auto"
-    if backend not in BACKENDS:
-        raise TropemlError(f"unknown backend {backend!r}: choose {', '.join(BACKENDS)}")
+    backend = resolve_backend(backend)
     if name and (m := re.fullmatch(r"hashing-(\d+)", name)):
         return HashingEncoder(int(m.group(1)))
     enc = SentenceTransformerEncoder(name, **kwargs)
@@ -62,4 +95,7 @@ def load_encoder(
         return enc
     if backend == "auto":
         return fast_or_fallback(enc)
-    return fast_or_fallback(enc, required=True, precision=PRECISION_OF[backend])
+    try:
+        return fast_or_fallback(enc, required=True, precision=PRECISION_OF[backend])
+    except TropemlError as exc:
+        raise BackendError(str(exc)) from None

@@ -189,8 +189,22 @@ class OnnxEncoder:
                     f"files in {self.folder}; run "
                     f"`tropeml setup{'' if self.precision == 'int8' else ' --backend float'}`"
                 )
+            self._check_writable()  # before a minute of building, not after
             meta = build(self.source, self.folder, self._float, self.precision)
         return meta
+
+    def _check_writable(self) -> None:
+        """Raise a one-line error if the model's folder cannot be created or written."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.folder):
+                pass
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise TropemlError(
+                f"{self.backend} backend: cannot write {self.folder} ({reason}); set "
+                "$TROPEML_ONNX_DIR to a writable folder or use --backend torch"
+            ) from None
 
     def _load(self) -> Any:
         if self._session is None:
@@ -282,6 +296,14 @@ def fast_or_fallback(
             raise TropemlError("fast backend: onnxruntime is not installed")
         fast = OnnxEncoder(reference.model, batch_size=reference.batch_size, precision=precision)
         fast.ensure_built()
+    except OSError as exc:  # e.g. the disk filled up while the model was saved
+        error = TropemlError(
+            f"fast backend: cannot save the ONNX model ({exc}); use --backend torch"
+        )
+        if required:
+            raise error from None
+        print(f"tropeml: warning: {error}; using the torch backend", file=sys.stderr)
+        return reference
     except TropemlError as exc:
         if required:
             raise

@@ -81,8 +81,50 @@ class TagActor:
         return {"id": ids, "line": lines}
 
 
+DEFAULT_ACTORS = 2
+"""The actor pool's size when none is given (fewer on a cluster with too few CPUs)."""
+
+
+def plan_cpus(cluster_cpus: float, actors: int | None, actor_cpus: float) -> tuple[int, float]:
+    """Share a cluster's CPUs between the actor pool and Ray Data's read tasks.
+
+    Every actor holds its CPUs for the whole run, and Ray Data's file listing and read tasks
+    cannot start without one CPU each. If the pool took every CPU, the reads would wait for
+    ever and the run would hang without a word (2 actors of 1 CPU on a 2-CPU machine did).
+    So one CPU is kept for them: the default pool shrinks to fit beside it, and a pool asked
+    for that does not fit shares the rest (fractional CPUs per actor).
+
+    Args:
+        cluster_cpus: CPUs of the cluster (``ray.cluster_resources()["CPU"]``).
+        actors: Pool size asked for (``None``: :data:`DEFAULT_ACTORS`, or fewer to fit).
+        actor_cpus: CPUs each actor would like.
+
+    Returns:
+        ``(actors, cpus per actor)``.
+
+    Raises:
+        TropemlError: If ``actors`` is below 1 or the cluster has under 2 CPUs.
+    """
+    if actors is not None and actors < 1:
+        raise TropemlError(f"--actors must be at least 1, not {actors}")
+    room = cluster_cpus - 1.0  # for Ray Data's listing and read tasks
+    if room <= 0:
+        raise TropemlError(
+            f"--engine ray needs a Ray cluster with at least 2 CPUs (this one has "
+            f"{cluster_cpus:g}): one for the actors, one for Ray Data's reads; "
+            "use --engine local"
+        )
+    if actors is None:
+        actors = max(1, min(DEFAULT_ACTORS, int(room // actor_cpus)))
+    return actors, min(actor_cpus, room / actors)
+
+
 def _dataset(
-    ray: Any, paths: Sequence[str | Path], text_column: str, id_column: str | None, actors: int
+    ray: Any,
+    paths: Sequence[str | Path],
+    text_column: str,
+    id_column: str | None,
+    actors: int,
 ) -> Any:
     tables = [p for p in paths if is_table(p)]
     if tables and len(tables) != len(paths):
@@ -122,7 +164,7 @@ def tag_with_ray(
     backend: str | None = None,
     out: str | Path | None = None,
     address: str | None = None,
-    actors: int = 2,
+    actors: int | None = None,
     batch_size: int = 16,
     cache: bool = True,
     text_column: str = "text",
@@ -141,14 +183,16 @@ def tag_with_ray(
         out: JSON Lines file to append to; works it already holds are skipped.
         address: An existing cluster (``"auto"``, ``"ray://head:10001"``); ``None`` starts a
             local Ray instance.
-        actors: Size of the actor pool (each loads the model once).
+        actors: Size of the actor pool (each loads the model once); ``None``: 2, or 1 where
+            the cluster has under 3 CPUs (see :func:`plan_cpus`).
         batch_size: Works per actor call.
         cache: Use each node's embedding cache.
         text_column: Text column of table files.
         id_column: Id column of table files (default ``"id"``).
         max_bytes: Refuse fic files larger than this.
-        actor_cpus: CPUs each actor reserves. Leave the cluster some CPUs beyond
-            ``actors * actor_cpus``: Ray Data's read tasks need them too.
+        actor_cpus: CPUs each actor reserves. One CPU of the cluster is kept for Ray
+            Data's read tasks; where the pool would not fit beside it, each actor reserves
+            less (see :func:`plan_cpus`).
         spoilers: Keep spoiler tags in ``tags`` (``False``: moved to ``hidden_spoilers``).
         trust_encoder: Use the model's encoder even if its files differ from the recorded
             SHA-256 (see :meth:`~tropeml.serve.tagger.Tagger.from_pretrained`).
@@ -162,6 +206,8 @@ def tag_with_ray(
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True  # identical output to the local run
     ctx.enable_progress_bars = False
+    cluster_cpus = float(ray.cluster_resources().get("CPU", 0))
+    actors, actor_cpus = plan_cpus(cluster_cpus, actors, actor_cpus)
     ds = _dataset(ray, paths, text_column, id_column, actors)
     done = done_ids(out) if out is not None else set()
     if done:

@@ -15,7 +15,7 @@ from tropeml.core.resources import default_model_dir
 from tropeml.core.taxonomy import Taxonomy
 from tropeml.core.types import Passage, Work, WorkResult
 from tropeml.io.readers import DEFAULT_MAX_BYTES, expand_paths, parse_text, read_work
-from tropeml.model.backends import load_encoder
+from tropeml.model.backends import BackendError, load_encoder, resolve_backend
 from tropeml.model.cache import CachedEncoder, EmbeddingCache, code_key, content_key, valid_spans
 from tropeml.model.decision import chance_scores
 from tropeml.model.encoders import encoder_id
@@ -126,6 +126,7 @@ class Tagger:
             TropemlError: If the folder is missing, corrupt, untrusted or incompatible, or its
                 encoder's files are not the ones it was trained with.
         """
+        backend = resolve_backend(backend)  # a bad backend is not the model folder's fault
         folder = Path(path) if path is not None else default_model_dir()
         classifier, config, taxonomy = load_head(folder)
         where = folder / CONFIG_FILE
@@ -138,7 +139,7 @@ class Tagger:
                     trust=trust_encoder,
                     where=where,
                 )
-            except EncoderMismatchError:
+            except (EncoderMismatchError, BackendError):
                 raise
             except TropemlError as exc:
                 raise TropemlError(f"{where}: {exc}") from None
