@@ -16,6 +16,7 @@ from tropeml.cli.common import (
     NoCacheOpt,
     _report,
     app,
+    backend_from,
     friendly_errors,
 )
 from tropeml.core.errors import TropemlError
@@ -86,7 +87,7 @@ def write(
     as_json: JsonLinesOpt = False,
     max_bytes: MaxBytesOpt = 50_000_000,
     no_cache: NoCacheOpt = False,
-    backend: BackendOpt = "auto",
+    backend: BackendOpt = None,
 ) -> None:
     """Tag fics and write the tags into them: EPUB subjects in place, HTML to NAME.tropeml.html.
 
@@ -98,7 +99,7 @@ def write(
     from tropeml.serve.writeback import check_writable, write_tags
 
     sources, failed = _fics(paths)
-    loader = _Model(model, backend, not no_cache)
+    loader = _Model(model, backend_from(backend, "auto"), not no_cache)
     for source in sources:
         try:
             check_writable(source)
@@ -152,7 +153,7 @@ def calibre(
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
     max_bytes: MaxBytesOpt = 50_000_000,
     no_cache: NoCacheOpt = False,
-    backend: BackendOpt = "auto",
+    backend: BackendOpt = None,
 ) -> None:
     """Tag every book of a Calibre library, writing the tags through calibredb.
 
@@ -164,7 +165,7 @@ def calibre(
     from tropeml.serve.calibre import Calibre, tag_library
 
     cal = Calibre(library)
-    loader = _Model(model, backend, not no_cache)
+    loader = _Model(model, backend_from(backend, "auto"), not no_cache)
     tagger = loader.get()
     counts: dict[str, int] = {}
     for outcome in tag_library(
