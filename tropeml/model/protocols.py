@@ -94,9 +94,17 @@ PROTOCOLS = ("works", "exemplars")
 
 
 def run_protocol(
-    prepared: Prepared, classifier: TropeClassifier, protocol: str = "works", top_k: int = 2
+    prepared: Prepared,
+    classifier: TropeClassifier,
+    protocol: str = "works",
+    top_k: int = 2,
+    repeats: int = 3,
 ) -> EvalReport | None:
-    """Evaluate ``classifier`` (cloned per fold) under a protocol; ``None`` if no test rows."""
+    """Evaluate ``classifier`` (cloned per fold) under a protocol; ``None`` if no test rows.
+
+    ``repeats`` is how often the ``exemplars`` protocol reshuffles its folds (a model card
+    uses one: each repeat refits the classifier 30 times).
+    """
     ts = prepared.training_set
     if protocol not in PROTOCOLS:
         raise TropemlError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
@@ -108,7 +116,9 @@ def run_protocol(
         return leave_one_work_out(
             classifier, prepared.X, ts.Y, ts.groups, mask, top_k=top_k, texts=ts.texts
         )
-    return grouped_kfold(classifier, prepared.X, ts.Y, ts.groups, mask, texts=ts.texts)
+    return grouped_kfold(
+        classifier, prepared.X, ts.Y, ts.groups, mask, repeats=repeats, texts=ts.texts
+    )
 
 
 def evaluate(

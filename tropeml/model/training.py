@@ -309,7 +309,9 @@ def _train(base: Path, root: Path, out: Path | None, sources: Sources, o: _Optio
         taxonomy, prepared.taxonomy_path, combined, rows.X, prepared.prototypes, enc, cached
     )
     report = run_protocol(prepared_all, clf, "works", top_k) if evaluate else None
-    exemplar_report = run_protocol(prepared_all, clf, "exemplars", top_k) if evaluate else None
+    exemplar_report = (
+        run_protocol(prepared_all, clf, "exemplars", top_k, repeats=1) if evaluate else None
+    )
     checks = (
         work_checks(clf, base_rows, bags, selected, taxonomy.ids, top_k, o.max_eval_works)
         if evaluate
