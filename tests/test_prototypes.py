@@ -4,7 +4,7 @@ import numpy as np
 
 from tropeml.core.taxonomy import Taxonomy
 from tropeml.model.encoders import HashingEncoder
-from tropeml.model.training import embed_prototypes
+from tropeml.model.dataset import embed_prototypes
 
 RAW = {
     "trope": [
