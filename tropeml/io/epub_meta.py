@@ -15,12 +15,8 @@ subjects stay as they were.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import shutil
-import stat
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +24,41 @@ from pathlib import Path
 from typing import Any
 
 from tropeml.core.errors import TropemlError
-from tropeml.core.fileio import fsync_dir
+from tropeml.io.epub_zip import (
+    DRM_FILES,
+    FONT_OBFUSCATION,
+    MAX_UNPACKED,
+    MIMETYPE,
+    check_drm,
+    copy_atomically,
+    epub_bytes,
+    lxml_etree,
+    read_zip,
+    refuse_drm,
+    refuse_read_only,
+    replace_file,
+    xml_parser,
+)
+
+__all__ = [
+    "DRM_FILES",
+    "FONT_OBFUSCATION",
+    "ID_PREFIX",
+    "MAX_UNPACKED",
+    "META_NAME",
+    "MIMETYPE",
+    "PREFIX_DECL",
+    "SubjectEdit",
+    "check_drm",
+    "check_epub",
+    "edit_opf",
+    "epub_bytes",
+    "read_subjects",
+    "refuse_drm",
+    "replace_file",
+    "write_subjects",
+]
+
 
 ID_PREFIX = "tropeml-"
 """The ``id`` prefix that marks tropeml's ``dc:subject`` entries."""
@@ -42,19 +72,7 @@ PREFIX_DECL = "tropeml: https://github.com/tropeml/tropeml/ns#"
 OPF_NS = "http://www.idpf.org/2007/opf"
 DC_NS = "http://purl.org/dc/elements/1.1/"
 CONTAINER_NS = "urn:oasis:names:tc:opendocument:xmlns:container"
-ENC_NS = "http://www.w3.org/2001/04/xmlenc#"
-MIMETYPE = b"application/epub+zip"
-MAX_UNPACKED = 1 << 30
-"""Largest total unpacked size of an EPUB that is rewritten (1 GiB; zip bombs are refused)."""
 _DECL = re.compile(rb"\A\s*<\?xml[^>]*\?>\s*")
-
-FONT_OBFUSCATION = frozenset(
-    {"http://www.idpf.org/2008/embedding", "http://ns.adobe.com/pdf/enc#RC"}
-)
-"""Encryption algorithms that only obfuscate embedded fonts: not DRM."""
-
-DRM_FILES = ("META-INF/rights.xml", "META-INF/sinf.xml")
-"""Files that DRM schemes (Adobe ADEPT, Apple FairPlay) add to an EPUB."""
 
 
 @dataclass(frozen=True)
@@ -76,80 +94,13 @@ class SubjectEdit:
     backup: str | None = None
 
 
-def _etree() -> Any:
-    from lxml import etree
-
-    return etree
-
-
-def _parser() -> Any:
-    etree = _etree()
-    return etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=False)
-
-
-def _read_zip(path: Path, source: str) -> tuple[list[zipfile.ZipInfo], dict[str, bytes]]:
-    """Every entry's info (in order) and bytes, or a one-line error for a broken ZIP."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
-            size = sum(info.file_size for info in infos)
-            if size > MAX_UNPACKED:
-                raise TropemlError(
-                    f"{source}: EPUB unpacks to {size:,} bytes, over the "
-                    f"{MAX_UNPACKED:,}-byte limit for rewriting it"
-                )
-            data = {info.filename: zf.read(info) for info in infos}
-    except FileNotFoundError:
-        raise TropemlError(f"{source}: no such file") from None
-    except PermissionError:
-        raise TropemlError(f"{source}: permission denied") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as exc:
-        raise TropemlError(f"{source}: not a readable EPUB ({exc})") from None
-    except NotImplementedError as exc:  # an unsupported compression method
-        raise TropemlError(f"{source}: not a readable EPUB ({exc})") from None
-    except OSError as exc:
-        raise TropemlError(f"{source}: cannot read: {exc.strerror or exc}") from None
-    return infos, data
-
-
-def check_drm(entries: dict[str, bytes], source: str) -> None:
-    """Refuse an EPUB whose content is encrypted (DRM); font obfuscation is fine.
-
-    Raises:
-        TropemlError: If ``META-INF/encryption.xml`` encrypts anything but fonts, cannot be
-            read, or a DRM scheme's rights file is present.
-    """
-    for name in DRM_FILES:
-        if name in entries:
-            raise TropemlError(
-                f"{source}: DRM-protected EPUB ({name}): tropeml neither reads nor changes it"
-            )
-    raw = entries.get("META-INF/encryption.xml")
-    if raw is None:
-        return
-    etree = _etree()
-    try:
-        root = etree.fromstring(raw, _parser())
-    except etree.XMLSyntaxError:
-        raise TropemlError(
-            f"{source}: DRM-protected EPUB (unreadable META-INF/encryption.xml): "
-            "tropeml neither reads nor changes it"
-        ) from None
-    for method in root.iter(f"{{{ENC_NS}}}EncryptionMethod"):
-        if method.get("Algorithm") not in FONT_OBFUSCATION:
-            raise TropemlError(
-                f"{source}: DRM-protected EPUB (encrypted content in META-INF/encryption.xml): "
-                "tropeml neither reads nor changes it"
-            )
-
-
 def _opf_name(entries: dict[str, bytes], source: str) -> str:
     raw = entries.get("META-INF/container.xml")
     if raw is None:
         raise TropemlError(f"{source}: not a readable EPUB (no META-INF/container.xml)")
-    etree = _etree()
+    etree = lxml_etree()
     try:
-        root = etree.fromstring(raw, _parser())
+        root = etree.fromstring(raw, xml_parser())
     except etree.XMLSyntaxError as exc:
         raise TropemlError(f"{source}: not a readable EPUB (container.xml: {exc})") from None
     for rootfile in root.iter(f"{{{CONTAINER_NS}}}rootfile"):
@@ -161,9 +112,9 @@ def _opf_name(entries: dict[str, bytes], source: str) -> str:
 
 def _parse_opf(raw: bytes, name: str, source: str) -> tuple[Any, Any]:
     """The OPF tree and its ``metadata`` element."""
-    etree = _etree()
+    etree = lxml_etree()
     try:
-        tree = etree.ElementTree(etree.fromstring(raw, _parser()))
+        tree = etree.ElementTree(etree.fromstring(raw, xml_parser()))
     except etree.XMLSyntaxError as exc:
         raise TropemlError(f"{source}: not a readable EPUB ({name}: {exc})") from None
     metadata = tree.getroot().find(f"{{{OPF_NS}}}metadata")
@@ -223,7 +174,7 @@ def read_subjects(path: str | Path) -> tuple[list[str], list[str]]:
         TropemlError: If the file is not a readable EPUB.
     """
     source = str(path)
-    _, entries = _read_zip(Path(path), source)
+    _, entries = read_zip(Path(path), source)
     name = _opf_name(entries, source)
     _, metadata = _parse_opf(entries[name], name, source)
     return _subjects(metadata)
@@ -239,22 +190,11 @@ def check_epub(path: str | Path) -> None:
     """
     source = str(path)
     p = Path(path)
-    _refuse_read_only(p, source)
-    _, entries = _read_zip(p, source)
+    refuse_read_only(p, source)
+    _, entries = read_zip(p, source)
     check_drm(entries, source)
     name = _opf_name(entries, source)
     _parse_opf(entries[name], name, source)
-
-
-def _refuse_read_only(p: Path, source: str) -> None:
-    try:
-        mode = p.stat().st_mode
-    except FileNotFoundError:
-        raise TropemlError(f"{source}: no such file") from None
-    except OSError as exc:
-        raise TropemlError(f"{source}: cannot read: {exc.strerror or exc}") from None
-    if not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
-        raise TropemlError(f"{source}: file is read-only; not changed (chmod u+w to allow it)")
 
 
 def edit_opf(
@@ -273,7 +213,7 @@ def edit_opf(
         The new OPF bytes (``raw`` itself when nothing changes), tropeml's subjects as
         written, and the EPUB's own subjects.
     """
-    etree = _etree()
+    etree = lxml_etree()
     tree, metadata = _parse_opf(raw, name, source)
     for el in [el for el in metadata if _ours(el)]:
         _remove(el)
@@ -340,60 +280,6 @@ def _same_document(a: bytes, b: bytes) -> bool:
     return a == b or _DECL.sub(b"", a, count=1).rstrip() == _DECL.sub(b"", b, count=1).rstrip()
 
 
-def epub_bytes(infos: Sequence[zipfile.ZipInfo], entries: dict[str, bytes]) -> bytes:
-    """Build an EPUB's bytes: ``mimetype`` first and stored, then the other entries in order.
-
-    Each entry keeps its name, bytes, timestamp, permissions and compression method, so the
-    same input gives the same output, byte for byte.
-    """
-    import io
-
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        mime = zipfile.ZipInfo("mimetype", _date_of(infos, "mimetype"))
-        mime.compress_type = zipfile.ZIP_STORED
-        zf.writestr(mime, entries.get("mimetype", MIMETYPE))
-        for info in infos:
-            if info.filename == "mimetype":
-                continue
-            copy = zipfile.ZipInfo(info.filename, info.date_time)
-            copy.compress_type = info.compress_type
-            copy.external_attr = info.external_attr
-            copy.create_system = info.create_system
-            copy.comment = info.comment
-            zf.writestr(copy, entries[info.filename])
-    return buf.getvalue()
-
-
-def _date_of(infos: Sequence[zipfile.ZipInfo], name: str) -> tuple[int, int, int, int, int, int]:
-    for info in infos:
-        if info.filename == name:
-            return info.date_time
-    return (1980, 1, 1, 0, 0, 0)
-
-
-def replace_file(path: Path, data: bytes) -> None:
-    """Replace ``path`` atomically with ``data``, keeping its permission bits.
-
-    A temporary file in the same folder is written, fsynced, given the old file's mode and
-    renamed over it; a kill at any moment leaves either the old or the new file.
-    """
-    mode = stat.S_IMODE(path.stat().st_mode)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
-
-
 def write_subjects(
     path: str | Path,
     subjects: Sequence[str],
@@ -419,8 +305,8 @@ def write_subjects(
     """
     source = str(path)
     p = Path(os.path.realpath(path))  # a symbolic link: change the file it points to
-    _refuse_read_only(p, source)
-    infos, entries = _read_zip(p, source)
+    refuse_read_only(p, source)
+    infos, entries = read_zip(p, source)
     check_drm(entries, source)
     name = _opf_name(entries, source)
     new_opf, written, own = edit_opf(entries[name], name, source, subjects, model)
@@ -435,7 +321,7 @@ def write_subjects(
         if backup:
             bak = p.with_name(p.name + ".bak")
             if not bak.exists():
-                _copy_atomically(p, bak)
+                copy_atomically(p, bak)
             kept = str(bak)
         replace_file(p, data)
     except PermissionError:
@@ -443,28 +329,3 @@ def write_subjects(
     except OSError as exc:
         raise TropemlError(f"{source}: cannot write: {exc.strerror or exc}") from None
     return SubjectEdit(source, written, own, changed=True, backup=kept)
-
-
-def _copy_atomically(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
-        shutil.copy2(src, tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(dst.parent)
-
-
-def refuse_drm(path: str | Path) -> None:
-    """Refuse, with one line, an EPUB that is DRM-protected (or not a readable ZIP).
-
-    Raises:
-        TropemlError: If the file is not a readable ZIP or its content is encrypted.
-    """
-    _, entries = _read_zip(Path(path), str(path))
-    check_drm(entries, str(path))

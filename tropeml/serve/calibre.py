@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from tropeml.core.errors import TropemlError
-from tropeml.io.epub_meta import refuse_drm
+from tropeml.io.epub_zip import refuse_drm
 from tropeml.io.readers import DEFAULT_MAX_BYTES, read_work
 from tropeml.serve.writeback import subjects_of
 
