@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from tropeml.core.errors import TropemlError
 from tropeml.model.encoders import HashingEncoder, SentenceTransformerEncoder
-from tropeml.model.onnx_backend import PRECISION_OF, fast_or_fallback
+from tropeml.model.onnx_backend import PRECISION_OF, OnnxEncoder
 from tropeml.model.weights import verify_encoder
 
 BACKENDS = ("auto", "fast", "float", "torch")
@@ -99,3 +101,38 @@ def load_encoder(
         return fast_or_fallback(enc, required=True, precision=PRECISION_OF[backend])
     except TropemlError as exc:
         raise BackendError(str(exc)) from None
+
+
+def fast_or_fallback(
+    reference: SentenceTransformerEncoder, required: bool = False, precision: str = "int8"
+) -> Any:
+    """Return the ONNX encoder for ``reference``, building it if needed.
+
+    Args:
+        reference: The float encoder (its model folder is exported).
+        required: Raise if the ONNX encoder cannot be had; otherwise warn on stderr and
+            return ``reference``.
+        precision: ``"int8"`` (the fast backend) or ``"fp32"`` (the float backend).
+
+    Raises:
+        TropemlError: If ``required`` and onnxruntime is missing or the build fails.
+    """
+    try:
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise TropemlError("fast backend: onnxruntime is not installed")
+        fast = OnnxEncoder(reference.model, batch_size=reference.batch_size, precision=precision)
+        fast.ensure_built()
+    except OSError as exc:  # e.g. the disk filled up while the model was saved
+        error = TropemlError(
+            f"fast backend: cannot save the ONNX model ({exc}); use --backend torch"
+        )
+        if required:
+            raise error from None
+        print(f"tropeml: warning: {error}; using the torch backend", file=sys.stderr)
+        return reference
+    except TropemlError as exc:
+        if required:
+            raise
+        print(f"tropeml: warning: {exc}; using the torch backend", file=sys.stderr)
+        return reference
+    return fast

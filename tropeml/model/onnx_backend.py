@@ -15,7 +15,6 @@ numpy.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -275,41 +274,6 @@ class OnnxEncoder:
             for rows in batches:
                 out[rows] = run(rows)
         return _normalise(out)
-
-
-def fast_or_fallback(
-    reference: SentenceTransformerEncoder, required: bool = False, precision: str = "int8"
-) -> Any:
-    """Return the ONNX encoder for ``reference``, building it if needed.
-
-    Args:
-        reference: The float encoder (its model folder is exported).
-        required: Raise if the ONNX encoder cannot be had; otherwise warn on stderr and
-            return ``reference``.
-        precision: ``"int8"`` (the fast backend) or ``"fp32"`` (the float backend).
-
-    Raises:
-        TropemlError: If ``required`` and onnxruntime is missing or the build fails.
-    """
-    try:
-        if importlib.util.find_spec("onnxruntime") is None:
-            raise TropemlError("fast backend: onnxruntime is not installed")
-        fast = OnnxEncoder(reference.model, batch_size=reference.batch_size, precision=precision)
-        fast.ensure_built()
-    except OSError as exc:  # e.g. the disk filled up while the model was saved
-        error = TropemlError(
-            f"fast backend: cannot save the ONNX model ({exc}); use --backend torch"
-        )
-        if required:
-            raise error from None
-        print(f"tropeml: warning: {error}; using the torch backend", file=sys.stderr)
-        return reference
-    except TropemlError as exc:
-        if required:
-            raise
-        print(f"tropeml: warning: {exc}; using the torch backend", file=sys.stderr)
-        return reference
-    return fast
 
 
 def _padding_tokenizer(folder: Path, max_length: int) -> Any:
