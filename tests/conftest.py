@@ -99,6 +99,9 @@ def fake_encoder() -> HashingEncoder:
     return HashingEncoder(64)
 
 
+TINY_TAGS = ("rain", "cake", "sword")
+
+
 def write_tiny_data(root: Path, n_exemplars: int = 12) -> Path:
     """Write a data folder (taxonomy, span labels of one fic, exemplars) under ``root``."""
     rng = random.Random(0)
@@ -127,7 +130,8 @@ def write_tiny_data(root: Path, n_exemplars: int = 12) -> Path:
             for i in range(n_exemplars):
                 tags = combos[i % len(combos)]
                 row = {"id": f"{name}-{i}", "text": make_passage(rng, tags), "tags": tags}
-                fh.write(json.dumps({**row, "near_miss": [], "source": "written"}) + "\n")
+                judged = [t for t in TINY_TAGS if t not in tags]  # every other tag judged absent
+                fh.write(json.dumps({**row, "near_miss": judged, "source": "written"}) + "\n")
     return data
 
 
