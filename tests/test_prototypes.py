@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 
 from tropeml.core.taxonomy import Taxonomy
-from tropeml.model.encoders import HashingEncoder
 from tropeml.model.dataset import embed_prototypes
+from tropeml.model.encoders import HashingEncoder
 
 RAW = {
     "trope": [
