@@ -32,8 +32,8 @@ test: $(STAMP)
 train: $(STAMP)
 	$(BIN)/python train.py
 
-## Install the benchmark extras (SetFit) and run the quality benchmark (about 30 minutes on
-## 2 CPU cores; writes benchmarks/results/quality.md).
+## Install the benchmark extras (SetFit) and run the quality benchmark on the dev set (about 15
+## minutes on 2 CPU cores with the embedding cache warm; writes benchmarks/results/quality.md).
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python benchmarks/quality.py
