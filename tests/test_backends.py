@@ -96,8 +96,8 @@ def test_eval_backend_default_honours_the_environment(
     monkeypatch.setenv("TROPEML_BACKEND", "float")
     run("eval", "--data", tiny_root / "data")
     monkeypatch.delenv("TROPEML_BACKEND")
-    run("eval", "--data", tiny_root / "data")  # torch, as training: no encoder swapped in
-    assert seen == ["float"]
+    run("eval", "--data", tiny_root / "data")  # the serving default, as training uses it
+    assert seen == ["float", "auto"]
 
 
 @pytest.mark.parametrize("command", ["tag", "audit", "label"])

@@ -21,7 +21,7 @@ import pytest
 from ao3_fixtures import download_html, write_epub
 
 from tropeml.io.sources import answer_record
-from tropeml.model import training
+from tropeml.model import protocols, training
 from tropeml.model.encoders import HashingEncoder
 from tropeml.serve import tagger
 
@@ -66,7 +66,7 @@ def hashing_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
     """The real encoder's shape (384-d) without its cost; training skips its evaluation and
     makes one multiple-instance round, not two."""
     monkeypatch.setattr(tagger, "load_encoder", lambda *a, **k: HashingEncoder(384))
-    monkeypatch.setattr(training, "SentenceTransformerEncoder", lambda *a: HashingEncoder(384))
+    monkeypatch.setattr(protocols, "default_encoder", lambda *a: HashingEncoder(384))
     real_train = training.train
 
     def train(*args: Any, **kwargs: Any) -> Any:

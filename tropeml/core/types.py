@@ -185,7 +185,7 @@ class TimelineSeries:
         id: The tag id.
         name: Its display name (the id when the result does not name it).
         scores: One score per passage of the timeline, in text order, shape ``(n,)``.
-        threshold: The tag's threshold, when the result holds the tag (``None`` otherwise).
+        threshold: The tag's passage threshold, when the result holds the tag (``None`` otherwise).
         spoiler: Whether the tag is a spoiler.
     """
 
@@ -281,6 +281,8 @@ class WorkResult:
             (empty for results rebuilt from JSON). Not part of :meth:`to_dict`.
         passage_scores: Each passage's score for every tag, shape ``(n, T)``, columns in the
             order of ``scores``. Not part of :meth:`to_dict`; see :meth:`timeline`.
+        passage_thresholds: Each tag's passage threshold (evidence and prominence), shape
+            ``(T,)``; a tag's ``threshold`` is its work-level one. Not part of :meth:`to_dict`.
     """
 
     source: str
@@ -291,6 +293,7 @@ class WorkResult:
     hidden_spoilers: tuple[str, ...] = ()
     passages: tuple[tuple[int, int, str | None], ...] = field(default=(), repr=False)
     passage_scores: tuple[tuple[float, ...], ...] = field(default=(), repr=False)
+    passage_thresholds: tuple[float, ...] = field(default=(), repr=False)
 
     def timeline(self, tags: Sequence[str] | None = None) -> Timeline:
         """Return each tag's passage scores along the work (x: position, y: score).
@@ -320,7 +323,13 @@ class WorkResult:
                     id=tag,
                     name=found.name if found else tag,
                     scores=tuple(row[j] for row in self.passage_scores),
-                    threshold=found.threshold if found else None,
+                    threshold=(
+                        None
+                        if not found
+                        else self.passage_thresholds[j]
+                        if self.passage_thresholds
+                        else found.threshold
+                    ),
                     spoiler=found.spoiler if found else False,
                 )
             )

@@ -378,6 +378,7 @@ class Tagger:
             tags=tags,
             passages=tuple((p.start, p.end, p.chapter) for p in passages),
             passage_scores=tuple(tuple(row) for row in scores.tolist()),
+            passage_thresholds=tuple(float(x) for x in self.thresholds),
         )
 
     def tag_paths(
