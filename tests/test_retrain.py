@@ -290,3 +290,46 @@ def test_train_with_answers_waits_for_a_held_lock(tiny_root: Path, tmp_path: Pat
     assert line.startswith(f"tropeml: {out}: another tropeml process is writing")
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     assert config["training_data"]["added"]["n_answers"] == 1
+
+
+def test_mil_selection_never_sees_the_bag_it_chooses_for() -> None:
+    """A bag's positives come from a model that never saw it, inside each held-out check too."""
+    import numpy as np
+
+    from tropeml.model.classifier import TropeClassifier
+    from tropeml.model.dataset import WorkBag
+    from tropeml.model.mil import Rows, fit_mil, work_checks
+
+    seen_by: dict[int, set[str]] = {}
+    owner: dict[int, str] = {}
+    violations: list[str] = []
+
+    class Spy(TropeClassifier):
+        def fit(self, X, Y, groups=None, texts=None):  # type: ignore[no-untyped-def]
+            self.trained_on_ = set(map(str, groups)) if groups is not None else set()
+            return super().fit(X, Y, groups=groups, texts=texts)
+
+        def predict_proba(self, X, texts=None):  # type: ignore[no-untyped-def]
+            group = owner.get(id(X))
+            if group is not None and group in self.trained_on_:
+                violations.append(group)
+            seen_by.setdefault(id(X), set()).update(self.trained_on_)
+            return super().predict_proba(X, texts)
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 8)).astype(np.float32)
+    Y = np.zeros((60, 2), dtype=np.int8)
+    Y[:20, 0] = 1
+    Y[20:40, 1] = 1
+    base = Rows(X, Y, [f"g{i % 6}" for i in range(60)], ["x"] * 60)
+    bags = []
+    for b in range(6):
+        Xb = rng.normal(size=(5, 8)).astype(np.float32)
+        bag = WorkBag(f"work{b}", Xb, ["x"] * 5, [b % 2])
+        owner[id(Xb)] = bag.group
+        bags.append(bag)
+    model, selected = fit_mil(Spy(tags=["a", "b"]), base, bags, rounds=3)
+    assert len(selected) == 6 and all((s == 1).sum() == 1 for s in selected)
+    checks = work_checks(Spy(tags=["a", "b"]), base, bags, ["a", "b"], 2, limit=3)
+    assert len(checks) == 3
+    assert not violations, violations

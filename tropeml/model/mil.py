@@ -62,6 +62,10 @@ def stack(base: Rows, bags: Sequence[WorkBag], selected: Sequence[NDArray[np.int
     return Rows(np.concatenate(Xs).astype(np.float32), np.concatenate(Ys).astype(np.int8), g, texts)
 
 
+MIL_FOLDS = 5
+"""Folds over the bags: a bag's positives are chosen by a model that never saw that bag."""
+
+
 def fit_mil(
     clf: TropeClassifier,
     base: Rows,
@@ -69,27 +73,45 @@ def fit_mil(
     rounds: int = 2,
     top_k: int = 1,
 ) -> tuple[TropeClassifier, list[NDArray[np.int8]]]:
-    """Fit ``clf`` (a clone) on ``base`` plus the bags, choosing bag positives in rounds.
+    """Fit ``clf`` (a clone) on ``base`` plus the bags, choosing bag positives out of fold.
+
+    Each round, the bags are split into up to :data:`MIL_FOLDS` folds; a bag's passages are
+    scored by a model fitted on ``base`` and the other folds' bags (with their current
+    positives), so no bag chooses its own positives. Rounds stop early once no bag's choice
+    changes.
 
     Args:
         clf: The unfitted classifier (cloned, never changed).
         base: Rows labelled at passage level.
         bags: Works labelled at work level.
-        rounds: Rounds of choosing each bag's positives with the model trained so far.
+        rounds: Most rounds of choosing each bag's positives.
         top_k: Passages made positive per tag and work.
 
     Returns:
-        The fitted model and each bag's targets, shape ``(n_passages, T)`` per bag.
+        The model fitted on everything, and each bag's targets, shape ``(n_passages, T)``.
     """
-    model: TropeClassifier = clone(clf).fit(base.X, base.Y, groups=base.groups, texts=base.texts)
-    selected: list[NDArray[np.int8]] = []
+    selected: list[NDArray[np.int8]] = [
+        np.full((len(w.chunks), base.Y.shape[1]), UNKNOWN, dtype=np.int8) for w in bags
+    ]
+    folds = [list(range(i, len(bags), MIL_FOLDS)) for i in range(min(MIL_FOLDS, len(bags)))]
     for _ in range(max(1, rounds) if bags else 0):
-        selected = [
-            mil_targets(model.predict_proba(w.X, w.chunks), w.positive, top_k) for w in bags
-        ]
-        rows = stack(base, bags, selected)
-        model = clone(clf).fit(rows.X, rows.Y, groups=rows.groups, texts=rows.texts)
-    return model, selected
+        chosen = list(selected)
+        for fold in folds:
+            others = [i for i in range(len(bags)) if i not in fold]
+            rows = stack(base, [bags[i] for i in others], [selected[i] for i in others])
+            model: TropeClassifier = clone(clf).fit(
+                rows.X, rows.Y, groups=rows.groups, texts=rows.texts
+            )
+            for i in fold:
+                w = bags[i]
+                chosen[i] = mil_targets(model.predict_proba(w.X, w.chunks), w.positive, top_k)
+        unchanged = all(np.array_equal(a, b) for a, b in zip(chosen, selected, strict=True))
+        selected = chosen
+        if unchanged:
+            break
+    rows = stack(base, bags, selected)
+    final: TropeClassifier = clone(clf).fit(rows.X, rows.Y, groups=rows.groups, texts=rows.texts)
+    return final, selected
 
 
 @dataclass
@@ -110,18 +132,22 @@ def work_checks(
     clf: TropeClassifier,
     base: Rows,
     bags: Sequence[WorkBag],
-    selected: Sequence[NDArray[np.int8]],
     tags: list[str],
     top_k: int,
     limit: int,
+    rounds: int = 2,
+    top_k_mil: int = 1,
 ) -> list[WorkCheck]:
-    """Hold each labelled work out (up to ``limit``) and compare its tags with the model's."""
+    """Hold each labelled work out (up to ``limit``) and compare its tags with the model's.
+
+    Everything the held-out work could influence is redone without it, multiple-instance
+    selection included.
+    """
     checks = []
     for i, w in enumerate(bags[:limit]):
         others = [b for b_i, b in enumerate(bags) if b_i != i]
-        sel = [s for s_i, s in enumerate(selected) if s_i != i]
-        rows = stack(base, others, sel)
-        model = clone(clf).fit(rows.X, rows.Y, groups=rows.groups, texts=rows.texts)
+        # the other works' positives are chosen again, by models that never see this one
+        model, _ = fit_mil(clf, base, others, rounds, top_k_mil)
         pooled = pool_scores(model.predict_proba(w.X, w.chunks), top_k)
         predicted = [t for j, t in enumerate(tags) if pooled[j] >= model.thresholds_[j]]
         checks.append(WorkCheck(w.group, [tags[j] for j in w.positive], predicted))

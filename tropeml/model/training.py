@@ -313,7 +313,9 @@ def _train(base: Path, root: Path, out: Path | None, sources: Sources, o: _Optio
         run_protocol(prepared_all, clf, "exemplars", top_k, repeats=1) if evaluate else None
     )
     checks = (
-        work_checks(clf, base_rows, bags, selected, taxonomy.ids, top_k, o.max_eval_works)
+        work_checks(
+            clf, base_rows, bags, taxonomy.ids, top_k, o.max_eval_works, o.mil_rounds, o.mil_top_k
+        )
         if evaluate
         else []
     )
