@@ -32,14 +32,25 @@ def fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write a file atomically: temporary file in the same folder, fsync, rename."""
+def atomic_write_bytes(
+    path: str | Path, data: bytes, mode: int | None = None, suffix: str = ""
+) -> None:
+    """Write a file atomically: temporary file in the same folder, fsync, rename.
+
+    Args:
+        path: The file to write or replace.
+        data: Its new bytes.
+        mode: Permission bits to give it (default: the temporary file's, 0600).
+        suffix: The temporary file's suffix (``.NAME.<random><suffix>``).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         fsync_write(Path(tmp), data)
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tropeml.core.errors import TropemlError
-from tropeml.core.fileio import fsync_dir
+from tropeml.core.fileio import atomic_write_bytes, fsync_dir
 
 ENC_NS = "http://www.w3.org/2001/04/xmlenc#"
 
@@ -166,20 +166,7 @@ def replace_file(path: Path, data: bytes) -> None:
     A temporary file in the same folder is written, fsynced, given the old file's mode and
     renamed over it; a kill at any moment leaves either the old or the new file.
     """
-    mode = stat.S_IMODE(path.stat().st_mode)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
+    atomic_write_bytes(path, data, mode=stat.S_IMODE(path.stat().st_mode), suffix=".tmp")
 
 
 def copy_atomically(src: Path, dst: Path) -> None:
