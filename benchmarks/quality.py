@@ -54,7 +54,8 @@ from sklearn.model_selection import GroupKFold
 
 from tropeml.core.types import UNKNOWN
 from tropeml.io.devset import REQUIRED_TAGS, DevItem, load_dev_passages, load_dev_works
-from tropeml.model.classifier import TropeClassifier, _platt, best_f1_threshold
+from tropeml.model.calibration import best_f1_threshold, platt
+from tropeml.model.classifier import TropeClassifier
 from tropeml.model.dataset import background_rows
 from tropeml.model.decision import ALPHA, DEFAULT_ALPHA, EVIDENCE_RANK, chance_scores, fit_null
 from tropeml.model.head import sigmoid
@@ -262,7 +263,7 @@ def calibrated(fit_raw: FitRaw, train: Rows, Y: NDArray[np.int8], groups: NDArra
     th = np.full(T, 0.5)
     for j in range(T):
         ok = (Y[:, j] != UNKNOWN) & ~np.isnan(oof[:, j])
-        cal[j] = _platt(oof[ok, j], Y[ok, j])
+        cal[j] = platt(oof[ok, j], Y[ok, j])
         th[j] = best_f1_threshold(Y[ok, j], sigmoid(oof[ok, j] * cal[j, 0] + cal[j, 1]), 0.5)
 
     def proba(rows: Rows) -> Array:

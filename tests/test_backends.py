@@ -16,7 +16,7 @@ from test_cli import all_text, assert_one_line_error, json_lines, run, stderr_of
 
 import tropeml
 from tropeml.core.errors import TropemlError
-from tropeml.model import onnx_backend, onnx_export
+from tropeml.model import backends, onnx_backend, onnx_export
 from tropeml.model.backends import BackendError, load_encoder
 from tropeml.model.cache import CachedEncoder, EmbeddingCache
 from tropeml.model.encoders import HashingEncoder, SentenceTransformerEncoder
@@ -178,12 +178,12 @@ def test_unwritable_onnx_folder_tags_on_torch_from_the_cli(
 
 
 def _no_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = onnx_backend.importlib.util.find_spec
+    real = backends.importlib.util.find_spec
 
     def find_spec(name: str, *args: object) -> object:
         return None if name == "onnxruntime" else real(name, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(onnx_backend.importlib.util, "find_spec", find_spec)
+    monkeypatch.setattr(backends.importlib.util, "find_spec", find_spec)
 
 
 def test_fast_without_onnxruntime_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -150,13 +151,24 @@ class _Spy:
         return self.inner.embed(texts)  # type: ignore[attr-defined, no-any-return]
 
 
+def _sentence_transformer(encoder: object) -> Any:
+    """The sentence-transformers encoder under caches, spies and the ONNX backend."""
+    while not hasattr(type(encoder), "_model"):
+        encoder = next(
+            getattr(encoder, name)
+            for name in ("inner", "encoder", "_float")
+            if hasattr(encoder, name)
+        )
+    return encoder
+
+
 def _assert_fits(tagger: tropeml.Tagger, texts: list[str], what: str) -> None:
     counts = tagger.encoder.count_tokens(texts)
     over = [(n, t[:60]) for n, t in zip(counts, texts, strict=True) if n + 2 > MAX_SEQ]
     assert not over, (what, over)
     # Cross-check with the tokenizer sentence-transformers feeds the model
     # (special tokens included, no truncation).
-    st_tokenizer = tagger.encoder._model().tokenizer
+    st_tokenizer = _sentence_transformer(tagger.encoder)._model().tokenizer
     ids = st_tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
     assert max(len(x) for x in ids) <= MAX_SEQ, what
 
@@ -310,7 +322,10 @@ def test_seed_decisions_do_not_depend_on_batching_or_the_cache(
     uncached = [fresh.tag(w) for w in works]
     assert [_ids(r) for r in uncached] == alone
     for a, b in zip(uncached, tagger.tag_many(works[::-1])[::-1], strict=True):
-        assert a.scores == b.scores  # bit for bit: no vector depends on its batch
+        # the vectors are bit for bit the same (test_backends); the head's lexical view sums
+        # in blocks, so scores agree to float rounding
+        assert a.scores.keys() == b.scores.keys()
+        assert all(abs(a.scores[t] - b.scores[t]) < 1e-6 for t in a.scores)
     for batch in (1, 3):
         out = tmp_path / f"b{batch}.jsonl"
         args = ["tag", *map(str, SEEDS), "--out", out, "--batch-size", str(batch), "--no-cache"]

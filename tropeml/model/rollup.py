@@ -116,7 +116,9 @@ def tag_results(
                 spoiler=bool(trope and trope.spoiler),
             )
         )
-    return tuple(sorted(out, key=lambda t: -t.score))
+    # best first; scores equal to 6 decimals (often 1.0: evidence far beyond chance) keep the
+    # model's tag order, so float rounding in how passages were batched never reorders them
+    return tuple(sorted(out, key=lambda t: -round(t.score, 6)))
 
 
 def rollup_settings(rollup: dict[str, Any], tags: Sequence[str]) -> dict[str, Any]:
