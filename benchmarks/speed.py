@@ -496,6 +496,29 @@ def render(
                 f"| {n} | {int(p['words']):,} | {p['seconds']:.1f} | {n / p['seconds']:.1f} | "
                 f"{p['peak_rss_mb']:.0f} |"
             )
+    md += [
+        "",
+        "Words per second over the repeated runs (min - median - max; each contender in its own",
+        "process, the same fic, after one warm-up run):",
+        "",
+        "| contender | words | words/s min | median | max | × (a), worst to best |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for size in sizes:
+        plain = by.get(("a", size))
+        for key, label in CONTENDERS.items():
+            r = by.get((key, size))
+            if r is None or not r.get("times"):
+                continue
+            rates = sorted(size / t for t in r["times"])
+            ratio = ""
+            if plain is not None and plain.get("times") and key != "a":
+                p_rates = sorted(size / t for t in plain["times"])
+                ratio = f"{rates[0] / p_rates[-1]:.2f} - {rates[-1] / p_rates[0]:.2f}"
+            md.append(
+                f"| ({key}) {label} | {size:,} | {rates[0]:,.0f} | "
+                f"{statistics.median(rates):,.0f} | {rates[-1]:,.0f} | {ratio} |"
+            )
     md.append("")
     return {"table": table, "markdown": "\n".join(md)}
 
