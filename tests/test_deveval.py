@@ -83,3 +83,33 @@ def test_report_markdown_names_both_kinds_of_text() -> None:
     )
     text = report.to_markdown()
     assert "Work level, public-domain (2 works)" in text and "| `mates` |" in text
+
+
+def test_eval_dev_protocol_from_the_cli(tiny_model: Path, tmp_path: Path) -> None:
+    from test_cli import run, stdout_of
+
+    judged = {t: "no" for t in REQUIRED_TAGS} | {"hurt_comfort": "yes"}
+    dev = tmp_path / "data" / "dev"
+    (dev / "works" / "w").mkdir(parents=True)
+    text = "It rained on the roof all night. She held him while he shook.\n\n" * 20
+    row = {"id": "p1", "text": text[:200], "book": "B", "judgments": judged}
+    (dev / "passages.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
+    (dev / "works" / "w" / "one.txt").write_text(text, encoding="utf-8")
+    work = {"id": "w1", "title": "W", "file": "data/dev/works/w/one.txt", "judgments": judged}
+    (dev / "works" / "pd.jsonl").write_text(json.dumps(work) + "\n", encoding="utf-8")
+    result = run(
+        "eval",
+        "--protocol",
+        "dev",
+        "--data",
+        tmp_path / "data",
+        "--model",
+        tiny_model,
+        "--json",
+        "--no-cache",
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(stdout_of(result))
+    assert report["model"] == "tiny" and set(report["passages"]) == set(REQUIRED_TAGS)
+    assert report["summary"]["all"]["works"] == 1
+    assert report["works"]["public-domain"]["hurt_comfort"]["positives"] == 1
