@@ -111,6 +111,8 @@ def test_sigkill_during_train_never_loses_the_previous_model(tmp_path: Path) -> 
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
         outcomes["killed"] += proc.returncode == -signal.SIGKILL
+        if proc.returncode == 0:  # this run beat the reference: aim the next kills earlier
+            duration *= 0.85
         now = snapshot(out)
         assert now in (old, new), f"kill {i} at {at:.2f}s left a mixed model folder"
         outcomes["old" if now == old else "new"] += 1

@@ -48,10 +48,14 @@ def test_sigkill_during_write_leaves_each_epub_old_or_new(tiny_model: Path, tmp_
         )
 
     reference = tmp_path / "reference"
-    shutil.copytree(originals, reference)
-    t0 = time.monotonic()
-    assert start(reference).wait(timeout=300) == 0
-    duration = time.monotonic() - t0
+    durations = []
+    for _ in range(2):  # the first run is slow (cold imports); the second times a warm one
+        shutil.rmtree(reference, ignore_errors=True)
+        shutil.copytree(originals, reference)
+        t0 = time.monotonic()
+        assert start(reference).wait(timeout=300) == 0
+        durations.append(time.monotonic() - t0)
+    duration = min(durations)
     old, new = snapshot(originals), snapshot(reference)
     assert old.keys() == new.keys() and all(old[k] != new[k] for k in old)
 
@@ -68,6 +72,8 @@ def test_sigkill_during_write_leaves_each_epub_old_or_new(tiny_model: Path, tmp_
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
         outcomes["killed"] += proc.returncode == -signal.SIGKILL
+        if proc.returncode == 0:  # this run beat the reference: aim the next kills earlier
+            duration *= 0.85
         now = snapshot(work)
         assert now.keys() == old.keys(), f"kill {i}: files {sorted(now)}"
         for name, data in now.items():
