@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tropeml.model.decision import chance_scores, fit_null, logits
+from tropeml.model.decision import chance_scores, evidence_bars, fit_null, logits
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -54,3 +54,25 @@ def test_second_best_evidence_ignores_one_stray_passage() -> None:
 def test_empty_work_and_logit_clipping() -> None:
     assert chance_scores(np.zeros((0, 3)), np.zeros(3), np.ones(3)).tolist() == [0, 0, 0]
     assert np.isfinite(logits(np.array([0.0, 1.0]))).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 800),
+    k=st.sampled_from([1, 2]),
+    threshold=st.floats(0.5, 0.999),
+    mu=st.floats(-6, 0),
+    sigma=st.floats(0.1, 2),  # bars stay inside the logits the scores clip to
+)
+def test_evidence_bars_invert_the_work_score(
+    n: int, k: int, threshold: float, mu: float, sigma: float
+) -> None:
+    bar = evidence_bars(n, [mu], [sigma], [threshold], k)[0]
+    z = np.full((n, 1), -40.0)
+
+    def score(at: float) -> float:
+        z[: min(k, n)] = at
+        return float(chance_scores(_sigmoid(z), [mu], [sigma], k)[0])
+
+    assert score(bar + 1e-4) >= threshold - 1e-9
+    assert score(bar - 1e-2) < threshold

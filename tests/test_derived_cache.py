@@ -53,7 +53,7 @@ def test_second_tag_reads_split_and_names_from_the_cache(
     assert inner.counted > 0
     counted = inner.counted
     found: list[Any] = []
-    monkeypatch.setattr("tropeml.serve.tagger.work_names", lambda w: found.append(w) or {})
+    monkeypatch.setattr("tropeml.serve.reading.work_names", lambda w: found.append(w) or {})
     second = tagger.tag(text)
     assert inner.counted == counted  # no tokenising for the split
     assert found == []  # no name finding
@@ -84,7 +84,7 @@ def test_changed_code_or_corrupt_entries_are_recomputed(
     text = _story()
     want = tagger.passages(text)
     counted = inner.counted
-    monkeypatch.setattr("tropeml.serve.tagger.code_key", lambda module: "another version")
+    monkeypatch.setattr("tropeml.serve.reading.code_key", lambda module: "another version")
     assert tagger.passages(text) == want
     assert inner.counted > counted  # a new splitter: split again
     monkeypatch.undo()

@@ -56,6 +56,13 @@ def train(
         ),
     ] = False,
     encoder: EncoderOpt = None,
+    screen: Annotated[
+        bool,
+        typer.Option(
+            "--screen",
+            help="Also distil a screen for tropeml tag --screen (needs torch; adds ~8 MB).",
+        ),
+    ] = False,
 ) -> None:
     """Train a model from labelled data (and AO3 downloads, answers) into a model folder.
 
@@ -73,6 +80,7 @@ def train(
         name=name or out.name,
         overwrite_default=overwrite_default,
         evaluate=not no_eval,
+        screen=screen,
         on_lock_wait=lambda message: typer.echo(f"tropeml: {message}", err=True),
     )
     embedded, reused, rows = res.embedded, res.reused, len(res.training_set)

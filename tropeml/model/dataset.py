@@ -199,17 +199,18 @@ def embed_prototypes(taxonomy: Taxonomy, encoder: Any) -> NDArray[np.float32]:
     tropes = list(taxonomy.values())
     scenes = [s for t in tropes for s in t.scenes]
     vectors = np.asarray(encoder.embed([t.description for t in tropes] + scenes), np.float32)
-    out = _unit(vectors[: len(tropes)])
+    out = unit_rows(vectors[: len(tropes)])
     pos = len(tropes)
     for i, trope in enumerate(tropes):
         if trope.scenes:
-            mean = _unit(vectors[pos : pos + len(trope.scenes)].mean(axis=0, keepdims=True))
-            out[i] = _unit(out[i : i + 1] + mean)[0]
+            mean = unit_rows(vectors[pos : pos + len(trope.scenes)].mean(axis=0, keepdims=True))
+            out[i] = unit_rows(out[i : i + 1] + mean)[0]
             pos += len(trope.scenes)
     return out
 
 
-def _unit(V: NDArray[np.float32]) -> NDArray[np.float32]:
+def unit_rows(V: NDArray[Any]) -> NDArray[np.float32]:
+    """Rows scaled to unit length (zero rows stay zero), same shape ``(n, d)``."""
     norms = np.linalg.norm(V, axis=1, keepdims=True)
     return np.asarray(V / np.maximum(norms, 1e-12), dtype=np.float32)
 

@@ -17,6 +17,7 @@ about ``alpha`` whatever their length (less where passages of one work are alike
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -110,3 +111,45 @@ def chance_scores(
             f = math.exp(log_f)
             out[j] = math.exp((n - 1) * log_f) * (f + n * (1 - f))
     return np.clip(out, 0.0, 1.0)
+
+
+def evidence_bars(
+    n: int,
+    mu: ArrayLike,
+    sigma: ArrayLike,
+    work_thresholds: ArrayLike,
+    k: int = 1,
+) -> NDArray[np.float64]:
+    """The logit a work's evidence must reach for each tag to fire.
+
+    The inverse of :func:`chance_scores` in the evidence passage's logit.
+
+    Args:
+        n: Passages in the work.
+        mu: Null location per tag, shape ``(T,)``.
+        sigma: Null scale per tag, shape ``(T,)``.
+        work_thresholds: Work score each tag fires at, shape ``(T,)``.
+        k: Evidence rank, as for :func:`chance_scores`.
+
+    Returns:
+        Shape ``(T,)``: the ``k``-th best passage logit at which the work score reaches
+        the threshold (``inf`` where no logit does, ``-inf`` for an empty work).
+    """
+    m, s = np.asarray(mu, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
+    thresholds = np.asarray(work_thresholds, dtype=np.float64)
+    if n <= 0:
+        return np.full(len(m), -np.inf)
+    k = max(1, min(k, n))
+    out = np.empty(len(m))
+    for j, target in enumerate(thresholds):
+        if target >= 1.0:
+            out[j] = np.inf
+            continue
+        lo, hi = 0.0, 1.0  # F, the null CDF at the bar; the work score grows with F
+        for _ in range(60):
+            f = (lo + hi) / 2
+            score = f**n if k == 1 else f ** (n - 1) * (f + n * (1 - f))
+            lo, hi = (lo, f) if score >= target else (f, hi)
+        f = min(max(hi, 1e-300), 1 - 1e-16)
+        out[j] = m[j] + s[j] * NormalDist().inv_cdf(f)
+    return out

@@ -123,6 +123,19 @@ CONFIG_SCHEMA: dict[str, Any] = {
             },
         },
         "mask_names": {"type": "boolean"},
+        "screen": {
+            "type": "object",
+            "required": ["margin", "files"],
+            "properties": {
+                "margin": {"type": "number"},
+                "files": {
+                    "type": "object",
+                    "propertyNames": {"pattern": r"^[a-z][a-z_]*\.[a-z]+$"},
+                    "additionalProperties": _SHA256,
+                },
+            },
+            "message": "'screen' must give a margin and the SHA-256 of its files",
+        },
         "head": {
             "type": "object",
             "required": ["sha256"],

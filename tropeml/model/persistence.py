@@ -54,6 +54,7 @@ from tropeml.model.integrity import content_hash as content_hash
 from tropeml.model.integrity import read_config as read_config
 from tropeml.model.integrity import sha256_file as sha256_file
 from tropeml.model.integrity import untrusted_types as untrusted_types
+from tropeml.model.screen import SCREEN_DIR, Screen
 from tropeml.model.weights import licence_files
 
 if TYPE_CHECKING:
@@ -120,6 +121,7 @@ def save_model(
     config: dict[str, Any],
     taxonomy_path: str | Path,
     card: str,
+    screen: Screen | None = None,
 ) -> Path:
     """Write a model folder, replacing any old one only once the new one is complete.
 
@@ -134,6 +136,7 @@ def save_model(
             ``content_sha256`` and versions.
         taxonomy_path: The taxonomy the tags come from (copied into the folder).
         card: The model card (Markdown).
+        screen: A screen for the model (:mod:`tropeml.model.screen`), written to ``screen/``.
 
     Returns:
         The folder.
@@ -155,6 +158,8 @@ def save_model(
             files = {
                 name: sha256_file(tmp / name) for name in HASHED_FILES if (tmp / name).exists()
             }
+            if screen is not None:
+                config = {**config, "screen": screen.save(tmp / SCREEN_DIR)}
             full = {
                 "format": FORMAT,
                 "format_version": FORMAT_VERSION,
@@ -272,6 +277,32 @@ def _exchange(a: Path, b: Path) -> bool:
     renameat2.argtypes = [c_int, c_path, c_int, c_path, ctypes.c_uint]
     rc = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
     return bool(rc == 0)
+
+
+def attach_screen(folder: str | Path, screen: Screen) -> Path:
+    """Add (or replace) the screen of an existing model folder, atomically.
+
+    The folder is copied beside itself, the screen written into the copy and recorded in
+    its ``config.json``, and the copy swapped in as :func:`save_model` does.
+    """
+    folder = Path(folder)
+    verified_config(folder)
+    with model_lock(folder):
+        _clean_leftovers(folder)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.new-", dir=folder.parent))
+        try:
+            tmp.rmdir()
+            shutil.copytree(folder, tmp, ignore=shutil.ignore_patterns(SCREEN_DIR, ".*"))
+            config = json.loads((tmp / CONFIG_FILE).read_text(encoding="utf-8"))
+            config["screen"] = screen.save(tmp / SCREEN_DIR)
+            fsync_write(tmp / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode())
+            fsync_dir(tmp)
+            if not _exchange(tmp, folder):
+                raise TropemlError(f"{folder}: cannot swap in the folder with its screen")
+            fsync_dir(folder.parent)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
 
 
 def load_model(folder: str | Path) -> tuple[TropeClassifier, dict[str, Any], Taxonomy]:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from tropeml.core.errors import TropemlError
 from tropeml.core.resources import default_model_dir
@@ -48,7 +49,7 @@ from tropeml.model.dataset import (
 from tropeml.model.decision import ALPHA, DEFAULT_ALPHA, EVIDENCE_RANK, fit_null
 from tropeml.model.evaluation import EvalReport
 from tropeml.model.mil import Rows, WorkCheck, fit_mil, stack, work_checks
-from tropeml.model.persistence import model_lock, save_model
+from tropeml.model.persistence import attach_screen, load_model, model_lock, save_model
 from tropeml.model.protocols import (
     PROTOCOLS,
     Prepared,
@@ -57,6 +58,7 @@ from tropeml.model.protocols import (
     prepare,
     run_protocol,
 )
+from tropeml.model.screen import Screen, build_screen
 from tropeml.text.passages import count_words
 
 
@@ -123,6 +125,7 @@ def train(
     overwrite_default: bool = False,
     max_bytes: int = DEFAULT_MAX_BYTES,
     evaluate: bool = True,
+    screen: bool = False,
     lock_timeout: float = -1,
     on_lock_wait: Callable[[str], None] | None = None,
 ) -> TrainResult:
@@ -150,6 +153,8 @@ def train(
         overwrite_default: Allow ``out`` to be the shipped default model.
         max_bytes: Largest fic read.
         evaluate: Cross-validate for the model card (``False``: faster, the card says so).
+        screen: Also distil a screen into the folder (:mod:`tropeml.model.screen`; needs
+            torch and a sentence-transformers encoder), for ``tropeml tag --screen``.
         lock_timeout: Seconds to wait while another process writes ``out`` (``-1``: no
             limit). The whole run holds ``out``'s lock, so concurrent trains take turns.
         on_lock_wait: Called with a one-line message when this run has to wait.
@@ -177,7 +182,17 @@ def train(
         taxonomy.check_ids(list(lw.tags), f"{lw.work.source}: work labels")
     sources = collect_sources([base, *(p for p in paths if p != base)], taxonomy, max_bytes)
     options = _Options(
-        encoder, cache, name, list(works), mil_top_k, mil_rounds, max_eval_works, C, top_k, evaluate
+        encoder,
+        cache,
+        name,
+        list(works),
+        mil_top_k,
+        mil_rounds,
+        max_eval_works,
+        C,
+        top_k,
+        evaluate,
+        screen,
     )
     if out is None:
         return _train(base, root, None, sources, options)
@@ -222,6 +237,29 @@ def chance_rollup(
     }
 
 
+def add_screen(folder: str | Path, data_dir: str | Path = "data", cache: bool = True) -> Path:
+    """Distil a screen for a trained model folder and add it (as ``train(screen=True)`` would).
+
+    The screen is fitted on the data folder's background prose and training passages,
+    embedded by the default encoder (through the cache). The head is not touched.
+    """
+    model, _, _ = load_model(folder)
+    prepared = prepare(data_dir, None, None, cache)
+    texts = [" ".join(c) for c in prepared.training_set.chunks]
+    return attach_screen(folder, _screen(Path(data_dir), prepared, model, texts, prepared.X))
+
+
+def _screen(
+    base: Path, prepared: Prepared, model: Any, texts: list[str], X: NDArray[np.float32]
+) -> Screen:
+    """The screen for ``model``: fitted on background prose plus the training rows given."""
+    enc, cached = prepared.encoder, prepared.cached
+    count_tokens = getattr(enc, "count_tokens", count_words)
+    max_tokens = int(getattr(enc, "max_tokens", 254))
+    X_bg, bg_texts, _ = background_rows(base / "background", cached, count_tokens, max_tokens)
+    return build_screen(enc, model, [*bg_texts, *texts], np.concatenate([X_bg, X]))
+
+
 def retrain(extra: Sequence[str | Path] = (), **kwargs: Any) -> TrainResult:
     """Same as :func:`train` (kept from tropeml 0.1): ``extra`` are the sources."""
     return train(list(extra), **kwargs)
@@ -239,6 +277,7 @@ class _Options:
     C: float
     top_k: int
     evaluate: bool
+    screen: bool
 
 
 def _train(base: Path, root: Path, out: Path | None, sources: Sources, o: _Options) -> TrainResult:
@@ -320,6 +359,11 @@ def _train(base: Path, root: Path, out: Path | None, sources: Sources, o: _Optio
         else []
     )
     rollup = chance_rollup(model, base / "background", cached, count_tokens, max_tokens, top_k)
+    screen = None
+    if o.screen:
+        if rollup is None:
+            raise TropemlError("a screen needs background prose (data/background) for the null")
+        screen = _screen(base, prepared, model, base_rows.texts, base_rows.X)
     folder = None
     if out is not None:
         model_name = o.name or out.name
@@ -333,7 +377,7 @@ def _train(base: Path, root: Path, out: Path | None, sources: Sources, o: _Optio
                 sources, all_works, n_answers, combined, checks
             )
             card += added_card(sources, all_works, n_answers, combined, checks)
-        folder = save_model(out, model, config, prepared.taxonomy_path, card)
+        folder = save_model(out, model, config, prepared.taxonomy_path, card, screen)
     return TrainResult(
         folder,
         model,

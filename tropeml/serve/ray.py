@@ -42,6 +42,7 @@ class TagActor:
         text_column: Where a row's text is (table inputs); rows of fic files have a ``path``.
         spoilers: Keep spoiler tags in ``tags``.
         trust_encoder: Use the encoder even if its files differ from the model's record.
+        screen: Use the model's screen (:mod:`tropeml.serve.screening`).
     """
 
     def __init__(
@@ -53,10 +54,13 @@ class TagActor:
         text_column: str,
         spoilers: bool = True,
         trust_encoder: bool = False,
+        screen: bool = False,
     ) -> None:
         from tropeml.serve.tagger import load
 
-        self.tagger = load(model, backend=backend, cache=cache, trust_encoder=trust_encoder)
+        self.tagger = load(
+            model, backend=backend, cache=cache, trust_encoder=trust_encoder, screen=screen
+        )
         self.max_bytes = max_bytes
         self.text_column = text_column
         self.spoilers = spoilers
@@ -173,6 +177,7 @@ def tag_with_ray(
     actor_cpus: float = 1.0,
     spoilers: bool = True,
     trust_encoder: bool = False,
+    screen: bool = False,
 ) -> Iterator[Outcome]:
     """Tag a corpus with Ray Data; same results, in the same order, as the local engine.
 
@@ -196,6 +201,7 @@ def tag_with_ray(
         spoilers: Keep spoiler tags in ``tags`` (``False``: moved to ``hidden_spoilers``).
         trust_encoder: Use the model's encoder even if its files differ from the recorded
             SHA-256 (see :meth:`~tropeml.serve.tagger.Tagger.from_pretrained`).
+        screen: Use the model's screen: the full encoder only where a tag can change.
 
     Yields:
         One :class:`~tropeml.io.corpus.Outcome` per work not already in ``out``.
@@ -223,6 +229,7 @@ def tag_with_ray(
             text_column,
             spoilers,
             trust_encoder,
+            screen,
         ),
         batch_size=batch_size,
         batch_format="numpy",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,23 +15,22 @@ from tropeml.core.taxonomy import Taxonomy
 from tropeml.core.types import Passage, Work, WorkResult
 from tropeml.io.readers import DEFAULT_MAX_BYTES, expand_paths, parse_text, read_work
 from tropeml.model.backends import BackendError, load_encoder, resolve_backend
-from tropeml.model.cache import CachedEncoder, EmbeddingCache, code_key, content_key, valid_spans
+from tropeml.model.cache import CachedEncoder
 from tropeml.model.decision import chance_scores
 from tropeml.model.encoders import encoder_id
 from tropeml.model.head import ArrayHead
 from tropeml.model.persistence import CONFIG_FILE, load_head
 from tropeml.model.rollup import pool_scores, rollup_settings, tag_results
+from tropeml.model.screen import SCREEN_DIR, Screen
 from tropeml.model.weights import EncoderMismatchError
-from tropeml.text.masking import masker, work_names
-from tropeml.text.passages import count_words, split_passages
+from tropeml.serve.reading import WorkReader
+from tropeml.serve.screening import screened_scores
 
 if TYPE_CHECKING:
     from tropeml.model.classifier import TropeClassifier
 
-_FALLBACK_BUDGET = 180  # words, for encoders that cannot count their tokens
 
-
-class Tagger:
+class Tagger(WorkReader):
     """Tag works with a trained model.
 
     Args:
@@ -54,6 +52,8 @@ class Tagger:
             passage scores against the passage threshold (tropeml 0.1 models).
         alpha: Per-tag false-tag rate aimed at, by id (with ``null``; default 0.05).
         k: Which best passage is the evidence (with ``null``): 1 or 2.
+        screen: A :class:`~tropeml.model.screen.Screen` (with ``null``): the full encoder
+            runs only on passages that can change a work's tags (:mod:`.screening`).
     """
 
     def __init__(
@@ -69,7 +69,11 @@ class Tagger:
         null: tuple[ArrayLike, ArrayLike] | None = None,
         alpha: dict[str, float] | None = None,
         k: int = 1,
+        screen: Screen | None = None,
     ) -> None:
+        if screen is not None and null is None:
+            raise TropemlError("a screen needs a model whose work scores beat chance (a null)")
+        self.screen = screen
         self.classifier = classifier
         self.taxonomy = taxonomy
         self.encoder = encoder
@@ -106,6 +110,7 @@ class Tagger:
         cache: bool | str | Path = True,
         backend: str | None = None,
         trust_encoder: bool = False,
+        screen: bool = False,
     ) -> Tagger:
         """Load a model folder (default: the shipped model).
 
@@ -121,6 +126,8 @@ class Tagger:
             trust_encoder: Use the model's encoder even if its files differ from the SHA-256
                 the model recorded (as ``TROPEML_TRUST_ENCODER=1`` does); by default a
                 changed file is refused.
+            screen: Run the full encoder only on passages the model's screen picks
+                (:mod:`tropeml.serve.screening`; the model must have one).
 
         Raises:
             TropemlError: If the folder is missing, corrupt, untrusted or incompatible, or its
@@ -152,6 +159,9 @@ class Tagger:
                 )
         if cache:
             encoder = CachedEncoder(encoder, None if cache is True else Path(str(cache)))
+        entry = config.get("screen")
+        if screen and not isinstance(entry, dict):
+            raise TropemlError(f"{where}: this model has no screen (train it with --screen)")
         return cls(
             classifier,
             taxonomy,
@@ -160,70 +170,8 @@ class Tagger:
             name=str(config.get("name", folder.name)),
             mask_names=bool(config.get("mask_names", False)),
             **rollup_settings(config["rollup"], config["tags"]),
+            screen=Screen.load(folder / SCREEN_DIR, entry) if screen and entry else None,
         )
-
-    def passages(self, work: Work | str) -> list[Passage]:
-        """Split a work into passages that fit this tagger's encoder.
-
-        With an embedding cache, the split is cached too (keyed by the work's text and
-        regions, the encoder, its budget and the splitter's code), so a work tagged before
-        is not tokenised again.
-        """
-        if isinstance(work, str):
-            work = Work(text=work)
-        counter = getattr(self.encoder, "count_tokens", None)
-        budget = int(getattr(self.encoder, "max_tokens", 254)) if counter else _FALLBACK_BUDGET
-        cache = self._cache()
-        key = ""
-        if cache is not None:
-            regions = [[r.start, r.end, r.chapter] for r in work.story_regions()]
-            head = json.dumps([code_key("tropeml.text.passages"), encoder_id(self.encoder), budget])
-            key = content_key(head, json.dumps(regions), work.text)
-            spans = cache.get_json("passages", key)
-            if valid_spans(spans, len(work.text)):
-                text = work.text
-                return [Passage(s, e, text[s:e], c) for s, e, c in spans]
-        passages = split_passages(work, counter or count_words, budget)
-        if cache is not None:
-            cache.put_json("passages", key, [[p.start, p.end, p.chapter] for p in passages])
-        return passages
-
-    def texts(self, passages: Sequence[Passage], work: Work | None = None) -> list[str]:
-        """Return the texts the model reads: the passages, names masked if the model masks."""
-        names = self._names(work) if (self.mask_names and work is not None) else {}
-        mask_work = masker(names)
-        return [mask_work(p.text) for p in passages]
-
-    def _cache(self) -> EmbeddingCache | None:
-        """The embedding cache, when the encoder has one (it also keeps splits and names)."""
-        if isinstance(self.encoder, CachedEncoder) and isinstance(
-            self.encoder.cache, EmbeddingCache
-        ):
-            return self.encoder.cache
-        return None
-
-    def _flush(self) -> None:
-        """Write the splits and names cached for the works just tagged (one transaction)."""
-        cache = self._cache()
-        if cache is not None:
-            cache.flush()
-
-    def _names(self, work: Work) -> dict[str, str]:
-        """The work's names and stand-ins (:func:`~tropeml.text.masking.work_names`), cached."""
-        cache = self._cache()
-        if cache is None:
-            return work_names(work)
-        spans = json.dumps([[r.start, r.end] for r in work.story_regions()])
-        key = content_key(code_key("tropeml.text.masking"), spans, work.text)
-        pairs = cache.get_json("names", key)
-        if isinstance(pairs, list) and all(
-            isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
-            for p in pairs
-        ):
-            return dict(pairs)
-        names = work_names(work)
-        cache.put_json("names", key, [[k, v] for k, v in names.items()])
-        return names
 
     def embed(self, passages: Sequence[Passage], work: Work | None = None) -> NDArray[np.float32]:
         """Embed passages (of ``work``, whose names are masked if the model masks names).
@@ -264,6 +212,8 @@ class Tagger:
         """
         if isinstance(work, str):
             work = parse_text(work, source=source or "<text>")
+        if embeddings is None and self.screen is not None:
+            return self.tag_many([work], [source] if source else None)[0]
         passages = self.passages(work)
         texts = None
         if embeddings is None:
@@ -302,12 +252,17 @@ class Tagger:
         """
         passages = [self.passages(w) for w in works]
         texts = [self.texts(ps, w) for w, ps in zip(works, passages, strict=True)]
-        X = self.embed_texts([t for ts in texts for t in ts])
-        out, at = [], 0
-        for i, (work, ps) in enumerate(zip(works, passages, strict=True)):
-            source = sources[i] if sources else None
-            out.append(self.tag_embedded(work, ps, X[at : at + len(ps)], source, texts[i]))
-            at += len(ps)
+        if self.screen is not None:
+            scores = screened_scores(self, self.screen, texts)[0]
+        else:
+            X, scores, at = self.embed_texts([t for ts in texts for t in ts]), [], 0
+            for work, ps, ts in zip(works, passages, texts, strict=True):
+                scores.append(self.score_passages(work, ps, X[at : at + len(ps)], ts))
+                at += len(ps)
+        out = [
+            self.result(work, ps, s, sources[i] if sources else None)
+            for i, (work, ps, s) in enumerate(zip(works, passages, scores, strict=True))
+        ]
         self._flush()
         return out
 
@@ -358,7 +313,16 @@ class Tagger:
         ``texts`` are the passages as the model reads them (:meth:`texts`); given, they are
         not masked again.
         """
-        scores = self.score_passages(work, passages, X, texts)
+        return self.result(work, passages, self.score_passages(work, passages, X, texts), source)
+
+    def result(
+        self,
+        work: Work,
+        passages: Sequence[Passage],
+        scores: NDArray[np.float64],
+        source: str | None = None,
+    ) -> WorkResult:
+        """The work's result from its passage scores, shape ``(n, T)``."""
         work_scores = self.work_scores(scores)
         tags = tag_results(
             scores,
