@@ -183,6 +183,96 @@ def agreement() -> dict[str, Any]:
     return {"works": len(items), "rows": rows}
 
 
+START, END = "<!-- corpus.py -->", "<!-- /corpus.py -->"
+
+
+def markdown(r: dict[str, Any]) -> str:
+    """The results as the section of ``speed.md`` that this script owns."""
+    out = [
+        START,
+        "## Distinct-work corpora, the screen, Ray (`benchmarks/corpus.py`)",
+        "",
+        f"Measured {r['date']} at commit {r['commit']} on {r['cpus']} CPU cores (load average "
+        f"{r['load_before']:.1f} before, {r['load_after']:.1f} after: other jobs were running, "
+        "so absolute rates are low and rough; rows of one table ran back to back). Every row "
+        "is one `tropeml tag FOLDER --out FILE --backend fast` process, timed start to exit "
+        "(model loading included), peak RSS of that process. Works are distinct: built from "
+        "the repository's public-domain background prose, written works and exemplars (see "
+        "the script's docstring).",
+        "",
+        "| run | works | words | seconds | works/s | words/s | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in r["rows"]:
+        out.append(
+            f"| {row['label']} | {row['works']:,} | {row['words']:,} | {row['seconds']:.1f} | "
+            f"{row['works_s']:.2f} | {row['words_s']:,.0f} | {row['rss_mb']:.0f} |"
+        )
+    out.append("")
+    for key, value in r.items():
+        if key.startswith("passages_"):
+            out.append(
+                f"- corpus {key[9:]}: {value['passages']:,} passages, {value['repeats']} repeated"
+            )
+    by = {row["label"]: row for row in r["rows"]}
+    for n in sorted({row["works"] for row in r["rows"] if "cold" in row["label"]}):
+        cold, scr = by.get(f"{n} cold"), by.get(f"{n} screened cold")
+        if cold and scr:
+            warm = by[f"{n} warm"]["words_s"] / cold["words_s"]
+            out.append(
+                f"- {n} works: screened cold {scr['words_s'] / cold['words_s']:.2f}x the words/s "
+                f"of the full pipeline cold; warm {warm:.1f}x"
+            )
+    ray1, ray2 = by.get("ray 1 actor(s) cold"), by.get("ray 2 actor(s) cold")
+    if ray1 and ray2:
+        out.append(
+            f"- Ray: 2 actors {ray1['seconds'] / ray2['seconds']:.2f}x the speed of 1 actor "
+            "(peak RSS is the driver's only; actors are Ray's processes)"
+        )
+    big = r.get("big")
+    if big:
+        u = big["uninterrupted"]
+        out += [
+            "",
+            f"Big corpus, screened: {big['works']:,} works, {big['words']:,} words in "
+            f"{u['seconds']:.0f} s ({big['works'] / u['seconds']:.1f} works/s), peak RSS "
+            f"{u['rss_mb']:.0f} MB. Killed (SIGKILL) after {big['killed_at_s']:.0f} s with "
+            f"{big['done_before_kill']:,} works written; the rerun took "
+            f"{big['rerun']['seconds']:.0f} s and left {big['total_after_rerun']:,} lines for "
+            f"{big['distinct_after_rerun']:,} distinct works.",
+        ]
+    agree = r.get("agreement")
+    if agree:
+        out += [
+            "",
+            f"The screen against the full pipeline on the {agree['works']} dev works "
+            "(decisions on the 10 required tags; cache warm, so only decisions and the share "
+            "of passages the full encoder sees count here):",
+            "",
+            "| margin | decisions identical | differ | full encoder on | largest recall drop |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for row in agree["rows"]:
+            out.append(
+                f"| {row['margin']} | {row['agreement']:.3f} | {row['differ']} of "
+                f"{row['decisions']} | {row['full_share']:.1%} of {row['passages']:,} passages "
+                f"| {row['max_recall_drop']:.3f} |"
+            )
+    out += ["", END]
+    return "\n".join(out) + "\n"
+
+
+def write_section(path: Path, section: str) -> None:
+    """Put ``section`` into ``path`` in place of the previous one (or at the end)."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if START in text and END in text:
+        before, rest = text.split(START, 1)
+        text = before + section.rstrip("\n") + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text, encoding="utf-8")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="50,500")
@@ -190,6 +280,7 @@ def main() -> None:
     ap.add_argument("--big", type=int, default=5000)
     ap.add_argument("--big-words", type=int, default=400)
     ap.add_argument("--ray-size", type=int, default=200)
+    ap.add_argument("--markdown", type=Path, default=ROOT / "benchmarks" / "results" / "speed.md")
     ap.add_argument("--no-agreement", action="store_true", help="skip the dev-works check")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "corpus.json")
     a = ap.parse_args()
@@ -274,6 +365,7 @@ def main() -> None:
     results["load_after"] = os.getloadavg()[0]
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_section(a.markdown, markdown(results))
     shutil.rmtree(work, ignore_errors=True)
     print(f"wrote {a.out}")
 
