@@ -54,6 +54,7 @@ def main() -> None:
         out=ROOT / "models" / "default",
         name="default",
         overwrite_default=True,
+        screen=True,
     )
     for report, what in ((result.report, "seed fics"), (result.exemplar_report, "exemplars")):
         if report is not None:

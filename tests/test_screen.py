@@ -58,7 +58,7 @@ def prose(rng: random.Random, n: int, tag_every: int = 0) -> Work:
 @pytest.fixture(scope="module")
 def taggers(tiny_model: Path) -> tuple[Tagger, Tagger, CountingEncoder]:
     """The tiny model with a null, without and with a screen (sharing a counting encoder)."""
-    head, config, taxonomy = load_head(tiny_model)
+    head, _, taxonomy = load_head(tiny_model)
     encoder = CountingEncoder(64)
     rng = random.Random(1)
     background = [make_passage(rng, [], 60) for _ in range(200)]
@@ -141,3 +141,31 @@ def test_loading_a_model_without_a_screen_for_screening_is_one_clear_error(
 ) -> None:
     with pytest.raises(TropemlError, match="no screen"):
         Tagger.from_pretrained(tiny_model, encoder=HashingEncoder(64), screen=True, cache=False)
+
+
+def test_cli_tag_screen_on_a_model_without_one_is_one_line(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    from test_cli import all_text, run
+
+    fic = tmp_path / "fic.txt"
+    fic.write_text(prose(random.Random(0), 4).text, encoding="utf-8")
+    result = run("tag", fic, "--model", tiny_model, "--screen", "--no-cache")
+    assert result.exit_code != 0
+    assert "no screen" in all_text(result) and "Traceback" not in all_text(result)
+
+
+def test_train_screen_needs_a_model_folder_to_distil(tiny_root: Path) -> None:
+    from tropeml.model.training import train
+
+    with pytest.raises(TropemlError):
+        train(
+            tiny_root / "data",
+            root=tiny_root,
+            out=tiny_root / "m",
+            encoder=HashingEncoder(64),
+            cache=False,
+            evaluate=False,
+            screen=True,
+        )
+    assert not (tiny_root / "m").exists()  # nothing half-written
