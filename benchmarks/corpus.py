@@ -233,9 +233,10 @@ def markdown(r: dict[str, Any]) -> str:
         )
     for key in [k for k in by if k.endswith(", screened cold")]:
         full = by[key.replace(", screened cold", ", cold")]
+        gain = by[key]["words_s"] / full["words_s"]
         out.append(
-            f"- {key[: -len(', screened cold')]}: screened {by[key]['words_s'] / full['words_s']:.2f}x the "
-            "words/s of the full pipeline, both cold"
+            f"- {key[: -len(', screened cold')]}: screened {gain:.2f}x the words/s of the full "
+            "pipeline, both cold"
         )
     big = r.get("big")
     if big:

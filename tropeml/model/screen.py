@@ -148,7 +148,8 @@ def distill_static(encoder_path: str | Path) -> Any:
         from model2vec.distill import distill
     except ImportError as exc:
         raise TropemlError(
-            f"building a screen needs torch and transformers ({exc}); pip install 'tropeml[screen]' -c constraints.txt"
+            f"building a screen needs torch and transformers ({exc}); "
+            "pip install 'tropeml[screen]' -c constraints.txt"
         ) from None
     return distill(model_name=str(encoder_path), pca_dims=256, quantize_to="int8")
 
