@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tropeml.core.errors import TropemlError
+from tropeml.model.weights import encoder_files, folder_digest
 
 DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_ENCODER, "all-MiniLM-L6-v2", "default"}
@@ -118,9 +119,8 @@ class SentenceTransformerEncoder:
         """Return where the weights came from and their version."""
         if self.name == DEFAULT_ENCODER and self._path is not None:
             return f"{_DEFAULT_PACKAGE}=={metadata.version(_DEFAULT_PACKAGE)}"
-        if self._path is not None:
-            weights = sorted(self._path.glob("*.safetensors")) + sorted(self._path.glob("*.bin"))
-            return f"local:size={sum(w.stat().st_size for w in weights)}"
+        if self._path is not None:  # the files' content: a model re-saved in place is new
+            return f"local:sha256={folder_digest(encoder_files(self._path))[:16]}"
         return "hub"
 
     @functools.cached_property  # read from files: once per encoder

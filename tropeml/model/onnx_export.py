@@ -80,8 +80,11 @@ def check_pooling(source: Path) -> None:
         cfg = json.loads(pooling.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         cfg = {}
-    modes = {k for k, v in cfg.items() if k.startswith("pooling_mode") and v}
-    if modes != {"pooling_mode_mean_tokens"} or (source / "2_Dense").exists():
+    modes = {k for k, v in cfg.items() if k.startswith("pooling_mode") and v is True}
+    mean = modes == {"pooling_mode_mean_tokens"} or (  # sentence-transformers < 6 and 6+
+        not modes and cfg.get("pooling_mode") == "mean"
+    )
+    if not mean or (source / "2_Dense").exists():
         raise TropemlError(
             f"fast backend: {source} is not a mean-pooled sentence-transformers model "
             "(use --backend torch)"
