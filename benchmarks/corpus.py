@@ -198,7 +198,9 @@ def markdown(r: dict[str, Any]) -> str:
         f"{r['load_before']:.1f} before, {r['load_after']:.1f} after: other jobs were running, "
         "so absolute rates are low and rough; rows of one table ran back to back). Every row "
         "is one `tropeml tag FOLDER --out FILE --backend fast` process, timed start to exit "
-        "(model loading included), peak RSS of that process. Works are distinct: built from "
+        "(model loading included), peak RSS of that process (from `wait4`; an upper bound: Linux "
+        "can hand a child the benchmark process's own peak when the child used less). Works "
+        "are distinct: built from "
         "the repository's public-domain background prose, written works and exemplars (see "
         "the script's docstring).",
         "",
