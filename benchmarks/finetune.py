@@ -308,6 +308,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "lr": args.lr,
         "max_seq_length": args.max_seq_length,
         "seed": args.seed,
+        "steps": int(result.global_step),
         "train_seconds": round(seconds, 1),
         "train_loss": float(result.training_loss),
         "rows": len(ts),
