@@ -339,3 +339,25 @@ def test_seed_decisions_do_not_depend_on_batching_or_the_cache(
             for r in rows
         }
         assert [by_source[p.name[:3]] | hidden[p.name[:3]] for p in SEEDS] == alone
+
+
+def test_the_shipped_screen_keeps_every_seeds_tags_and_evidence(
+    tagger: tropeml.Tagger, results: dict[str, WorkResult]
+) -> None:
+    from tropeml.model.screen import SCREEN_DIR, Screen
+
+    config = json.loads((default_model_dir() / CONFIG_FILE).read_text(encoding="utf-8"))
+    screen = Screen.load(default_model_dir() / SCREEN_DIR, config["screen"])
+    tagger.screen = screen  # same encoder and cache: only the screen differs
+    try:
+        for key, path in SEED.items():
+            got = tagger.tag(read_work(path), source=str(path))
+            full = results[key]
+            assert _ids(got) == _ids(full), key
+            for tag in got.tags:  # evidence comes from the full encoder: the same passages
+                expected = next(t for t in full.tags if t.id == tag.id)
+                assert [(e.start, e.end) for e in tag.evidence][:1] == [
+                    (e.start, e.end) for e in expected.evidence
+                ][:1], (key, tag.id)
+    finally:
+        tagger.screen = None
