@@ -169,3 +169,19 @@ def test_train_screen_needs_a_model_folder_to_distil(tiny_root: Path) -> None:
             screen=True,
         )
     assert not (tiny_root / "m").exists()  # nothing half-written
+
+
+def test_info_reports_the_screen_and_a_changed_file(
+    tiny_model: Path, taggers: Any, tmp_path: Path
+) -> None:
+    import shutil
+
+    from tropeml.serve.about import describe
+
+    assert describe(tiny_model)["model"]["screen"].startswith("none")
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model, folder)
+    attach_screen(folder, taggers[1].screen)
+    assert describe(folder)["model"]["screen"].startswith("ok (margin 1.0")
+    (folder / SCREEN_DIR / "map.npz").write_bytes(b"changed")
+    assert "changed" in describe(folder)["model"]["screen"]

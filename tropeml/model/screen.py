@@ -23,7 +23,6 @@ on load.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,19 +119,27 @@ class Screen:
         Raises:
             TropemlError: If a file is missing or differs from the SHA-256 recorded.
         """
-        files = entry.get("files")
-        if not isinstance(files, dict) or MAP_FILE not in files:
-            raise TropemlError(f"{folder}: the model's screen entry names no files")
-        for name, digest in files.items():
-            path = folder / str(name)
-            if not path.is_file() or sha256_file(path) != digest:
-                raise TropemlError(f"{path}: the screen's file is missing or was changed")
+        problem = check_screen(folder, entry)
+        if problem:
+            raise TropemlError(problem)
         from model2vec import StaticModel
 
         with np.load(folder / MAP_FILE, allow_pickle=False) as npz:
             W, b, sd = npz["W"], npz["b"], npz["sd"]
         static = StaticModel.from_pretrained(str(folder))
         return cls(static, W, b, sd.astype(np.float64), float(entry.get("margin", DEFAULT_MARGIN)))
+
+
+def check_screen(folder: Path, entry: dict[str, Any]) -> str | None:
+    """What is wrong with a model folder's ``screen/`` against its config entry (``None``: ok)."""
+    files = entry.get("files")
+    if not isinstance(files, dict) or MAP_FILE not in files:
+        return f"{folder}: the model's screen entry names no files"
+    for name, digest in files.items():
+        path = folder / str(name)
+        if not path.is_file() or sha256_file(path) != digest:
+            return f"{path}: the screen's file is missing or was changed"
+    return None
 
 
 def distill_static(encoder_path: str | Path) -> Any:
@@ -225,10 +232,3 @@ def _ridge(
     Sc = (S - s_mean).astype(np.float64)
     W = np.linalg.solve(Sc.T @ Sc + RIDGE * np.eye(S.shape[1]), Sc.T @ (X - x_mean))
     return W.astype(np.float32), (x_mean - s_mean @ W).astype(np.float32)
-
-
-def describe(entry: dict[str, Any]) -> str:
-    """One line about a screen entry of ``config.json`` (for ``tropeml info``)."""
-    return f"screen: margin {entry.get('margin')}, {len(entry.get('files', {}))} files, " + (
-        json.dumps(sorted(entry.get("files", {})))
-    )

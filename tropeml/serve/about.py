@@ -83,6 +83,17 @@ def _backend(name: str, folder: Path | None, backend: str | None) -> str:
     return f"{label} ({precision} ONNX, built on first use into {where.parent})"
 
 
+def _screen(folder: Path, entry: Any) -> str:
+    """One line on the model's screen (``tropeml tag --screen``)."""
+    if not isinstance(entry, dict):
+        return "none (tropeml train --screen adds one)"
+    from tropeml.model.screen import SCREEN_DIR, check_screen  # only for models that have one
+
+    problem = check_screen(folder / SCREEN_DIR, entry)
+    files = len(entry.get("files", {}))
+    return problem or f"ok (margin {entry.get('margin')}, {files} files verified)"
+
+
 def describe(model: str | Path | None = None, backend: str | None = None) -> dict[str, Any]:
     """Return everything ``tropeml info`` prints, as a JSON-ready dict.
 
@@ -138,6 +149,7 @@ def describe(model: str | Path | None = None, backend: str | None = None) -> dic
             "tags": list(config["tags"]),
             "content_sha256": config.get("content_sha256"),
             "integrity": integrity,
+            "screen": _screen(folder, config.get("screen")),
         },
         "encoder": {
             "name": name,
@@ -162,6 +174,7 @@ def render(info: dict[str, Any]) -> str:
         f"  tags:     {len(m['tags'])}: {', '.join(m['tags'])}",
         f"  content:  sha256 {m['content_sha256'] or '(not recorded)'}",
         f"  checks:   {m['integrity']} ({CONFIG_FILE}, head and taxonomy hashes)",
+        f"  screen:   {m['screen']}",
         f"encoder:    {e['name']} ({e['version']}), {e['dimension']}-d",
         f"  folder:   {e['folder'] or '-'}",
         f"  verified: {e['verified']}",
