@@ -55,22 +55,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tropeml.core.taxonomy import Taxonomy
+from tropeml.io.devset import REQUIRED_TAGS
 from tropeml.model.dataset import TrainingSet, build_training_set
 from tropeml.model.encoders import SentenceTransformerEncoder
 
-CORE_TAGS = (
-    "hurt_comfort",
-    "fake_death",
-    "reunion",
-    "soulmates",
-    "mates",
-    "alpha_beta_omega",
-    "angst",
-    "fluff",
-    "first_kiss",
-    "love_confession",
-)
-"""The ten required tags the pairs are built for."""
+CORE_TAGS = REQUIRED_TAGS
+"""The ten required tags the pairs are built for (the dev set's required tags)."""
 
 
 def load_rows(data: Path, encoder: SentenceTransformerEncoder) -> tuple[Taxonomy, TrainingSet]:

@@ -28,6 +28,7 @@ from tropeml.core.types import UNKNOWN
 from tropeml.io.labels import load_exemplars, load_span_labels, span_targets
 from tropeml.io.readers import DEFAULT_MAX_BYTES, read_work
 from tropeml.io.sources import LabelledWork, load_answers
+from tropeml.model.head import unit_rows
 from tropeml.text.masking import find_names, masker, work_names
 from tropeml.text.passages import count_words, split_passages
 
@@ -207,12 +208,6 @@ def embed_prototypes(taxonomy: Taxonomy, encoder: Any) -> NDArray[np.float32]:
             out[i] = unit_rows(out[i : i + 1] + mean)[0]
             pos += len(trope.scenes)
     return out
-
-
-def unit_rows(V: NDArray[Any]) -> NDArray[np.float32]:
-    """Rows scaled to unit length (zero rows stay zero), same shape ``(n, d)``."""
-    norms = np.linalg.norm(V, axis=1, keepdims=True)
-    return np.asarray(V / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
 def file_hash(path: Path) -> str:

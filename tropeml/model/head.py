@@ -41,6 +41,12 @@ def sigmoid(z: NDArray[Any]) -> NDArray[np.float64]:
     return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -50, 50))), dtype=np.float64)
 
 
+def unit_rows(V: NDArray[Any]) -> NDArray[np.float32]:
+    """Rows scaled to unit length (zero rows stay zero), same shape ``(n, d)``."""
+    norms = np.linalg.norm(V, axis=1, keepdims=True)
+    return np.asarray(V / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
 def prototype_view(X: NDArray[Any], P: NDArray[np.float32]) -> NDArray[np.float64]:
     """Cosine of each passage to each prototype, centred across tags.
 

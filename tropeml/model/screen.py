@@ -33,10 +33,11 @@ from numpy.typing import NDArray
 
 from tropeml.core.errors import TropemlError
 from tropeml.core.fileio import fsync_write
-from tropeml.model.dataset import unit_rows
 from tropeml.model.decision import logits
+from tropeml.model.head import unit_rows
 from tropeml.model.head_export import npz_bytes
 from tropeml.model.integrity import sha256_file
+from tropeml.model.weights import encoder_folder
 
 SCREEN_DIR = "screen"
 MAP_FILE = "map.npz"
@@ -181,7 +182,7 @@ def build_screen(
     Raises:
         TropemlError: If the encoder has no model folder to distil.
     """
-    folder = getattr(encoder, "source", None) or getattr(encoder, "_path", None)
+    folder = encoder_folder(encoder)
     if folder is None:
         raise TropemlError("a screen is distilled from a sentence-transformers model folder")
 

@@ -49,7 +49,7 @@ from tropeml.model.dataset import (
 from tropeml.model.decision import ALPHA, DEFAULT_ALPHA, EVIDENCE_RANK, fit_null
 from tropeml.model.evaluation import EvalReport
 from tropeml.model.mil import Rows, WorkCheck, fit_mil, stack, work_checks
-from tropeml.model.persistence import attach_screen, load_model, model_lock, save_model
+from tropeml.model.persistence import model_lock, save_model
 from tropeml.model.protocols import (
     PROTOCOLS,
     Prepared,
@@ -235,18 +235,6 @@ def chance_rollup(
         "top_k": top_k,
         "max_evidence": 3,
     }
-
-
-def add_screen(folder: str | Path, data_dir: str | Path = "data", cache: bool = True) -> Path:
-    """Distil a screen for a trained model folder and add it (as ``train(screen=True)`` would).
-
-    The screen is fitted on the data folder's background prose and training passages,
-    embedded by the default encoder (through the cache). The head is not touched.
-    """
-    model, _, _ = load_model(folder)
-    prepared = prepare(data_dir, None, None, cache)
-    texts = [" ".join(c) for c in prepared.training_set.chunks]
-    return attach_screen(folder, _screen(Path(data_dir), prepared, model, texts, prepared.X))
 
 
 def _screen(
