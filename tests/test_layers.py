@@ -7,6 +7,9 @@ counts: at the top, inside functions, and under ``if TYPE_CHECKING:``.
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -199,3 +202,28 @@ def test_readme_layout_lists_every_module() -> None:
             if path.name != "__init__.py":
                 actual.add(rel)
     assert listed == actual
+
+
+def test_every_0_1_module_path_still_imports_with_a_warning() -> None:
+    """``import tropeml.<old>`` gives the module that replaced it, and says it is deprecated."""
+    script = (
+        "import importlib, json, sys, warnings\n"
+        "from tropeml._aliases import MOVED\n"
+        "bad = []\n"
+        "for old, new in sorted(MOVED.items()):\n"
+        "    if old == 'cli':  # now the package itself; it exports 0.1's app and main\n"
+        "        from tropeml.cli import app, main\n"
+        "        continue\n"
+        "    with warnings.catch_warnings(record=True) as seen:\n"
+        "        warnings.simplefilter('always')\n"
+        "        got = importlib.import_module('tropeml.' + old)\n"
+        "    said = any(f'tropeml.{old} is deprecated' in str(w.message) for w in seen\n"
+        "               if w.category is DeprecationWarning)\n"
+        "    if got is not importlib.import_module('tropeml.' + new) or not said:\n"
+        "        bad.append(old)\n"
+        "print(json.dumps([len(MOVED), bad]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    n, bad = json.loads(proc.stdout)
+    assert n >= 20 and bad == []

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -331,3 +332,44 @@ def test_mil_selection_never_sees_the_bag_it_chooses_for() -> None:
     checks = work_checks(Spy(tags=["a", "b"]), base, bags, ["a", "b"], 2, limit=3)
     assert len(checks) == 3
     assert not violations, violations
+
+
+def test_every_way_to_train_runs_the_one_training_function(
+    hashing_train: None,
+    tiny_root: Path,
+    ao3_folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`train`, `train --data fics/ --data answers.jsonl` and the API go through one `_train`."""
+    import tropeml
+    import tropeml.model.training as training
+
+    calls: list[tuple[Path, list[str]]] = []
+    real = training._train
+
+    def spy(base: Path, root: Path, out: Path | None, sources: Any, o: Any) -> Any:
+        kinds = [name for name in ("works", "answer_files") if getattr(sources, name)]
+        calls.append((Path(base), kinds))
+        return real(base, root, out, sources, o)
+
+    monkeypatch.setattr(training, "_train", spy)
+    fic = tiny_root / "fics" / "one.txt"
+    answers = tmp_path / "answers.jsonl"
+    text = fic.read_text(encoding="utf-8")
+    answers.write_text(answer_record(str(fic), text, 0, 200, "rain", "yes") + "\n", "utf-8")
+    data = ["--data", tiny_root / "data", "--root", tiny_root, "--no-eval", "--name", "m"]
+    plain = run("train", *data, "--out", tmp_path / "a")
+    assert plain.exit_code == 0, all_text(plain)
+    extra = run("train", *data, "--data", ao3_folder, "--data", answers, "--out", tmp_path / "b")
+    assert extra.exit_code == 0, all_text(extra)
+    tropeml.retrain([tiny_root / "data", answers], root=tiny_root, out=None, evaluate=False)
+    tropeml.train(tiny_root / "data", root=tiny_root, out=None, evaluate=False)
+    assert [kinds for _, kinds in calls] == [[], ["works", "answer_files"], ["answer_files"], []]
+    assert {base for base, _ in calls} == {tiny_root / "data"}
+    # The same inputs give the same folder, byte for byte, whichever way they came in.
+    again = run("train", *data, "--out", tmp_path / "c")
+    assert again.exit_code == 0, all_text(again)
+    for path in sorted(p for p in (tmp_path / "a").rglob("*") if p.is_file()):
+        twin = tmp_path / "c" / path.relative_to(tmp_path / "a")
+        assert twin.read_bytes() == path.read_bytes(), path.name
