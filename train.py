@@ -23,6 +23,28 @@ ROOT = Path(__file__).resolve().parent
 
 
 DEV_HEADING = "## Evaluation on the real-prose dev set"
+SEEDS_HEADING = "## The seeds as served"
+
+
+def seeds_section(folder: Path) -> str:
+    """The card section listing the tags ``tropeml tag`` gives each seed fic (default backend).
+
+    The integration tests tag the seeds with the served model and compare with this table.
+    """
+    from tropeml.io.readers import read_work
+    from tropeml.model.encoders import encoder_id
+
+    tagger = load(folder)
+    rows = []
+    for path in sorted((ROOT / "seeds").glob("*.txt")):
+        result = tagger.tag(read_work(path), source=str(path))
+        rows.append(f"| `{path.name}` | {', '.join(sorted(t.id for t in result.tags))} |")
+    return (
+        f"\n{SEEDS_HEADING}\n\n"
+        f"Served with encoder `{encoder_id(tagger.encoder)}` (the default backend: the vectors "
+        "the head was calibrated on). Tags per seed fic, spoilers included:\n\n"
+        "| seed | tags |\n|---|---|\n" + "\n".join(rows) + "\n"
+    )
 
 
 def add_dev_card(folder: Path) -> None:
@@ -32,6 +54,7 @@ def add_dev_card(folder: Path) -> None:
     report, _, _ = dev_report(tagger, load_dev_passages(dev), load_dev_works(dev), "auto")
     card_path = folder / CARD_FILE
     card = card_path.read_text(encoding="utf-8").split(DEV_HEADING)[0].rstrip() + "\n"
+    card = card.split(SEEDS_HEADING)[0].rstrip() + "\n"
     section = (
         f"\n{DEV_HEADING}\n\n"
         "The model as `tropeml tag` serves it (default backend), on books and works used for "
@@ -39,6 +62,7 @@ def add_dev_card(folder: Path) -> None:
         "alphas of the work rule were chosen on these works, so the work-level rates are "
         "optimistic.\n\n" + report.to_markdown()
     )
+    section += seeds_section(folder)
     atomic_write_text(card_path, card + section)
     print(section)
 

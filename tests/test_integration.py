@@ -341,6 +341,26 @@ def test_seed_decisions_do_not_depend_on_batching_or_the_cache(
         assert [by_source[p.name[:3]] | hidden[p.name[:3]] for p in SEEDS] == alone
 
 
+def test_seed_decisions_match_the_model_card(
+    tagger: tropeml.Tagger, results: dict[str, WorkResult]
+) -> None:
+    """The tagger serves the vectors the head was calibrated on, and the card's seed tags."""
+    from tropeml.model.encoders import encoder_id
+
+    config = json.loads((default_model_dir() / CONFIG_FILE).read_text(encoding="utf-8"))
+    served = encoder_id(tagger.encoder)
+    assert served == config["encoder"]["id"]
+    card = (default_model_dir() / "README.md").read_text(encoding="utf-8")
+    section = card.split("## The seeds as served", 1)[1]
+    assert f"`{served}`" in section
+    table = {
+        line.split("|")[1].strip(" `")[:3]: {t.strip() for t in line.split("|")[2].split(",")}
+        for line in section.splitlines()
+        if line.startswith("| `")
+    }
+    assert table == {key: _ids(result) for key, result in results.items()}
+
+
 def test_the_shipped_screen_keeps_every_seeds_tags_and_evidence(
     tagger: tropeml.Tagger, results: dict[str, WorkResult]
 ) -> None:
