@@ -245,6 +245,43 @@ def process_passages(path: Path, sources: Sources, write: bool) -> list[str]:
     return errors
 
 
+def process_training(paths: Iterable[Path], sources: Sources) -> list[str]:
+    """Verify public-domain training passages (``data/exemplars/pd_*.jsonl``).
+
+    They carry the same provenance as dev passages, with ``tags``/``near_miss`` instead of
+    ``judgments``; the stored ``text`` must be the source slice, and no book may also be a
+    dev book.
+
+    Args:
+        paths: The exemplar files with provenance.
+        sources: Where to read repositories from.
+
+    Returns:
+        One message per failed record; empty when everything matched.
+    """
+    dev_repos = {r.get("repo") for r in read_jsonl(DEFAULT_PASSAGES)}
+    for works in DEFAULT_WORKS.glob("*.jsonl"):
+        dev_repos |= {r.get("repo") for r in read_jsonl(works)}
+    errors: list[str] = []
+    for path in paths:
+        records = read_jsonl(path)
+        failed = 0
+        for number, record in enumerate(records, 1):
+            label = f"{path.name}:{number} ({record.get('id', '?')})"
+            try:
+                if record.get("repo") in dev_repos:
+                    raise BuildError(f"{record.get('repo')} is a dev book")
+                if set(record.get("tags", [])) & set(record.get("near_miss", [])):
+                    raise BuildError("a tag is both shown and a near miss")
+                if record.get("text") != extract(record, sources):
+                    raise BuildError("stored text differs from the source slice")
+            except BuildError as exc:
+                failed += 1
+                errors.append(f"{label}: {exc}")
+        print(f"{path}: {len(records)} records, {failed} failed")
+    return errors
+
+
 def process_works(files: Iterable[Path], works_dir: Path, sources: Sources) -> list[str]:
     """Verify work records whose ``file`` must equal the decoded slice.
 
@@ -333,6 +370,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--works-dir", type=Path, default=DEFAULT_WORKS, help="folder of work records"
     )
+    parser.add_argument(
+        "--training",
+        type=Path,
+        nargs="*",
+        default=sorted((REPO_ROOT / "data" / "exemplars").glob("pd_*.jsonl")),
+        help="public-domain training passage files to verify (default: data/exemplars/pd_*)",
+    )
     args = parser.parse_args(argv)
 
     sources = Sources(mirror_root=args.mirror_root, git_dirs=parse_git_dirs(args.git_dir))
@@ -343,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         errors.append(f"{args.passages}: not found")
     if args.works_dir.is_dir():
         errors += process_works(sorted(args.works_dir.glob("*.jsonl")), args.works_dir, sources)
+    errors += process_training(args.training, sources)
     for message in errors:
         print(f"ERROR {message}", file=sys.stderr)
     return 1 if errors else 0
