@@ -249,8 +249,8 @@ def process_training(paths: Iterable[Path], sources: Sources) -> list[str]:
     """Verify public-domain training passages (``data/exemplars/pd_*.jsonl``).
 
     They carry the same provenance as dev passages, with ``tags``/``near_miss`` instead of
-    ``judgments``; the stored ``text`` must be the source slice, and no book may also be a
-    dev book.
+    ``judgments``; the stored ``text`` must be the source slice, no two passages may
+    overlap, and no book may also be a dev book.
 
     Args:
         paths: The exemplar files with provenance.
@@ -263,6 +263,7 @@ def process_training(paths: Iterable[Path], sources: Sources) -> list[str]:
     for works in DEFAULT_WORKS.glob("*.jsonl"):
         dev_repos |= {r.get("repo") for r in read_jsonl(works)}
     errors: list[str] = []
+    spans: dict[str, list[tuple[int, int, str]]] = {}
     for path in paths:
         records = read_jsonl(path)
         failed = 0
@@ -275,6 +276,11 @@ def process_training(paths: Iterable[Path], sources: Sources) -> list[str]:
                     raise BuildError("a tag is both shown and a near miss")
                 if record.get("text") != extract(record, sources):
                     raise BuildError("stored text differs from the source slice")
+                start, end = record["start"], record["end"]
+                for other_start, other_end, other in spans.get(record["repo"], []):
+                    if start < other_end and other_start < end:
+                        raise BuildError(f"overlaps {other}")
+                spans.setdefault(record["repo"], []).append((start, end, str(record["id"])))
             except BuildError as exc:
                 failed += 1
                 errors.append(f"{label}: {exc}")
