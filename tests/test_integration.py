@@ -361,6 +361,30 @@ def test_seed_decisions_match_the_model_card(
     assert table == {key: _ids(result) for key, result in results.items()}
 
 
+def test_the_readme_examples_are_this_model_on_the_default_backend(
+    results: dict[str, WorkResult],
+) -> None:
+    """The README's table and JSON examples show what `tropeml tag` gives now (fast backend)."""
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("$ .venv/bin/tropeml tag seeds/000_77fbc02fa2239641.txt\n", 1)[1]
+    first = results["000"].tags[0]
+    row = table.splitlines()[4]
+    assert row.split("│")[1].strip() == first.name
+    assert f"[{first.evidence[0].start}-{first.evidence[0].end}]" in row
+    example = readme.split('{"source": "seeds/002_1ddad86479ad2531.txt"', 1)[1].split("```")[0]
+    got = results["002"]
+    for tag in ("hurt_comfort", "fake_death", "reunion"):
+        shown = float(re.search(rf'"{tag}": ([0-9.]+)', example).group(1))  # type: ignore[union-attr]
+        assert shown == round(got.scores[tag], 4), tag
+    reunion = next(t for t in got.tags if t.id == "reunion").to_dict()
+    ev = reunion["evidence"][0]
+    assert f'"threshold": {reunion["threshold"]}' in example
+    assert f'"prominence": {reunion["prominence"]}' in example
+    assert f'{{"start": {ev["start"]}, "end": {ev["end"]}, "score": {ev["score"]}' in example
+
+
 def test_the_shipped_screen_keeps_every_seeds_tags_and_evidence(
     tagger: tropeml.Tagger, results: dict[str, WorkResult]
 ) -> None:
