@@ -17,7 +17,7 @@ from tropeml.io.devset import load_dev_passages, load_dev_works
 from tropeml.model.persistence import CARD_FILE
 from tropeml.model.training import train
 from tropeml.serve.deveval import dev_report
-from tropeml.serve.tagger import load
+from tropeml.serve.tagger import Tagger, load
 
 ROOT = Path(__file__).resolve().parent
 
@@ -26,7 +26,7 @@ DEV_HEADING = "## Evaluation on the real-prose dev set"
 SEEDS_HEADING = "## The seeds as served"
 
 
-def seeds_section(folder: Path) -> str:
+def seeds_section(tagger: Tagger) -> str:
     """The card section listing the tags ``tropeml tag`` gives each seed fic (default backend).
 
     The integration tests tag the seeds with the served model and compare with this table.
@@ -34,7 +34,6 @@ def seeds_section(folder: Path) -> str:
     from tropeml.io.readers import read_work
     from tropeml.model.encoders import encoder_id
 
-    tagger = load(folder)
     rows = []
     for path in sorted((ROOT / "seeds").glob("*.txt")):
         result = tagger.tag(read_work(path), source=str(path))
@@ -62,7 +61,7 @@ def add_dev_card(folder: Path) -> None:
         "alphas of the work rule were chosen on these works, so the work-level rates are "
         "optimistic.\n\n" + report.to_markdown()
     )
-    section += seeds_section(folder)
+    section += seeds_section(tagger)
     atomic_write_text(card_path, card + section)
     print(section)
 

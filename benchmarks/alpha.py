@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality import git  # the benchmarks' one way to stamp a run with its commit
 
 from tropeml.io.devset import REQUIRED_TAGS, load_dev_works
 from tropeml.model.decision import chance_scores
@@ -93,9 +96,7 @@ def main() -> None:
                 s, y = W[:, col[t]], Y[t]
                 held[t].append(rates(s[b], y[b], choose(s[a], y[a], t)))
 
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD")
     lines = [
         "# Work-rule alphas chosen on the dev works",
         "",

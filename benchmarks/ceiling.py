@@ -25,7 +25,6 @@ Writes ``benchmarks/results/ceiling.md`` (about 10 minutes on 2 cores, embedding
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
 import sys
 import warnings
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from sklearn.metrics import average_precision_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality  # the shared data loading of the quality benchmark
+from alpha import target
 
 from tropeml.io.devset import REQUIRED_TAGS
 from tropeml.model.classifier import TropeClassifier
@@ -61,11 +61,6 @@ SETTINGS: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 Array = NDArray[np.float64]
-
-
-def target(tag: str) -> float:
-    """The false-tag rate the issue allows for ``tag``."""
-    return 0.05 if tag in ("mates", "alpha_beta_omega", "soulmates") else 0.10
 
 
 def oracle_recall(W: Array, J: dict[str, NDArray[np.int_]], col: dict[str, int]) -> float:
@@ -115,9 +110,7 @@ def main() -> None:
         "# Where the dev-set numbers are stuck",
         "",
         f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC at commit "
-        + subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-        ).stdout.strip()
+        + quality.git("rev-parse", "--short", "HEAD")
         + f" by `benchmarks/ceiling.py` ({len(groups)} training rows, {int(pd_rows.sum())} of "
         f"them public-domain; {len(items)} dev passages, {len(works)} dev works). Oracle "
         "recall: per tag, the best recall one threshold reaches within the false-tag target "
