@@ -238,23 +238,6 @@ def test_cache_keeps_each_backends_vectors_apart(tmp_path: Path) -> None:
     assert b.calls == 1
 
 
-def test_unfaithful_model_is_refused_and_not_written(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    def fake_step(*paths: Path) -> None:
-        paths[-1].write_bytes(b"not a model")
-
-    for step in ("_export", "_fuse", "_quantise"):
-        monkeypatch.setattr(onnx_export, step, fake_step)
-    monkeypatch.setattr(
-        onnx_backend, "fidelity", lambda *a, **k: {"mean_cosine": 0.9, "min_cosine": 0.5}
-    )
-    enc = OnnxEncoder(cache_dir=tmp_path)
-    with pytest.raises(TropemlError, match="not faithful enough"):
-        enc.ensure_built()
-    assert not enc.folder.exists() or not any(enc.folder.iterdir())
-
-
 def test_failed_export_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     def boom(*paths: Path) -> None:
         raise RuntimeError("exporter exploded\nwith details")

@@ -20,9 +20,10 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -40,8 +41,11 @@ from tropeml.model.onnx_export import (
     check_pooling,
     export_graph,
     fidelity,
+    requantise,
 )
 from tropeml.model.weights import encoder_files, folder_digest
+
+_T = TypeVar("_T")
 
 FORMAT = "tropeml-onnx-int8"
 FORMAT_VERSION = 1
@@ -306,6 +310,20 @@ def read_meta(folder: Path, precision: str = "int8") -> dict[str, Any] | None:
     return meta
 
 
+def _step(fn: Callable[..., _T], *args: Any) -> _T:
+    """Run a build step; any failure becomes one line that points at the torch backend."""
+    try:
+        return fn(*args)
+    except TropemlError:
+        raise
+    except Exception as exc:
+        raise TropemlError(
+            f"fast backend: building the ONNX model failed ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); "
+            "use --backend torch"
+        ) from None
+
+
 def build(
     source: Path, folder: Path, reference: Any | None = None, precision: str = "int8"
 ) -> dict[str, Any]:
@@ -334,16 +352,7 @@ def build(
     )
     with tempfile.TemporaryDirectory(prefix="tropeml-onnx-") as tmp:
         work = Path(tmp)
-        try:
-            export_graph(source, work, model_file, precision)
-        except TropemlError:
-            raise
-        except Exception as exc:
-            raise TropemlError(
-                f"fast backend: building the ONNX model failed ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); "
-                "use --backend torch"
-            ) from None
+        _step(export_graph, source, work, model_file, precision)
         probe = OnnxEncoder(str(source), build=False, precision=precision)
         probe.folder = work
         meta: dict[str, Any] = {
@@ -359,6 +368,18 @@ def build(
         meta.update(fidelity(probe, reference))
         del probe  # releases the session before the file is copied
         need = (MIN_MEAN_COSINE, MIN_COSINE) if precision == "int8" else (MIN_COSINE_FP32,) * 2
+        if precision == "int8" and (meta["mean_cosine"] < need[0] or meta["min_cosine"] < need[1]):
+            print(
+                f"tropeml: the int8 model is not faithful (mean cosine {meta['mean_cosine']:.4f}); "
+                "quantising again with outlier layers kept in float...",
+                file=sys.stderr,
+            )
+            meta["float_matmuls"] = _step(requantise, source, work, model_file)
+            meta["recipe"] = RECIPES["int8-outliers"]
+            probe = OnnxEncoder(str(source), build=False, precision=precision)
+            probe.folder = work
+            meta.update(fidelity(probe, reference))
+            del probe
         if meta["mean_cosine"] < need[0] or meta["min_cosine"] < need[1]:
             raise TropemlError(
                 f"{backend} backend: the {precision} model is not faithful enough (mean cosine "
