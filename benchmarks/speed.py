@@ -120,7 +120,15 @@ class Timed:
             self.seconds += time.perf_counter() - t0
 
 
-def child(contender: str, fic: Path, repeats: int) -> dict[str, Any]:
+def model_encoder(model: Path | None) -> str | None:
+    """The encoder a model folder was trained with (``None``: the shipped model's)."""
+    if model is None:
+        return None
+    config = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    return str(config["encoder"]["name"])
+
+
+def child(contender: str, fic: Path, repeats: int, model: Path | None = None) -> dict[str, Any]:
     """Time one contender on one fic in this process; return the measurements."""
     text = fic.read_text(encoding="utf-8")
     words = len(text.split())
@@ -131,9 +139,11 @@ def child(contender: str, fic: Path, repeats: int) -> dict[str, Any]:
 
         from tropeml.model.encoders import SentenceTransformerEncoder
 
-        st = SentenceTransformer(str(SentenceTransformerEncoder()._path), device="cpu")
+        path = SentenceTransformerEncoder(model_encoder(model))._path
+        st = SentenceTransformer(str(path), device="cpu")
         rng = np.random.default_rng(0)
-        Xfit = rng.normal(size=(200, 384)).astype(np.float32)
+        dim = st.get_sentence_embedding_dimension() or 384
+        Xfit = rng.normal(size=(200, dim)).astype(np.float32)
         heads = [
             LogisticRegression(max_iter=200).fit(Xfit, rng.integers(0, 2, 200)) for _ in range(18)
         ]
@@ -152,7 +162,7 @@ def child(contender: str, fic: Path, repeats: int) -> dict[str, Any]:
         from tropeml.model.cache import CachedEncoder
 
         backend = {"b": "torch", "e": "float"}.get(contender, "fast")
-        base = tropeml.load(cache=False, backend=backend)
+        base = tropeml.load(model, cache=False, backend=backend)
         timer = Timed(base.encoder)
         cache_file = Path(tempfile.mkdtemp()) / "embeddings.sqlite3"
         base.encoder = CachedEncoder(timer, cache_file) if contender == "d" else timer
@@ -185,9 +195,19 @@ def child(contender: str, fic: Path, repeats: int) -> dict[str, Any]:
     }
 
 
-def run_child(contender: str, fic: Path, repeats: int) -> dict[str, Any]:
+def run_child(contender: str, fic: Path, repeats: int, model: Path | None) -> dict[str, Any]:
+    extra = ["--model", str(model)] if model else []
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", contender, str(fic), "--repeats", str(repeats)],
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            contender,
+            str(fic),
+            "--repeats",
+            str(repeats),
+            *extra,
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -306,49 +326,12 @@ def web_bench(words: int, repeats: int, out: Path) -> dict[str, Any]:
     return {"timings": rows, "peak_rss_mb": hwm, "words": n_words, "passages": passages}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--child", nargs=2, metavar=("CONTENDER", "FIC"))
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--sizes", default="1000,10000,100000")
-    parser.add_argument("--corpus-sizes", default="50,200,800")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "speed.md")
-    parser.add_argument("--only-web", action="store_true", help="Run (h) alone.")
-    parser.add_argument("--web-words", type=int, default=20_000)
-    args = parser.parse_args()
-    if args.child:
-        print(json.dumps(child(args.child[0], Path(args.child[1]), args.repeats)))
-        return
-    if args.only_web:
-        web_bench(args.web_words, args.repeats, ROOT / "benchmarks" / "results" / "web.md")
-        return
-
-    from rich.console import Console
-
+def processes_and_corpora(
+    args: argparse.Namespace, fics: dict[int, Path], sizes: list[int], tmp: Path
+) -> tuple[dict[str, dict[str, float]], dict[int, dict[str, float]]]:
+    """(f) and (g): the CLI as separate processes, and corpora of growing size."""
     from tropeml.model.onnx_backend import OnnxEncoder
 
-    meta = OnnxEncoder().ensure_built()  # built once, outside the timings
-    OnnxEncoder(precision="fp32").ensure_built()
-    meta["commit"] = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    tmp = Path(tempfile.mkdtemp(prefix="tropeml-speed-"))
-    sizes = [int(s) for s in args.sizes.split(",")]
-    fics = {}
-    for size in sizes:
-        fics[size] = tmp / f"fic-{size}.txt"
-        fics[size].write_text(build_fic(size), encoding="utf-8")
-    rows: list[dict[str, Any]] = []
-    for size in sizes:
-        reps = args.repeats if size < 100_000 else max(2, args.repeats - 1)
-        for contender in CONTENDERS:
-            row = run_child(contender, fics[size], reps)
-            rows.append(row)
-            print(
-                f"{contender} {row['words']:>7} words  {row['seconds']:8.3f} s  "
-                f"{row['passages']} passages  {row['peak_rss_mb']:.0f} MB",
-                file=sys.stderr,
-            )
     env = {
         **os.environ,
         "TROPEML_CACHE_DIR": str(tmp / "cache"),
@@ -384,6 +367,65 @@ def main() -> None:
             f"g {n} works  {corpora[n]['seconds']:.1f} s  {corpora[n]['peak_rss_mb']:.0f} MB",
             file=sys.stderr,
         )
+    return procs, corpora
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--child", nargs=2, metavar=("CONTENDER", "FIC"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--corpus-sizes", default="50,200,800")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "speed.md")
+    parser.add_argument("--only-web", action="store_true", help="Run (h) alone.")
+    parser.add_argument("--web-words", type=int, default=20_000)
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="Time this model folder (and its encoder, for (a)) instead of the shipped one; "
+        "runs (a)-(e) only.",
+    )
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child[0], Path(args.child[1]), args.repeats, args.model)))
+        return
+    if args.only_web:
+        web_bench(args.web_words, args.repeats, ROOT / "benchmarks" / "results" / "web.md")
+        return
+
+    from rich.console import Console
+
+    from tropeml.model.onnx_backend import OnnxEncoder
+
+    source = model_encoder(args.model)
+    meta = OnnxEncoder(source).ensure_built()  # built once, outside the timings
+    OnnxEncoder(source, precision="fp32").ensure_built()
+    meta["commit"] = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    tmp = Path(tempfile.mkdtemp(prefix="tropeml-speed-"))
+    sizes = [int(s) for s in args.sizes.split(",")]
+    fics = {}
+    for size in sizes:
+        fics[size] = tmp / f"fic-{size}.txt"
+        fics[size].write_text(build_fic(size), encoding="utf-8")
+    rows: list[dict[str, Any]] = []
+    for size in sizes:
+        reps = args.repeats if size < 100_000 else max(2, args.repeats - 1)
+        for contender in CONTENDERS:
+            row = run_child(contender, fics[size], reps, args.model)
+            rows.append(row)
+            print(
+                f"{contender} {row['words']:>7} words  {row['seconds']:8.3f} s  "
+                f"{row['passages']} passages  {row['peak_rss_mb']:.0f} MB",
+                file=sys.stderr,
+            )
+    procs: dict[str, dict[str, float]] = {}
+    corpora: dict[int, dict[str, float]] = {}
+    if args.model is None:
+        procs, corpora = processes_and_corpora(args, fics, sizes, tmp)
+    else:
+        meta["model"] = str(args.model)
     report = render(rows, procs, meta, args.repeats, corpora)
     console = Console(width=180)
     console.print(report["table"])
@@ -428,7 +470,8 @@ def render(
         f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs, so "
         f"absolute times are noisy; ratios are measured in one run), Python "
         f"{platform.python_version()}. Medians of {reps} runs ({max(2, reps - 1)} at 100k "
-        "words) after a warm-up run; each contender in its own process.",
+        "words) after a warm-up run; each contender in its own process."
+        + (f" Model: `{meta['model']}` (its encoder for (a))." if meta.get("model") else ""),
         "",
         f"Fast backend: int8 ONNX, cosine to the float encoder on {meta['probes']} probe "
         f"texts: mean {meta['mean_cosine']:.4f}, min {meta['min_cosine']:.4f}.",
@@ -484,7 +527,7 @@ def render(
     for words in sizes:
         c = by[("c", words)]
         md.append(f"- {words:,} words: {1 - c['encoder_seconds'] / c['seconds']:.1%}")
-    md += ["", "Separate processes (median of several runs):", ""]
+    md += ["", "Separate processes (median of several runs):", ""] if procs else []
     for name, p in procs.items():
         md.append(
             f"- {name}: {p['seconds']:.2f} s (min {p['min']:.2f} s), peak RSS "
