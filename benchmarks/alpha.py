@@ -13,7 +13,7 @@ false-tag rates are reported beside the in-sample ones.
 
 Usage::
 
-    .venv/bin/python benchmarks/alpha.py [--model DIR]
+    .venv/bin/python benchmarks/alpha.py [--model DIR] [--out FILE]
 
 Writes ``benchmarks/results/alpha.md`` and prints the ``ALPHA`` dict to paste into
 ``tropeml/model/decision.py`` (then retrain: the alphas go into the model's config).
@@ -74,6 +74,7 @@ def main() -> None:
     """Score the dev works with the model, choose alphas, estimate the cost, write the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model folder (default: the shipped one)")
+    parser.add_argument("--out", type=Path, default=OUT, help=f"table to write (default: {OUT})")
     args = parser.parse_args()
     tagger = load(args.model)
     if tagger.null is None:
@@ -127,7 +128,7 @@ def main() -> None:
         f"| **pooled recall** | | {tp_in / pos_in:.2f} | | {tp_out / pos_out:.2f} | |",
         "",
     ]
-    OUT.write_text("\n".join(lines), encoding="utf-8")
+    args.out.write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
     print("ALPHA = " + repr({t: chosen[t] for t in REQUIRED_TAGS}))
 
