@@ -28,12 +28,12 @@ DEFAULT_ALPHA = 0.02
 """Nominal false-tag rate on trope-free works, for tags not in :data:`ALPHA`."""
 ALPHA: dict[str, float] = {
     "hurt_comfort": 0.02,
-    "fake_death": 0.002,
-    "reunion": 0.1,
-    "soulmates": 0.001,
+    "fake_death": 0.005,
+    "reunion": 0.2,
+    "soulmates": 0.01,
     "mates": 0.0001,
-    "alpha_beta_omega": 0.001,
-    "angst": 0.1,
+    "alpha_beta_omega": 0.0005,
+    "angst": 0.2,
     "fluff": 0.005,
     "first_kiss": 0.01,
     "love_confession": 0.02,
