@@ -37,7 +37,8 @@ from tropeml.model.decision import chance_scores
 from tropeml.serve.deveval import score_items
 from tropeml.serve.tagger import load
 
-GRID = (0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001, 0.0005, 0.0002, 0.0001)
+GRID = tuple(round(m * 10.0**-e, 8) for e in range(1, 6) for m in (2, 1, 0.5))[:-1]
+"""0.2, 0.1, 0.05, ... down to 1e-05 (a 2-1-0.5 series)."""
 AU_TAGS = ("mates", "alpha_beta_omega", "soulmates")
 SPLITS = 100
 OUT = Path(__file__).resolve().parent / "results" / "alpha.md"

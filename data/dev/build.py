@@ -29,9 +29,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,8 @@ REPO_ROOT = DEV_DIR.parent.parent
 DEFAULT_PASSAGES = DEV_DIR / "passages.jsonl"
 DEFAULT_WORKS = DEV_DIR / "works"
 DEFAULT_MIRROR = Path("/work/.mirror")
+DEFAULT_RESERVED = REPO_ROOT.parent / "shared" / "reserved-titles.txt"
+"""Titles kept for an independent check: no record may come from them (skipped if absent)."""
 
 TAGS = (
     "hurt_comfort",
@@ -175,6 +178,64 @@ def check_judgments(record: dict) -> None:
         raise BuildError(f"judgment values must be yes/no/unknown, got {bad}")
 
 
+def title_words(title: str, repo_name: bool = False) -> tuple[str, ...]:
+    """A title's lower-case words, apostrophes and a leading article dropped.
+
+    Args:
+        title: A title ("The Winter's Tale (Shakespeare)": the author in brackets is
+            dropped) or, with ``repo_name``, a repository name ("GITenberg/The-Winter-s-Tale_1539",
+            whose "-s-" is an apostrophe and "_1539" an ebook number).
+        repo_name: Read ``title`` as a repository name.
+
+    Returns:
+        The words, e.g. ``("winters", "tale")``.
+    """
+    text = title.lower().replace("\u2019", "").replace("'", "")
+    if repo_name:
+        text = re.sub(r"_\d+$", "", text.rpartition("/")[2])
+        text = re.sub(r"-s(?=[-_]|$)", "s", text)
+    else:
+        text = re.sub(r"\([^)]*\)", " ", text)
+    words = tuple(re.findall(r"[a-z0-9]+", text))
+    return words[1:] if words[:1] in (("the",), ("a",), ("an",)) else words
+
+
+def read_reserved(path: Path) -> list[tuple[str, ...]]:
+    """The reserved titles' words (one title per line, ``#`` comments), or none if absent."""
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [title_words(line) for line in lines if line.strip() and not line.startswith("#")]
+
+
+def reserved_match(record: dict, reserved: Sequence[tuple[str, ...]]) -> str | None:
+    """The reserved title a record's book is (or contains), if any.
+
+    The repository name and the ``book``/``title``/``style`` fields are each compared: a
+    reserved title matches when the name begins with its words, so "Les Miserables, Volume
+    II" and "The Count of Monte Cristo, Illustrated" match too, and "The Master of
+    Ballantrae: A Winter's Tale" is not Shakespeare's play.
+    """
+    names = [title_words(str(record.get("repo", "")), repo_name=True)]
+    names += [title_words(str(record[k])) for k in ("book", "title", "style") if k in record]
+    for words in names:
+        for title in reserved:
+            if title and words[: len(title)] == title:
+                return " ".join(title)
+    return None
+
+
+def check_reserved(record: dict, reserved: Sequence[tuple[str, ...]]) -> None:
+    """Refuse a record taken from a reserved title.
+
+    Raises:
+        BuildError: If the record's book is a reserved title.
+    """
+    title = reserved_match(record, reserved)
+    if title is not None:
+        raise BuildError(f"{record.get('repo')} is a reserved title ({title})")
+
+
 def read_jsonl(path: Path) -> list[dict]:
     """Read one JSON object per non-empty line.
 
@@ -208,13 +269,16 @@ def resolve_work_file(name: str, works_dir: Path) -> Path:
     return works_dir / path
 
 
-def process_passages(path: Path, sources: Sources, write: bool) -> list[str]:
+def process_passages(
+    path: Path, sources: Sources, write: bool, reserved: Sequence[tuple[str, ...]] = ()
+) -> list[str]:
     """Verify (and optionally rewrite) the passage records.
 
     Args:
         path: The ``passages.jsonl`` file.
         sources: Where to read repositories from.
         write: Rewrite the file with freshly extracted text instead of comparing.
+        reserved: Reserved titles' words (:func:`read_reserved`).
 
     Returns:
         One message per failed record; empty when everything matched.
@@ -228,6 +292,7 @@ def process_passages(path: Path, sources: Sources, write: bool) -> list[str]:
             if record.get("id") in seen:
                 raise BuildError("duplicate id")
             seen.add(record.get("id", ""))
+            check_reserved(record, reserved)
             check_judgments(record)
             text = extract(record, sources)
             if write:
@@ -245,16 +310,19 @@ def process_passages(path: Path, sources: Sources, write: bool) -> list[str]:
     return errors
 
 
-def process_training(paths: Iterable[Path], sources: Sources) -> list[str]:
+def process_training(
+    paths: Iterable[Path], sources: Sources, reserved: Sequence[tuple[str, ...]] = ()
+) -> list[str]:
     """Verify public-domain training passages (``data/exemplars/pd_*.jsonl``).
 
     They carry the same provenance as dev passages, with ``tags``/``near_miss`` instead of
     ``judgments``; the stored ``text`` must be the source slice, no two passages may
-    overlap, and no book may also be a dev book.
+    overlap, and no book may also be a dev book or a reserved title.
 
     Args:
         paths: The exemplar files with provenance.
         sources: Where to read repositories from.
+        reserved: Reserved titles' words (:func:`read_reserved`).
 
     Returns:
         One message per failed record; empty when everything matched.
@@ -272,6 +340,7 @@ def process_training(paths: Iterable[Path], sources: Sources) -> list[str]:
             try:
                 if record.get("repo") in dev_repos:
                     raise BuildError(f"{record.get('repo')} is a dev book")
+                check_reserved(record, reserved)
                 if set(record.get("tags", [])) & set(record.get("near_miss", [])):
                     raise BuildError("a tag is both shown and a near miss")
                 if record.get("text") != extract(record, sources):
@@ -288,13 +357,19 @@ def process_training(paths: Iterable[Path], sources: Sources) -> list[str]:
     return errors
 
 
-def process_works(files: Iterable[Path], works_dir: Path, sources: Sources) -> list[str]:
+def process_works(
+    files: Iterable[Path],
+    works_dir: Path,
+    sources: Sources,
+    reserved: Sequence[tuple[str, ...]] = (),
+) -> list[str]:
     """Verify work records whose ``file`` must equal the decoded slice.
 
     Args:
         files: The ``works/*.jsonl`` files.
         works_dir: Folder used to resolve relative ``file`` values.
         sources: Where to read repositories from.
+        reserved: Reserved titles' words (:func:`read_reserved`).
 
     Returns:
         One message per failed record; empty when everything matched.
@@ -312,6 +387,7 @@ def process_works(files: Iterable[Path], works_dir: Path, sources: Sources) -> l
                 target = resolve_work_file(record["file"], works_dir)
                 if not target.is_file():
                     raise BuildError(f"file {target} not found")
+                check_reserved(record, reserved)
                 if "repo" not in record and record.get("source") == "written":
                     written += 1
                     continue
@@ -383,17 +459,31 @@ def main(argv: list[str] | None = None) -> int:
         default=sorted((REPO_ROOT / "data" / "exemplars").glob("pd_*.jsonl")),
         help="public-domain training passage files to verify (default: data/exemplars/pd_*)",
     )
+    parser.add_argument(
+        "--reserved",
+        type=Path,
+        default=DEFAULT_RESERVED,
+        help="reserved titles, one per line; no record may come from them "
+        "(default: ../shared/reserved-titles.txt beside the repository; skipped if absent)",
+    )
     args = parser.parse_args(argv)
 
+    reserved = read_reserved(args.reserved)
+    print(
+        f"{args.reserved}: {len(reserved)} reserved titles"
+        if reserved
+        else f"{args.reserved}: not found, reserved titles not checked"
+    )
     sources = Sources(mirror_root=args.mirror_root, git_dirs=parse_git_dirs(args.git_dir))
     errors: list[str] = []
     if args.passages.is_file():
-        errors += process_passages(args.passages, sources, write=args.write)
+        errors += process_passages(args.passages, sources, write=args.write, reserved=reserved)
     else:
         errors.append(f"{args.passages}: not found")
     if args.works_dir.is_dir():
-        errors += process_works(sorted(args.works_dir.glob("*.jsonl")), args.works_dir, sources)
-    errors += process_training(args.training, sources)
+        works = sorted(args.works_dir.glob("*.jsonl"))
+        errors += process_works(works, args.works_dir, sources, reserved)
+    errors += process_training(args.training, sources, reserved)
     for message in errors:
         print(f"ERROR {message}", file=sys.stderr)
     return 1 if errors else 0

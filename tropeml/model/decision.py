@@ -38,12 +38,12 @@ ALPHA: dict[str, float] = {
     "first_kiss": 0.01,
     "love_confession": 0.02,
 }
-"""Per-tag alpha, chosen on the dev works by ``benchmarks/alpha.py``: the largest of 0.2,
-0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001, 0.0005, 0.0002, 0.0001 whose false-tag rate
-there meets the target (5% for the AU tags, 10% for the rest). Real works are less
-independent than the null assumes, so the rates observed are higher than alpha; the same
-script chooses on one half of the dev works and measures on the other to estimate what
-choosing costs (benchmarks/results/alpha.md)."""
+"""Per-tag alpha, chosen on the dev works by ``benchmarks/alpha.py``: the largest of its grid
+(0.2, 0.1, 0.05, 0.02, ... 2e-05, 1e-05) whose false-tag rate there meets the target (5% for
+the AU tags, 10% for the rest). Real works are less independent than the null assumes, so
+the rates observed are higher than alpha; the same script chooses on one half of the dev
+works and measures on the other to estimate what choosing costs
+(benchmarks/results/alpha.md)."""
 EVIDENCE_RANK = 2
 """Which best passage is a work's evidence: the second best (chosen on the dev set: recall
 0.55 against 0.48 for the best, at median 4 tags per work, alpha 0.05)."""
