@@ -361,8 +361,9 @@ def tropeml_contender(
 ) -> Contender:
     c = Contender(
         name,
-        "shipped defaults (C=1, view weights 0.5/1/1); no search here",
-        "TropeClassifier.fit: inner GroupKFold(5), Platt + F1 threshold on out-of-fold scores",
+        "shipped defaults (C=1, view weights learned per tag, stack_C=0.1); no search here",
+        "TropeClassifier.fit: inner GroupKFold(5), stacker + Platt + F1 threshold on out-of-fold "
+        "scores",
         ablation=ablation,
     )
     t0 = time.perf_counter()

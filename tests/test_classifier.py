@@ -381,3 +381,51 @@ def test_a_tag_without_labels_and_nothing_to_borrow_fires_rarely() -> None:
     Y[:, 0] = UNKNOWN
     clf = TropeClassifier(tags=["none", "common"]).fit(X, Y, groups=groups)
     assert clf.predict(X)[:, 0].mean() <= 0.10
+
+
+def test_view_weights_are_learned_per_tag(data: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    """The stacker leans on the view that carries each tag: words for one, embedding for another."""
+    X, Y, groups = data
+    rng = np.random.default_rng(5)
+    noise = rng.normal(size=X.shape).astype(np.float32)
+    # "rain" and "cake" are in the embedding only, "sword" in the words only
+    X_mixed = np.where(np.arange(X.shape[1]) < 2, X, noise * 0.2).astype(np.float32)
+    texts = [("sword " if y[2] else "") + "the end" for y in Y]
+    Y_mixed = np.stack([X[:, 0] > 0.03, X[:, 1] > 0.03, Y[:, 2]], axis=1).astype(np.int8)
+    clf = TropeClassifier(tags=TAGS).fit(X_mixed, Y_mixed, groups=groups, texts=texts)
+    W = clf._weights()
+    assert W.shape == (3, len(TAGS)) and np.all(W >= 0)
+    emb, lex = 0, 1
+    assert W[lex, 2] > W[emb, 2]  # sword: its word says it
+    assert W[emb, 0] > W[lex, 0] and W[emb, 1] > W[lex, 1]  # rain, cake: the embedding does
+    fixed = TropeClassifier(tags=TAGS, stack_C=None).fit(
+        X_mixed, Y_mixed, groups=groups, texts=texts
+    )
+    assert np.allclose(fixed._weights(), np.array([[0.5], [1.0], [1.0]]))
+    # the learned weights separate each tag at least as well as the fixed ones
+    stacked, plain = clf.decision_function(X_mixed, texts), fixed.decision_function(X_mixed, texts)
+    for j in range(len(TAGS)):
+        assert (
+            _separation(stacked[:, j], Y_mixed[:, j])
+            >= _separation(plain[:, j], Y_mixed[:, j]) - 0.05
+        )
+
+
+def _separation(scores: np.ndarray, y: np.ndarray) -> float:
+    """Gap between the mean scores of positives and negatives, in standard deviations."""
+    return float((scores[y == 1].mean() - scores[y == 0].mean()) / scores.std())
+
+
+def test_view_weights_stay_fixed_without_groups_or_labels(
+    data: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    X, Y, _ = data
+    no_cv = TropeClassifier(tags=TAGS).fit(X, Y)
+    assert np.allclose(no_cv._weights(), np.array([[0.5], [1.0], [1.0]]))
+    X2, Y2, groups2 = _rare_tag_data(3)
+    with pytest.warns(UserWarning, match="too few positives"):
+        rare = TropeClassifier(tags=["rare", "common"]).fit(X2, Y2, groups=groups2)
+    assert np.allclose(rare._weights()[:, 0], [0.5, 1.0, 1.0])  # 3 positives: too few
+    # a view switched off stays off
+    off = TropeClassifier(tags=TAGS, lexical_weight=0.0).fit(X, Y, groups=np.arange(len(X)) % 9)
+    assert np.all(off._weights()[1] == 0.0)

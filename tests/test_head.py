@@ -46,8 +46,9 @@ def _data(n: int = 80, d: int = 16, seed: int = 0):  # type: ignore[no-untyped-d
         {"ngram_range": (1, 2)},
         {"lexical_weight": 0.0},
         {"prototype_weight": 0.0, "embedding_weight": 1.0},
+        {"stack_C": None},
     ],
-    ids=["default", "bigrams", "no-lexical", "no-prototype-weight"],
+    ids=["default", "bigrams", "no-lexical", "no-prototype-weight", "fixed-weights"],
 )
 def test_array_head_scores_as_the_classifier_does(
     params: dict[str, object], tmp_path: Path
@@ -70,6 +71,20 @@ def test_array_head_scores_as_the_classifier_does(
     assert list(head.classes_) == TAGS
     np.testing.assert_array_equal(head.thresholds_, clf.thresholds_)
     assert head.n_features_in_ == clf.n_features_in_
+
+
+def test_version_1_arrays_with_one_weight_per_view_still_load(tmp_path: Path) -> None:
+    """Heads saved before per-tag view weights (version 1, weights of shape (3,)) still load."""
+    X, Y, groups, texts, P = _data()
+    clf = TropeClassifier(tags=TAGS, prototypes=P, stack_C=None).fit(X, Y, groups, texts=texts)
+    arrays = export_arrays(clf)
+    assert arrays is not None and arrays["weights"].shape == (3, len(TAGS))
+    arrays.update(version=np.asarray(1), weights=np.array([0.5, 1.0, 1.0]))
+    (tmp_path / "head.npz").write_bytes(npz_bytes(arrays))
+    head = ArrayHead.load(tmp_path / "head.npz")
+    np.testing.assert_allclose(
+        head.decision_function(X, texts), clf.decision_function(X, texts), rtol=1e-5, atol=1e-5
+    )
 
 
 _PIECES = [*FILLER[:4], *VOCAB["rain"][:3], "Rain", "RAIN", "é", "ß", "İ", "'", "-", "\n", ".", " "]

@@ -42,6 +42,43 @@ def null_threshold(raw: NDArray[Any], y: NDArray[Any], keep_out: float = 0.95) -
     return float(np.nextafter(_sigmoid(np.quantile(scores, keep_out)), np.inf))
 
 
+STACK_MIN_POSITIVES = 20
+"""Fewest positives (and negatives) a tag needs for learned view weights: with fewer, the
+stacker's weights swing from fold to fold and the fixed ones are safer."""
+
+
+def stack_weights(
+    z: NDArray[Any], y: NDArray[Any], fixed: NDArray[Any], C: float
+) -> NDArray[np.float64]:
+    """One tag's view weights, learned from its standardised out-of-fold view scores.
+
+    A balanced logistic regression on the views (a stacker) weighs each view by how well it
+    separates the tag's labelled rows once the others are counted; negative weights are
+    clipped to 0. Views whose fixed weight is 0 stay off, and a view the tag lacks (NaN)
+    gets 0. With too few rows the fixed weights are kept.
+
+    Args:
+        z: Standardised view scores of the rows with a known label, shape ``(3, n)``.
+        y: Their 0/1 labels, shape ``(n,)``.
+        fixed: The fixed weights, shape ``(3,)``.
+        C: Inverse regularisation strength of the stacker.
+
+    Returns:
+        Shape ``(3,)``.
+    """
+    y = np.asarray(y)
+    used = (np.asarray(fixed) > 0) & ~np.all(np.isnan(z), axis=1)
+    if (y == 1).sum() < STACK_MIN_POSITIVES or (y == 0).sum() < STACK_MIN_POSITIVES:
+        return np.asarray(fixed, dtype=np.float64)
+    if not used.any():
+        return np.asarray(fixed, dtype=np.float64)
+    features = np.nan_to_num(np.asarray(z, dtype=np.float64)[used].T)
+    model = LogisticRegression(C=C, class_weight="balanced", max_iter=1000).fit(features, y)
+    out = np.zeros(3)
+    out[used] = np.maximum(model.coef_[0], 0.0)
+    return out if out.any() else np.asarray(fixed, dtype=np.float64)
+
+
 def platt(raw: NDArray[Any], y: NDArray[Any]) -> list[float]:
     """Fit ``sigmoid(a * raw + b)`` to 0/1 labels; identity-ish if it cannot be fitted."""
     y = np.asarray(y)

@@ -120,12 +120,14 @@ Tags fan-fiction passages with tropes and rolls them up to work-level tags with 
   per passage (plus special tokens).
 - Names: character and place names are replaced by neutral stand-ins before embedding.
 - Head (`tropeml.TropeClassifier`, saved with skops, loaded with an allow-list of types):
-  per tag, three views summed after standardisation: a balanced logistic regression on the
-  passage embedding, one on TF-IDF words of the masked passage text, and the
-  passage's similarity to the tag's prototype (embedded definition and scene sketches),
-  centred across tags. Tags without labels are predicted zero-shot from the prototype.
-- Standardisation, calibration and thresholds: per tag, from out-of-fold scores with folds
-  grouped by work (Platt scaling, then the F1-maximising threshold).
+  per tag, three views standardised and summed with weights learned per tag: a balanced
+  logistic regression on the passage embedding, one on TF-IDF words of the masked passage
+  text, and the passage's similarity to the tag's prototype (embedded definition and scene
+  sketches), centred across tags. Tags without labels are predicted zero-shot from the
+  prototype.
+- Standardisation, view weights, calibration and thresholds: per tag, from out-of-fold
+  scores with folds grouped by work (a stacker on the views, Platt scaling, then the
+  F1-maximising threshold).
 - Work score: {_work_score_line(config["rollup"])}; prominence is the share of the work's
   text in passages over the tag's passage threshold.
 - Training data: {ts.kinds.count(SEED)} labelled passages of

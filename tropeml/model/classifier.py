@@ -27,7 +27,13 @@ from sklearn.model_selection import GroupKFold
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from tropeml.core.types import UNKNOWN
-from tropeml.model.calibration import best_f1_threshold, null_threshold, platt, scale_views
+from tropeml.model.calibration import (
+    best_f1_threshold,
+    null_threshold,
+    platt,
+    scale_views,
+    stack_weights,
+)
 from tropeml.model.head import EMB as _EMB
 from tropeml.model.head import LEX as _LEX
 from tropeml.model.head import LEXICAL_BLOCK as _LEXICAL_BLOCK
@@ -47,9 +53,12 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
     view the passage's similarity to the tag's embedded definition, centred across tags.
     Each view's score is standardised per tag (mean and spread of its out-of-fold scores on
     the training rows) and the weighted sum is the tag's raw score, so no view dominates
-    by scale and each weighs as its weight says. Out-of-fold raw scores, with folds grouped
-    by work (no work on both sides), then fit a per-tag Platt calibration (so 0.8 means
-    about 80%) and the F1-maximising threshold.
+    by scale. The weights are learned per tag: a stacker (a balanced logistic regression,
+    weights clipped at 0) on the standardised out-of-fold view scores, so a tag whose words
+    say more than its embedding leans on the lexical view and one whose definition misleads
+    leans less on the prototype; tags with too few labels keep the fixed weights.
+    Out-of-fold raw scores, with folds grouped by work (no work on both sides), then fit a
+    per-tag Platt calibration (so 0.8 means about 80%) and the F1-maximising threshold.
 
     A tag with fewer than ``min_positives`` labelled positives is predicted zero-shot from
     its prototype alone, calibrated on the tags that do have labels; without prototypes it
@@ -62,10 +71,13 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
         C: Inverse regularisation strength of the embedding view's regressions.
         lexical_C: Inverse regularisation strength of the lexical view's regressions.
         class_weight: Passed to each :class:`~sklearn.linear_model.LogisticRegression`.
-        embedding_weight: Weight of the standardised embedding view.
-        lexical_weight: Weight of the standardised lexical view (0 turns it off).
-        prototype_weight: Weight of the standardised prototype view (0 turns it off for
-            tags with labels; tags without labels still use it).
+        embedding_weight: Fixed weight of the standardised embedding view.
+        lexical_weight: Fixed weight of the standardised lexical view (0 turns it off).
+        prototype_weight: Fixed weight of the standardised prototype view (0 turns it off
+            for tags with labels; tags without labels still use it).
+        stack_C: Inverse regularisation strength of the per-tag stacker that learns the
+            view weights from out-of-fold scores (views with a fixed weight of 0 stay off);
+            ``None`` keeps the fixed weights for every tag. Needs two or more groups.
         ngram_range: Word n-gram range of the lexical view.
         max_features: Largest lexical vocabulary (most frequent n-grams).
         min_df: Fewest training texts an n-gram must occur in.
@@ -86,6 +98,7 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
         embedding_weight: float = 0.5,
         lexical_weight: float = 1.0,
         prototype_weight: float = 1.0,
+        stack_C: float | None = 0.1,
         ngram_range: tuple[int, int] = (1, 1),
         max_features: int | None = 30000,
         min_df: int = 2,
@@ -102,6 +115,7 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
         self.embedding_weight = embedding_weight
         self.lexical_weight = lexical_weight
         self.prototype_weight = prototype_weight
+        self.stack_C = stack_C
         self.ngram_range = ngram_range
         self.max_features = max_features
         self.min_df = min_df
@@ -155,6 +169,9 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
         else:
             views = self._views(self._fitted(), X_, texts_)
         self.scale_ = scale_views(views, Y_ != UNKNOWN)
+        self.view_weights_ = np.repeat(self._fixed_weights()[:, None], Y_.shape[1], axis=1)
+        if cv and self.stack_C is not None:
+            self._stack(views, Y_, self.stack_C)
         if cv:
             self._calibrate(self._combine(views), views, Y_)
         return self
@@ -293,8 +310,28 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
             out[_PROTO] = prototype_view(X, self.prototypes_)
         return out
 
-    def _weights(self) -> NDArray[np.float64]:
+    def _fixed_weights(self) -> NDArray[np.float64]:
         return np.array([self.embedding_weight, self.lexical_weight, self.prototype_weight])
+
+    def _weights(self) -> NDArray[np.float64]:
+        """View weights per view and tag, shape ``(3, T)`` (see :meth:`_stack`).
+
+        A classifier saved before the weights were learned has the fixed ones.
+        """
+        learned: NDArray[np.float64] | None = getattr(self, "view_weights_", None)
+        if learned is not None:
+            return learned
+        return np.repeat(self._fixed_weights()[:, None], len(self.classes_), axis=1)
+
+    def _stack(self, views: NDArray[Any], Y: NDArray[np.int8], C: float) -> None:
+        """Learn each labelled tag's view weights from out-of-fold views ``(3, n, T)``."""
+        mean, std = self.scale_[:, :, 0], self.scale_[:, :, 1]
+        z = (views - mean[:, None, :]) / std[:, None, :]
+        fixed = self._fixed_weights()
+        for j, model in enumerate(self.estimators_):
+            ok = (Y[:, j] != UNKNOWN) & ~np.isnan(views[_EMB, :, j])
+            if model is not None:
+                self.view_weights_[:, j] = stack_weights(z[:, ok, j], Y[ok, j], fixed, C)
 
     def _combine(self, views: NDArray[Any]) -> NDArray[np.float64]:
         """Weighted sum of standardised views, shape ``(n, T)``.

@@ -33,7 +33,8 @@ EMB, LEX, PROTO = range(3)
 LEXICAL_BLOCK = 512
 """Passages vectorised at a time for the lexical view (bounds memory on long works)."""
 
-HEAD_ARRAYS_VERSION = 1
+HEAD_ARRAYS_VERSION = 2
+"""2: view weights per view and tag, shape ``(3, T)`` (1: one weight per view, still read)."""
 
 
 def sigmoid(z: NDArray[Any]) -> NDArray[np.float64]:
@@ -76,13 +77,13 @@ def combine_views(
     Args:
         views: View scores, shape ``(3, n, T)``; NaN where a tag lacks a view.
         scale: Mean and spread of each view per tag, shape ``(3, T, 2)``.
-        weights: Weight of each view, shape ``(3,)``.
+        weights: Weight of each view, shape ``(3,)``, or per view and tag, shape ``(3, T)``.
         priors: Training prevalence of each tag, shape ``(T,)``.
     """
     mean, std = scale[:, :, 0], scale[:, :, 1]
     z = (views - mean[:, None, :]) / std[:, None, :]
     learned = ~np.isnan(scale[EMB, :, 0])
-    w = np.repeat(np.asarray(weights, dtype=np.float64)[:, None], len(learned), axis=1)
+    w = np.array(np.broadcast_to(_per_tag(weights, len(learned)), (3, len(learned))))
     w[PROTO, ~learned] = 1.0  # zero-shot: the prototype is all there is
     raw = np.nansum(z * w[:, None, :], axis=0)
     empty = np.all(np.isnan(scale[:, :, 0]), axis=0)
@@ -90,6 +91,15 @@ def combine_views(
         p = np.clip(priors[empty], 1e-6, 1 - 1e-6)
         raw[:, empty] = np.log(p / (1 - p))
     return np.asarray(raw, dtype=np.float64)
+
+
+def _per_tag(weights: ArrayLike, T: int) -> NDArray[np.float64]:
+    """View weights per view and tag, shape ``(3, T)``.
+
+    From one weight per view (3 numbers) or one per view and tag (``3 * T``, view-major).
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    return np.repeat(w.reshape(3, 1), T, axis=1) if w.size == 3 else w.reshape(3, T)
 
 
 class _Tfidf:
@@ -180,7 +190,7 @@ class ArrayHead:
             self.emb_intercept_ = _floats(arrays["emb_intercept"], (T,), keep_dtype=True)
             self.has_emb_ = np.asarray(arrays["has_emb"], dtype=bool).reshape(T)
             self.scale_ = _floats(arrays["scale"], (3, T, 2))
-            self.weights_ = _floats(arrays["weights"], (3,))
+            self.weights_ = _per_tag(_floats(arrays["weights"], (-1,)), T)
             self.priors_ = _floats(arrays["priors"], (T,))
             self.calibration_ = _floats(arrays["calibration"], (T, 2))
             self.thresholds_ = _floats(arrays["thresholds"], (T,))
