@@ -456,8 +456,14 @@ def main(argv: list[str] | None = None) -> int:
         "--training",
         type=Path,
         nargs="*",
-        default=sorted((REPO_ROOT / "data" / "exemplars").glob("pd_*.jsonl")),
-        help="public-domain training passage files to verify (default: data/exemplars/pd_*)",
+        default=sorted(
+            [
+                *(REPO_ROOT / "data" / "exemplars").glob("pd_*.jsonl"),
+                *(REPO_ROOT / "data" / "candidates").glob("pd_*.jsonl"),
+            ]
+        ),
+        help="public-domain training passage files to verify "
+        "(default: data/exemplars/pd_* and data/candidates/pd_*)",
     )
     parser.add_argument(
         "--reserved",
