@@ -48,14 +48,15 @@ OUT = Path(__file__).resolve().parent / "results" / "ceiling.md"
 CORE = ("hurt_comfort", "fake_death", "reunion", "soulmates")
 PD_TAGS = tuple(t for t in REQUIRED_TAGS if t not in ("mates", "alpha_beta_omega"))
 SETTINGS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("shipped (C=1, weights 0.5/1/1)", {}),
+    ("shipped (C=1, view weights learned per tag)", {}),
+    ("fixed view weights 0.5/1/1 (the previous default)", {"stack_C": None}),
     ("C=0.3", {"C": 0.3}),
     ("C=3", {"C": 3.0}),
-    ("embedding weight 1", {"embedding_weight": 1.0}),
-    ("embedding weight 1.5", {"embedding_weight": 1.5}),
-    ("lexical weight 0.5", {"lexical_weight": 0.5}),
-    ("prototype weight 0.5", {"prototype_weight": 0.5}),
-    ("prototype weight 2", {"prototype_weight": 2.0}),
+    ("fixed weights, embedding 1", {"stack_C": None, "embedding_weight": 1.0}),
+    ("fixed weights, embedding 1.5", {"stack_C": None, "embedding_weight": 1.5}),
+    ("fixed weights, lexical 0.5", {"stack_C": None, "lexical_weight": 0.5}),
+    ("fixed weights, prototype 0.5", {"stack_C": None, "prototype_weight": 0.5}),
+    ("fixed weights, prototype 2", {"stack_C": None, "prototype_weight": 2.0}),
     ("public-domain rows x3", {"repeat_pd": 3}),
     ("public-domain rows x6", {"repeat_pd": 6}),
 )
