@@ -25,38 +25,36 @@ def build() -> ModuleType:
 
 
 def test_title_words(build: ModuleType) -> None:
-    assert build.title_words("The Winter's Tale (Shakespeare)") == ("winters", "tale")
-    assert build.title_words("GITenberg/The-Winter-s-Tale_1539", repo_name=True) == (
-        "winters",
-        "tale",
+    assert build.title_words("The Miller's Daughter (Anon)") == ("millers", "daughter")
+    assert build.title_words("GITenberg/The-Miller-s-Daughter_1234", repo_name=True) == (
+        "millers",
+        "daughter",
     )
-    assert build.title_words("Les Misérables (Hugo)") == ("les", "mis", "rables")
+    assert build.title_words("Les Oiseaux Perdus (Nobody)") == ("les", "oiseaux", "perdus")
+    assert build.title_words("Café Noir (Nobody)") == ("caf", "noir")  # non-ASCII splits
 
 
 def test_reserved_titles_are_refused(build: ModuleType, tmp_path: Path) -> None:
     listing = tmp_path / "reserved.txt"
     listing.write_text(
-        "# comment\nThe Winter's Tale (Shakespeare)\nThe Count of Monte Cristo (Dumas)\n"
-        "Emma (Austen)\n",
+        "# comment\nThe Miller's Daughter (Anon)\nThe Lantern of Ys (Anon)\nAda (Anon)\n",
         encoding="utf-8",
     )
     reserved = build.read_reserved(listing)
     assert len(reserved) == 3
     match = build.reserved_match
-    assert match({"repo": "GITenberg/The-Winter-s-Tale_1539"}, reserved) == "winters tale"
-    assert match({"repo": "GITenberg/The-Count-of-Monte-Cristo--Illustrated_1184"}, reserved)
-    assert match({"repo": "x/y", "style": "Emma (Jane Austen)"}, reserved) == "emma"
+    assert match({"repo": "GITenberg/The-Miller-s-Daughter_1234"}, reserved) == "millers daughter"
+    assert match({"repo": "GITenberg/The-Lantern-of-Ys--Illustrated_99"}, reserved)
+    assert match({"repo": "x/y", "style": "Ada (Someone Else)"}, reserved) == "ada"
     # a subtitle, another book that merely contains the words, and unrelated books pass
+    assert match({"repo": "GITenberg/The-Keeper--A-Miller-s-Daughter_5"}, reserved) is None
     assert (
-        match({"repo": "GITenberg/The-Master-of-Ballantrae--A-Winter-s-Tale_864"}, reserved) is None
-    )
-    assert (
-        match({"repo": "GITenberg/The-Dilemma_1", "book": "A Dilemma (Emma Smith)"}, reserved)
+        match({"repo": "GITenberg/The-Adamant_1", "book": "A Dilemma (Ada Smith)"}, reserved)
         is None
     )
     assert match({"repo": "GITenberg/Peter-Ibbetson_9817"}, reserved) is None
     with pytest.raises(build.BuildError, match="reserved title"):
-        build.check_reserved({"repo": "GITenberg/Emma_158"}, reserved)
+        build.check_reserved({"repo": "GITenberg/Ada_158"}, reserved)
     assert build.read_reserved(tmp_path / "absent.txt") == []
 
 

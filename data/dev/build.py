@@ -182,13 +182,14 @@ def title_words(title: str, repo_name: bool = False) -> tuple[str, ...]:
     """A title's lower-case words, apostrophes and a leading article dropped.
 
     Args:
-        title: A title ("The Winter's Tale (Shakespeare)": the author in brackets is
-            dropped) or, with ``repo_name``, a repository name ("GITenberg/The-Winter-s-Tale_1539",
-            whose "-s-" is an apostrophe and "_1539" an ebook number).
+        title: A title ("The Miller's Daughter (Anon)": the author in brackets is
+            dropped) or, with ``repo_name``, a repository name
+            ("GITenberg/The-Miller-s-Daughter_1234", whose "-s-" is an apostrophe and
+            "_1234" an ebook number).
         repo_name: Read ``title`` as a repository name.
 
     Returns:
-        The words, e.g. ``("winters", "tale")``.
+        The words, e.g. ``("millers", "daughter")``.
     """
     text = title.lower().replace("\u2019", "").replace("'", "")
     if repo_name:
@@ -212,9 +213,9 @@ def reserved_match(record: dict, reserved: Sequence[tuple[str, ...]]) -> str | N
     """The reserved title a record's book is (or contains), if any.
 
     The repository name and the ``book``/``title``/``style`` fields are each compared: a
-    reserved title matches when the name begins with its words, so "Les Miserables, Volume
-    II" and "The Count of Monte Cristo, Illustrated" match too, and "The Master of
-    Ballantrae: A Winter's Tale" is not Shakespeare's play.
+    reserved title matches when the name begins with its words, so editions ("<title>,
+    Volume II", "<title>, Illustrated") match too, while another book whose subtitle
+    happens to repeat a reserved title does not.
     """
     names = [title_words(str(record.get("repo", "")), repo_name=True)]
     names += [title_words(str(record[k])) for k in ("book", "title", "style") if k in record]

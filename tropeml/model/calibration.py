@@ -68,9 +68,8 @@ def stack_weights(
     """
     y = np.asarray(y)
     used = (np.asarray(fixed) > 0) & ~np.all(np.isnan(z), axis=1)
-    if (y == 1).sum() < STACK_MIN_POSITIVES or (y == 0).sum() < STACK_MIN_POSITIVES:
-        return np.asarray(fixed, dtype=np.float64)
-    if not used.any():
+    too_few = min((y == 1).sum(), (y == 0).sum()) < STACK_MIN_POSITIVES
+    if too_few or not used.any():
         return np.asarray(fixed, dtype=np.float64)
     features = np.nan_to_num(np.asarray(z, dtype=np.float64)[used].T)
     model = LogisticRegression(C=C, class_weight="balanced", max_iter=1000).fit(features, y)

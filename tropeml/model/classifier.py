@@ -38,7 +38,7 @@ from tropeml.model.head import EMB as _EMB
 from tropeml.model.head import LEX as _LEX
 from tropeml.model.head import LEXICAL_BLOCK as _LEXICAL_BLOCK
 from tropeml.model.head import PROTO as _PROTO
-from tropeml.model.head import VIEWS, combine_views, prototype_view
+from tropeml.model.head import VIEWS, combine_views, per_tag_weights, prototype_view
 from tropeml.model.head import sigmoid as _sigmoid
 
 __all__ = ["UNKNOWN", "VIEWS", "TropeClassifier", "best_f1_threshold"]
@@ -169,7 +169,7 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
         else:
             views = self._views(self._fitted(), X_, texts_)
         self.scale_ = scale_views(views, Y_ != UNKNOWN)
-        self.view_weights_ = np.repeat(self._fixed_weights()[:, None], Y_.shape[1], axis=1)
+        self.view_weights_ = per_tag_weights(self._fixed_weights(), Y_.shape[1])
         if cv and self.stack_C is not None:
             self._stack(views, Y_, self.stack_C)
         if cv:
@@ -318,10 +318,8 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
 
         A classifier saved before the weights were learned has the fixed ones.
         """
-        learned: NDArray[np.float64] | None = getattr(self, "view_weights_", None)
-        if learned is not None:
-            return learned
-        return np.repeat(self._fixed_weights()[:, None], len(self.classes_), axis=1)
+        fixed = per_tag_weights(self._fixed_weights(), len(self.classes_))
+        return np.asarray(getattr(self, "view_weights_", fixed), dtype=np.float64)
 
     def _stack(self, views: NDArray[Any], Y: NDArray[np.int8], C: float) -> None:
         """Learn each labelled tag's view weights from out-of-fold views ``(3, n, T)``."""
@@ -329,8 +327,8 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
         z = (views - mean[:, None, :]) / std[:, None, :]
         fixed = self._fixed_weights()
         for j, model in enumerate(self.estimators_):
-            ok = (Y[:, j] != UNKNOWN) & ~np.isnan(views[_EMB, :, j])
             if model is not None:
+                ok = (Y[:, j] != UNKNOWN) & ~np.isnan(views[_EMB, :, j])
                 self.view_weights_[:, j] = stack_weights(z[:, ok, j], Y[ok, j], fixed, C)
 
     def _combine(self, views: NDArray[Any]) -> NDArray[np.float64]:

@@ -83,7 +83,7 @@ def combine_views(
     mean, std = scale[:, :, 0], scale[:, :, 1]
     z = (views - mean[:, None, :]) / std[:, None, :]
     learned = ~np.isnan(scale[EMB, :, 0])
-    w = np.array(np.broadcast_to(_per_tag(weights, len(learned)), (3, len(learned))))
+    w = np.array(per_tag_weights(weights, len(learned)))  # a copy: it is edited below
     w[PROTO, ~learned] = 1.0  # zero-shot: the prototype is all there is
     raw = np.nansum(z * w[:, None, :], axis=0)
     empty = np.all(np.isnan(scale[:, :, 0]), axis=0)
@@ -93,7 +93,7 @@ def combine_views(
     return np.asarray(raw, dtype=np.float64)
 
 
-def _per_tag(weights: ArrayLike, T: int) -> NDArray[np.float64]:
+def per_tag_weights(weights: ArrayLike, T: int) -> NDArray[np.float64]:
     """View weights per view and tag, shape ``(3, T)``.
 
     From one weight per view (3 numbers) or one per view and tag (``3 * T``, view-major).
@@ -190,7 +190,7 @@ class ArrayHead:
             self.emb_intercept_ = _floats(arrays["emb_intercept"], (T,), keep_dtype=True)
             self.has_emb_ = np.asarray(arrays["has_emb"], dtype=bool).reshape(T)
             self.scale_ = _floats(arrays["scale"], (3, T, 2))
-            self.weights_ = _per_tag(_floats(arrays["weights"], (-1,)), T)
+            self.weights_ = per_tag_weights(_floats(arrays["weights"], (-1,)), T)
             self.priors_ = _floats(arrays["priors"], (T,))
             self.calibration_ = _floats(arrays["calibration"], (T, 2))
             self.thresholds_ = _floats(arrays["thresholds"], (T,))
