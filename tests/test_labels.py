@@ -236,6 +236,27 @@ def test_exemplars_load(tmp_path: Path) -> None:
     assert second.style == ""
 
 
+def test_passages_of_one_book_share_a_group(tmp_path: Path) -> None:
+    """Public-domain passages group by book, so no book sits on both sides of a fold."""
+    book = {"source": "public-domain", "repo": "GITenberg/Some-Book_1"}
+    path = write_lines(
+        tmp_path / "ex.jsonl",
+        [
+            exemplar("pd-1", **book),
+            exemplar("pd-2", **book),
+            exemplar("pd-3", source="public-domain", repo="GITenberg/Other_2"),
+            exemplar("w-1", source="written"),
+        ],
+    )
+    groups = [e.group for e in load_exemplars(path, TAXONOMY)]
+    assert groups == [
+        "book:GITenberg/Some-Book_1",
+        "book:GITenberg/Some-Book_1",
+        "book:GITenberg/Other_2",
+        "exemplar:w-1",
+    ]
+
+
 @pytest.mark.parametrize(
     ("bad", "message"),
     [

@@ -49,7 +49,12 @@ class SpanLabel:
 
 @dataclass(frozen=True)
 class Exemplar:
-    """A hand-written passage with its complete tag set."""
+    """A labelled passage with its complete tag set.
+
+    ``group`` keeps related passages on one side of every cross-validation split: the
+    source book (``book:<repo>``) for a passage taken from a public-domain book with its
+    provenance, otherwise the exemplar itself (``exemplar:<id>``).
+    """
 
     id: str
     text: str
@@ -200,10 +205,16 @@ def load_exemplars(path: str | Path, taxonomy: Taxonomy) -> list[Exemplar]:
                 near_miss=near,
                 source=str(obj.get("source", "written")),
                 style=str(obj.get("style", "")),
-                group=f"exemplar:{eid}",
+                group=_exemplar_group(obj, eid),
             )
         )
     return out
+
+
+def _exemplar_group(obj: dict[str, Any], eid: str) -> str:
+    """The cross-validation group of an exemplar: its source book if it names one."""
+    repo = obj.get("repo")
+    return f"book:{repo}" if isinstance(repo, str) and repo else f"exemplar:{eid}"
 
 
 def span_targets(
