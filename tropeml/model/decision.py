@@ -28,12 +28,12 @@ DEFAULT_ALPHA = 0.02
 """Nominal false-tag rate on trope-free works, for tags not in :data:`ALPHA`."""
 ALPHA: dict[str, float] = {
     "hurt_comfort": 0.1,
-    "fake_death": 0.002,
+    "fake_death": 0.003,
     "reunion": 0.3,
-    "soulmates": 0.02,
-    "mates": 2e-08,
-    "alpha_beta_omega": 2e-06,
-    "angst": 0.05,
+    "soulmates": 0.003,
+    "mates": 3e-09,
+    "alpha_beta_omega": 3e-07,
+    "angst": 0.1,
     "fluff": 0.1,
     "first_kiss": 0.1,
     "love_confession": 0.02,
