@@ -27,14 +27,14 @@ _EPS = 1e-6
 DEFAULT_ALPHA = 0.02
 """Nominal false-tag rate on trope-free works, for tags not in :data:`ALPHA`."""
 ALPHA: dict[str, float] = {
-    "hurt_comfort": 0.1,
-    "fake_death": 0.003,
-    "reunion": 0.3,
+    "hurt_comfort": 0.05,
+    "fake_death": 0.0015,
+    "reunion": 0.2,
     "soulmates": 0.003,
-    "mates": 3e-09,
-    "alpha_beta_omega": 3e-07,
+    "mates": 1e-07,
+    "alpha_beta_omega": 1e-06,
     "angst": 0.1,
-    "fluff": 0.1,
+    "fluff": 0.07,
     "first_kiss": 0.1,
     "love_confession": 0.02,
 }
