@@ -80,6 +80,29 @@ def rates(
     )
 
 
+def held_out(
+    W: NDArray[np.float64], Y: dict[str, NDArray[np.int_]], col: dict[str, int]
+) -> dict[str, list[tuple[int, int, int, int]]]:
+    """What choosing costs: per tag, the :func:`rates` on one half of the works at the alpha
+    chosen on the other, both ways, :data:`SPLITS` random splits (seed 0).
+
+    Args:
+        W: Work scores, shape ``(works, T)``.
+        Y: Judgments per required tag, each shape ``(works,)``: 1, 0 or -1.
+        col: Column of ``W`` for each tag.
+    """
+    rng = np.random.default_rng(0)
+    n = len(W)
+    held: dict[str, list[tuple[int, int, int, int]]] = {t: [] for t in REQUIRED_TAGS}
+    for _ in range(SPLITS):
+        perm = rng.permutation(n)
+        for a, b in ((perm[: n // 2], perm[n // 2 :]), (perm[n // 2 :], perm[: n // 2])):
+            for t in REQUIRED_TAGS:
+                s, y = W[:, col[t]], Y[t]
+                held[t].append(rates(s[b], y[b], choose(s[a], y[a], t)))
+    return held
+
+
 def main() -> None:
     """Score the dev works with the model, choose alphas, estimate the cost, write the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -97,15 +120,8 @@ def main() -> None:
     Y = {t: np.array([s.item.judgments[t] for s in scored]) for t in REQUIRED_TAGS}
     chosen = {t: choose(W[:, col[t]], Y[t], t) for t in REQUIRED_TAGS}
 
-    rng = np.random.default_rng(0)
     n = len(items)
-    held: dict[str, list[tuple[int, int, int, int]]] = {t: [] for t in REQUIRED_TAGS}
-    for _ in range(SPLITS):
-        perm = rng.permutation(n)
-        for a, b in ((perm[: n // 2], perm[n // 2 :]), (perm[n // 2 :], perm[: n // 2])):
-            for t in REQUIRED_TAGS:
-                s, y = W[:, col[t]], Y[t]
-                held[t].append(rates(s[b], y[b], choose(s[a], y[a], t)))
+    held = held_out(W, Y, col)
 
     commit = git("rev-parse", "--short", "HEAD")
     lines = [

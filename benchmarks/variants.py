@@ -44,7 +44,7 @@ from sklearn.metrics import average_precision_score
 from sklearn.model_selection import GroupKFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from alpha import GRID, choose, rates
+from alpha import GRID, choose, held_out, rates
 
 from tropeml.io.devset import REQUIRED_TAGS, load_dev_passages, load_dev_works
 from tropeml.model import encoders, training
@@ -113,39 +113,27 @@ def knn_view(E: NDArray[Any], X: NDArray[Any], Y: NDArray[Any]) -> NDArray[np.fl
     return out
 
 
-class _Rows(np.ndarray):  # the fitted priors, carrying the rows the kNN view reads
-    X: NDArray[Any]
-    Y: NDArray[Any]
-
-
 class KnnClassifier(TropeClassifier):
     """``TropeClassifier`` with a nearest-neighbour view in place of the prototype view."""
 
-    def _fit_views(self, X: Any, Y: Any, texts: Any) -> Any:
-        emb, vec, lex, priors = super()._fit_views(X, Y, texts)
-        carried = np.asarray(priors).view(_Rows)
-        carried.X, carried.Y = X, Y
-        return emb, vec, lex, carried
+    def fit(self, X: Any, Y: Any, groups: Any = None, texts: Any = None) -> KnnClassifier:
+        """Keep the training rows the view reads, then fit as the parent does."""
+        self.knn_X_ = np.asarray(X, dtype=np.float32)
+        self.knn_Y_ = np.asarray(Y, dtype=np.int8)
+        super().fit(X, Y, groups=groups, texts=texts)
+        return self
 
     def _views(self, fitted: Any, X: Any, texts: Any) -> Any:
         out = super()._views(fitted, X, texts)
-        out[2] = knn_view(X, fitted[3].X, fitted[3].Y)
+        out[2] = knn_view(X, self.knn_X_, self.knn_Y_)
         return out
 
     def _out_of_fold(self, X: Any, Y: Any, texts: Any, groups: Any) -> Any:
-        views = self._views(self._fitted(), X, texts)
-        learned = np.full((3, *Y.shape), np.nan)
+        """The parent's out-of-fold views, with the kNN view read from the other folds only."""
+        views = super()._out_of_fold(X, Y, texts, groups)
         folds = GroupKFold(n_splits=min(self.threshold_folds, len(np.unique(groups))))
         for train, test in folds.split(X, groups=groups):
-            pick = None if texts is None else [texts[i] for i in train]
-            sub = self._fit_views(X[train], Y[train], pick)
-            learned[:, test] = self._views(
-                sub, X[test], None if texts is None else [texts[i] for i in test]
-            )
-        for j, model in enumerate(self.estimators_):
-            views[0, :, j] = learned[0, :, j] if model is not None else np.nan
-            views[1, :, j] = learned[1, :, j] if self.lexical_[j] is not None else np.nan
-            views[2, :, j] = learned[2, :, j]
+            views[2, test] = knn_view(X[test], X[train], Y[train])
         return views
 
 
@@ -161,23 +149,13 @@ def recall(rows: dict[str, Any], W: NDArray[np.float64]) -> tuple[float, float, 
     Also the works found per tag in-sample, as ``found/shown`` in :data:`REQUIRED_TAGS` order.
     """
     col = {t: j for j, t in enumerate(rows["tags"])}
-    rng = np.random.default_rng(0)
-    n = len(W)
-    tp_in = pos_in = tp_out = pos_out = 0
-    found = []
-    for t in REQUIRED_TAGS:
-        s, y = W[:, col[t]], rows["dev_w_J"][t]
-        tp, pos, _, _ = rates(s, y, choose(s, y, t))
-        tp_in, pos_in = tp_in + tp, pos_in + pos
-        found.append(f"{tp}/{pos}")
-    for _ in range(100):
-        perm = rng.permutation(n)
-        for a, b in ((perm[: n // 2], perm[n // 2 :]), (perm[n // 2 :], perm[: n // 2])):
-            for t in REQUIRED_TAGS:
-                s, y = W[:, col[t]], rows["dev_w_J"][t]
-                tp, pos, _, _ = rates(s[b], y[b], choose(s[a], y[a], t))
-                tp_out, pos_out = tp_out + tp, pos_out + pos
-    return tp_in / pos_in, tp_out / pos_out, " ".join(found)
+    Y = rows["dev_w_J"]
+    found = [rates(W[:, col[t]], Y[t], choose(W[:, col[t]], Y[t], t))[:2] for t in REQUIRED_TAGS]
+    held = held_out(W, Y, col)
+    tp_out = sum(r[0] for t in REQUIRED_TAGS for r in held[t])
+    pos_out = sum(r[1] for t in REQUIRED_TAGS for r in held[t])
+    rec_in = sum(tp for tp, _ in found) / sum(pos for _, pos in found)
+    return rec_in, tp_out / pos_out, " ".join(f"{tp}/{pos}" for tp, pos in found)
 
 
 def report(rows: dict[str, Any], predict: Any, label: str) -> str:
