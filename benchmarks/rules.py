@@ -17,6 +17,12 @@ out, 300 resamples, the same ones for every rule.
 
 Nothing is fitted on the dev works; the null is the captured model's background prose.
 
+``--evidence TAG...`` adds a diagnosis of the shipped rule's misses: for each public-domain
+dev work that shows the tag and is not found, the passages that contain a quotation from the
+judge's recorded evidence, with their logit and rank within the work, beside the second-best
+logits of the trope-free works. A missed work whose judged scene ranks among its own best
+passages is lost to calibration across works, not to finding the scene.
+
 Usage::
 
     .venv/bin/python benchmarks/variants.py capture data /tmp/v/base   # once, ~10 min
@@ -26,8 +32,10 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import pickle
+import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -43,7 +51,7 @@ from sklearn.metrics import roc_auc_score
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from alpha import SPLITS, target
 
-from tropeml.io.devset import REQUIRED_TAGS
+from tropeml.io.devset import REQUIRED_TAGS, load_dev_works
 from tropeml.model.decision import fit_null, logits
 
 Rule = Callable[[NDArray[np.float64]], NDArray[np.float64]]
@@ -184,11 +192,54 @@ def bootstrap(all_scores: list[NDArray[np.float64]], Y: dict[str, NDArray[np.int
     return out
 
 
+def evidence(
+    tag: str,
+    works: list[NDArray[np.float64]],
+    texts: list[list[str]],
+    S: NDArray[np.float64],
+    Y: dict[str, NDArray[np.int_]],
+    ids: list[str],
+) -> None:
+    """Print where the judged scene of each missed public-domain work ranks (see the header)."""
+    root = Path(__file__).resolve().parents[1] / "data" / "dev" / "works"
+    quoted = {}
+    for path in sorted(root.glob("pd*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            quoted[record["id"]] = re.findall(
+                r'["“]([^"”]{15,})["”]', record["evidence"].get(tag, "")
+            )
+    j = REQUIRED_TAGS.index(tag)
+    y, bar = Y[tag], threshold(S[:, j], Y[tag], tag)
+    second = [np.sort(z[:, j])[-2] for z, label in zip(works, y, strict=True) if label == 0]
+    print(
+        f"\n{tag}: second-best logit of the trope-free works: median {np.median(second):.2f}, "
+        f"90th percentile {np.quantile(second, 0.9):.2f}"
+    )
+    near = located = 0
+    for i, wid in enumerate(ids):
+        if y[i] != 1 or wid not in quoted or S[i, j] > bar:
+            continue
+        z = works[i][:, j]
+        flat = [" ".join(t.split()) for t in texts[i]]
+        keys = [" ".join(q.split())[:25] for q in quoted[wid]]
+        hits = sorted(
+            {k for k, t in enumerate(flat) if any(key in t for key in keys)}, key=lambda k: -z[k]
+        )
+        ranks = [int((z > z[k]).sum()) + 1 for k in hits]
+        located += bool(hits)
+        near += bool(hits) and min(ranks) <= 3
+        found = ", ".join(f"logit {z[k]:.2f} rank {r}" for k, r in zip(hits, ranks, strict=True))
+        print(f"  missed {wid} ({len(z)} passages): {found or 'no quotation located'}")
+    print(f"  {near} of {located} located misses have the judged scene among their 3 best passages")
+
+
 def main() -> None:
     """Score the captured model's dev works with every rule and print the tables."""
     warnings.filterwarnings("ignore")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("capture", help="a benchmarks/variants.py capture (*.rows.pkl)")
+    parser.add_argument("--evidence", nargs="*", default=[], help="tags to diagnose misses for")
     args = parser.parse_args()
     import tropeml
 
@@ -210,6 +261,10 @@ def main() -> None:
     for name, rule in rules(background).items():
         scored[name] = np.array([rule(z) for z in works])
         print(f"| {name} | {measure(scored[name], Y)}", flush=True)
+    ids = [item.id for item in load_dev_works()]
+    first = next(iter(scored.values()))
+    for tag in args.evidence:
+        evidence(tag, works, [list(t) for _, t in rows["dev_w"]], first, Y, ids)
     boot = bootstrap(list(scored.values()), Y)
     print(f"\n| rule | out-of-bootstrap recall | minus shipped [95% CI], {BOOTSTRAPS} resamples |")
     print("|---|---:|---|")

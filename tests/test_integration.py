@@ -364,7 +364,12 @@ def test_seed_decisions_match_the_model_card(
 def test_the_readme_examples_are_this_model_on_the_default_backend(
     results: dict[str, WorkResult],
 ) -> None:
-    """The README's table and JSON examples show what `tropeml tag` gives now (fast backend)."""
+    """The README's table and JSON examples show what `tropeml tag` gives now (fast backend).
+
+    Scores are compared to 0.05: the int8 encoder's arithmetic differs between CPUs (the
+    shipped model gave fake_death 0.105 on one machine and 0.081 on another, and work
+    scores magnify small logit changes); which tag, which passage and the threshold are exact.
+    """
     import re
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -377,12 +382,16 @@ def test_the_readme_examples_are_this_model_on_the_default_backend(
     got = results["002"]
     for tag in ("hurt_comfort", "fake_death", "reunion"):
         shown = float(re.search(rf'"{tag}": ([0-9.]+)', example).group(1))  # type: ignore[union-attr]
-        assert shown == round(got.scores[tag], 4), tag
+        assert shown == pytest.approx(got.scores[tag], abs=0.05), tag
     reunion = next(t for t in got.tags if t.id == "reunion").to_dict()
     ev = reunion["evidence"][0]
     assert f'"threshold": {reunion["threshold"]}' in example
-    assert f'"prominence": {reunion["prominence"]}' in example
-    assert f'{{"start": {ev["start"]}, "end": {ev["end"]}, "score": {ev["score"]}' in example
+    prominence = float(re.search(r'"prominence": ([0-9.]+)', example).group(1))  # type: ignore[union-attr]
+    assert prominence == pytest.approx(reunion["prominence"], abs=0.05)
+    shown_ev = re.search(r'\{"start": (\d+), "end": (\d+), "score": ([0-9.]+)', example)
+    assert shown_ev is not None
+    assert (int(shown_ev.group(1)), int(shown_ev.group(2))) == (ev["start"], ev["end"])
+    assert float(shown_ev.group(3)) == pytest.approx(ev["score"], abs=0.05)
 
 
 def test_the_shipped_screen_keeps_every_seeds_tags_and_evidence(
