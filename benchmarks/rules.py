@@ -113,6 +113,18 @@ def contrast(k: int, weight: float) -> Rule:
     return lambda z: kth(k)(z) - weight * np.median(z, axis=0)
 
 
+def for_tags(tags: tuple[str, ...], rule: Rule, otherwise: Rule) -> Rule:
+    """``rule`` for ``tags``, ``otherwise`` for the other required tags."""
+    cols = [REQUIRED_TAGS.index(t) for t in tags]
+
+    def mixed(z: NDArray[np.float64]) -> NDArray[np.float64]:
+        out = otherwise(z)
+        out[cols] = rule(z)[cols]
+        return out
+
+    return mixed
+
+
 def rules(background: NDArray[np.float64]) -> dict[str, Rule]:
     """The rules compared, the shipped one first."""
     normal = normal_sf(background)
@@ -128,6 +140,9 @@ def rules(background: NDArray[np.float64]) -> dict[str, Rule]:
         "mean of the 3 best logits, no length term": top_mean(3),
         "2nd best minus half the work's median": contrast(2, 0.5),
         "2nd best minus the work's median": contrast(2, 1.0),
+        "post hoc: hurt_comfort alone gets 2nd best minus half the median": for_tags(
+            ("hurt_comfort",), contrast(2, 0.5), chance(normal, 2)
+        ),
     }
 
 
