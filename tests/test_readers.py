@@ -184,6 +184,26 @@ def test_read_work_missing_file(tmp_path: Path) -> None:
     assert str(path) in str(info.value)
 
 
+def test_read_work_path_with_a_nul_byte(tmp_path: Path) -> None:
+    # found by test_fuzz: a label file naming "\u0000" reached os.stat, which raises ValueError
+    with pytest.raises(TropemlError, match="cannot contain a NUL byte") as info:
+        read_work(tmp_path / "a\x00b.txt")
+    assert "\n" not in str(info.value)
+
+
+def test_label_file_naming_a_nul_byte_path_is_a_clean_error(tmp_path: Path) -> None:
+    from tropeml.core.taxonomy import Taxonomy
+    from tropeml.io.labels import load_span_labels
+
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text(
+        '{"file": "\\u0000", "start": 0, "end": 1, "quote": "x", "tags": []}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(TropemlError, match=r"labels\.jsonl:1: .*NUL byte"):
+        load_span_labels(labels, Taxonomy.load(), tmp_path)
+
+
 def test_read_work_directory(tmp_path: Path) -> None:
     with pytest.raises(TropemlError, match="is a directory"):
         read_work(tmp_path)

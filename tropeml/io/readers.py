@@ -152,6 +152,8 @@ def read_work(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Work:
         data = sys.stdin.buffer.read(max_bytes + 1)
     else:
         p = Path(path)
+        if "\x00" in source:  # the OS cannot name such a file; os.stat raises ValueError
+            raise TropemlError(f"{source!r}: a path cannot contain a NUL byte")
         try:
             size = p.stat().st_size
             if p.is_dir():
