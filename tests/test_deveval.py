@@ -113,3 +113,32 @@ def test_eval_dev_protocol_from_the_cli(tiny_model: Path, tmp_path: Path) -> Non
     assert report["model"] == "tiny" and set(report["passages"]) == set(REQUIRED_TAGS)
     assert report["summary"]["all"]["works"] == 1
     assert report["works"]["public-domain"]["hurt_comfort"]["positives"] == 1
+
+
+def test_the_shipped_confirmation_set_loads_and_is_judged_for_every_required_tag() -> None:
+    works = load_dev_works(ROOT / "data/confirm")
+    assert len(works) >= 18 and all(set(w.judgments) == set(REQUIRED_TAGS) for w in works)
+    hurt = [w.judgments["hurt_comfort"] for w in works]
+    assert hurt.count(1) >= 5 and hurt.count(0) >= 5
+    assert not (ROOT / "data/confirm/passages.jsonl").exists()
+
+
+def test_eval_confirm_protocol_reports_works_only(tiny_model: Path, tmp_path: Path) -> None:
+    from test_cli import run, stdout_of
+
+    judged = {t: "no" for t in REQUIRED_TAGS} | {"hurt_comfort": "yes"}
+    confirm = tmp_path / "data" / "confirm"
+    (confirm / "works" / "w").mkdir(parents=True)
+    text = "It rained on the roof all night. She held him while he shook.\n\n" * 20
+    (confirm / "works" / "w" / "one.txt").write_text(text, encoding="utf-8")
+    work = {"id": "c1", "title": "C", "file": "data/confirm/works/w/one.txt", "judgments": judged}
+    (confirm / "works" / "pd.jsonl").write_text(json.dumps(work) + "\n", encoding="utf-8")
+    args = ("eval", "--protocol", "confirm", "--data", tmp_path / "data", "--model", tiny_model)
+    result = run(*args, "--no-cache")
+    assert result.exit_code == 0, result.output
+    text_out = stdout_of(result)
+    assert "Passage level" not in text_out
+    assert "Work level, public-domain (1 works)" in text_out
+    report = json.loads(stdout_of(run(*args, "--json", "--no-cache")))
+    assert report["summary"]["all"]["works"] == 1
+    assert all(r["positives"] == 0 for r in report["passages"].values())

@@ -120,6 +120,7 @@ def evaluate(
             "--protocol",
             help="dev: the model as served, on the real-prose dev set (data/dev; passage AP, "
             "work-level precision, recall, false-tag rate, tags per work); "
+            "confirm: the same, on the fresh works of data/confirm, which choose nothing; "
             "works: leave one labelled fic out at a time; "
             "exemplars: grouped 5-fold CV x 3 over the written exemplars.",
         ),
@@ -133,8 +134,8 @@ def evaluate(
     from tropeml.model.backends import load_encoder
 
     backend = backend_from(backend, "auto")
-    if protocol == "dev":
-        _evaluate_dev(data, model, backend, not no_cache, as_json, markdown)
+    if protocol in ("dev", "confirm"):
+        _evaluate_dev(data / protocol, model, backend, not no_cache, as_json)
         return
     from tropeml.model.training import evaluate as run_evaluate
 
@@ -149,17 +150,18 @@ def evaluate(
         _print_report(report)
 
 
-def _evaluate_dev(
-    data: Path, model: Path | None, backend: str, cache: bool, as_json: bool, markdown: bool
-) -> None:
-    """``tropeml eval --protocol dev``: the model as ``tag`` serves it, on ``data/dev``."""
+def _evaluate_dev(dev: Path, model: Path | None, backend: str, cache: bool, as_json: bool) -> None:
+    """``tropeml eval --protocol dev|confirm``: the model as ``tag`` serves it, on ``dev``.
+
+    ``data/confirm`` has works only; a folder without ``passages.jsonl`` reports works.
+    """
     from tropeml.io.devset import load_dev_passages, load_dev_works
     from tropeml.serve.deveval import dev_report
     from tropeml.serve.tagger import load
 
-    dev = data / "dev"
     tagger = load(model, cache=cache, backend=backend)
-    report, _, _ = dev_report(tagger, load_dev_passages(dev), load_dev_works(dev), backend)
+    passages = load_dev_passages(dev) if (dev / "passages.jsonl").is_file() else []
+    report, _, _ = dev_report(tagger, passages, load_dev_works(dev), backend)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

@@ -150,21 +150,23 @@ class DevReport:
     def to_markdown(self) -> str:
         """Tables: passage AP per tag; work-level metrics per tag and per kind of text."""
         f = _fmt
-        lines = [
-            f"Passage level ({sum(1 for _ in self.passages)} required tags, public-domain "
-            f"passages); core-trope mean AP {f(self.core_ap())}.",
-            "",
-            "| tag | AP | positives | negatives |",
-            "|---|---:|---:|---:|",
-        ]
-        lines += [
-            f"| `{t}` | {f(r['ap'])} | {r['positives']} | {r['negatives']} |"
-            for t, r in self.passages.items()
-        ]
+        lines: list[str] = []
+        if any(r["positives"] or r["negatives"] for r in self.passages.values()):
+            lines += [
+                f"Passage level ({sum(1 for _ in self.passages)} required tags, public-domain "
+                f"passages); core-trope mean AP {f(self.core_ap())}.",
+                "",
+                "| tag | AP | positives | negatives |",
+                "|---|---:|---:|---:|",
+            ]
+            lines += [
+                f"| `{t}` | {f(r['ap'])} | {r['positives']} | {r['negatives']} |"
+                for t, r in self.passages.items()
+            ]
         for kind, table in self.works.items():
             s = self.summary[kind]
+            lines += [""] if lines else []
             lines += [
-                "",
                 f"Work level, {kind} ({s['works']} works): median tags per work "
                 f"{f(s['median_tags_per_work'], 1)}, recall of the tags works show "
                 f"{f(s['recall_of_shown_tags'])}.",
