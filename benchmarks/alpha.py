@@ -78,8 +78,8 @@ def choose(
     that gap (in ``-log10`` alpha) away from the edge: the grid alpha nearest that point
     among those that still find the same positives. At the edge, the threshold sits just
     over the last negative allowed, and on new works it overshoots the target (held out,
-    mates 0.058 and A/B/O 0.063 against 5%); a quarter of the gap keeps in-sample recall and
-    brings them under it (benchmarks/results/alpha.md).
+    mates and A/B/O 0.06 against 5%); a quarter of the gap keeps in-sample recall and
+    brings them under it (benchmarks/results/alpha.md, whose last line is the edge).
     """
     neg = y == 0
     edge = next(
