@@ -117,7 +117,7 @@ def test_eval_dev_protocol_from_the_cli(tiny_model: Path, tmp_path: Path) -> Non
 
 def test_the_shipped_confirmation_set_loads_and_is_judged_for_every_required_tag() -> None:
     works = load_dev_works(ROOT / "data/confirm")
-    assert len(works) >= 18 and all(set(w.judgments) == set(REQUIRED_TAGS) for w in works)
+    assert len(works) >= 15 and all(set(w.judgments) == set(REQUIRED_TAGS) for w in works)
     hurt = [w.judgments["hurt_comfort"] for w in works]
     assert hurt.count(1) >= 5 and hurt.count(0) >= 5
     assert not (ROOT / "data/confirm/passages.jsonl").exists()
