@@ -34,19 +34,19 @@ from sklearn.metrics import roc_auc_score
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rules import chance, contrast, threshold
 
-from tropeml.io.devset import REQUIRED_TAGS, DevItem, load_dev_works
+from tropeml.io.devset import REQUIRED_TAGS, load_dev_works
 from tropeml.model.decision import chance_scores, logits
-from tropeml.serve.deveval import score_items
+from tropeml.serve.deveval import Scored, score_items
 from tropeml.serve.tagger import Tagger, load
 
 ROOT = Path(__file__).resolve().parents[1]
 TAG = "hurt_comfort"
 
 
-def work_logits(tagger: Tagger, items: list[DevItem]) -> list[NDArray[np.float64]]:
+def work_logits(tagger: Tagger, scored: list[Scored]) -> list[NDArray[np.float64]]:
     """Each work's passage logits for the required tags, shape ``(n, 10)`` per work."""
     cols = [list(tagger.tags).index(t) for t in REQUIRED_TAGS]
-    return [logits(s.scores)[:, cols] for s in score_items(tagger, items)]
+    return [logits(s.scores)[:, cols] for s in scored]
 
 
 def main() -> None:
@@ -70,7 +70,8 @@ def main() -> None:
         "contrast": contrast(2, 0.5),
     }
     dev, fresh = load_dev_works(ROOT / "data" / "dev"), load_dev_works(ROOT / "data" / "confirm")
-    z_dev, z_new = work_logits(tagger, dev), work_logits(tagger, fresh)
+    scored_new = score_items(tagger, fresh)  # scored once: both rules and the reference
+    z_dev, z_new = work_logits(tagger, score_items(tagger, dev)), work_logits(tagger, scored_new)
     j = REQUIRED_TAGS.index(TAG)
     y_dev = np.array([it.judgments[TAG] for it in dev])
     y_new = np.array([it.judgments[TAG] for it in fresh])
@@ -109,9 +110,7 @@ def main() -> None:
         print(f"| {it.title} | {len(it.work.text.split())} | {shown} | {marks} |")
     # the shipped model's own decisions on every required tag, for reference
     null_mu, null_sigma = tagger.null
-    W = np.array(
-        [chance_scores(s.scores, null_mu, null_sigma, tagger.k) for s in score_items(tagger, fresh)]
-    )
+    W = np.array([chance_scores(s.scores, null_mu, null_sigma, tagger.k) for s in scored_new])
     thresholds = np.asarray(tagger.work_thresholds)
     print(
         "\nThe shipped model as served (its alphas), every required tag: "
