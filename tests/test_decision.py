@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tropeml.model.decision import chance_scores, evidence_bars, fit_null, logits
+from tropeml.model.decision import (
+    CALIBRATION,
+    _log_cdf,
+    _log_tail,
+    beyond,
+    chance_scores,
+    evidence_bars,
+    fit_null,
+    log_chance,
+    logits,
+    work_probability,
+)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -76,3 +89,59 @@ def test_evidence_bars_invert_the_work_score(
 
     assert score(bar + 1e-4) >= threshold - 1e-9
     assert score(bar - 1e-2) < threshold
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(1, 400),
+    k=st.integers(1, 3),
+    log_q=st.floats(-60.0, 0.0, exclude_max=True),
+)
+def test_the_binomial_tail_is_exact_however_small(n: int, k: int, log_q: float) -> None:
+    k = min(k, n)
+    q = math.exp(log_q)
+    exact = math.fsum(math.comb(n, j) * q**j * (1 - q) ** (n - j) for j in range(k, n + 1))
+    got = _log_tail(n, k, log_q)
+    if exact > 1e-300:
+        assert math.exp(got) == np.float64(exact) or abs(math.exp(got) / exact - 1) < 1e-9
+    else:  # beyond float's range the sum underflows; the log does not
+        assert got < math.log(1e-290) and math.isfinite(got)
+
+
+def test_log_cdf_is_continuous_and_finite_far_out() -> None:
+    for x in (-5.0, -30.0):
+        assert abs(_log_cdf(x - 1e-9) - _log_cdf(x + 1e-9)) < 1e-6
+    assert math.isfinite(_log_cdf(-200.0)) and _log_cdf(-200.0) < _log_cdf(-100.0)
+
+
+def test_log_chance_orders_evidence_far_beyond_float_precision() -> None:
+    mu, sigma = np.array([-3.0]), np.array([0.5])
+    strong, stronger = np.full((50, 1), _sigmoid(-3.0)), np.full((50, 1), _sigmoid(-3.0))
+    strong[:2], stronger[:2] = _sigmoid(9.0), _sigmoid(11.0)
+    assert chance_scores(strong, mu, sigma, 2)[0] == chance_scores(stronger, mu, sigma, 2)[0] == 1
+    assert log_chance(stronger, mu, sigma, 2)[0] < log_chance(strong, mu, sigma, 2)[0] < -100
+    assert log_chance(np.zeros((0, 1)), mu, sigma, 2).tolist() == [0.0]
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 2**16), n=st.integers(1, 300), k=st.sampled_from([1, 2]))
+def test_the_probability_decides_as_the_chance_score_does(seed: int, n: int, k: int) -> None:
+    rng = np.random.default_rng(seed)
+    mu, sigma = np.array([-3.0, -2.0, -4.0]), np.array([1.0, 0.5, 2.0])
+    alpha = np.array([0.05, 1e-9, 0.2])
+    work = _sigmoid(rng.normal(-2.0, 2.5, size=(n, 3)))
+    fired = chance_scores(work, mu, sigma, k) >= 1 - alpha
+    p = work_probability(log_chance(work, mu, sigma, k), alpha)
+    at = work_probability(np.log(alpha), alpha)
+    assert np.allclose(at, 1 / (1 + math.exp(-CALIBRATION[0])))  # one threshold for every tag
+    close = np.abs(beyond(log_chance(work, mu, sigma, k), alpha)) < 1e-9  # on the edge: either
+    assert ((p >= at) == fired)[~close].all()
+    assert ((p > 0) & (p < 1)).all()
+
+
+def test_work_probability_rises_with_the_evidence_and_stops_at_the_clip() -> None:
+    alpha = np.array([0.01])
+    lc = np.log(np.array([[0.5], [0.01], [1e-5], [1e-40], [1e-300]]))
+    p = work_probability(lc, alpha, (0.0, 1.0))[:, 0]
+    assert np.all(np.diff(p) >= 0) and p[1] == 0.5
+    assert p[-1] == p[-2]  # both beyond the clip (20 decades)

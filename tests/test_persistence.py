@@ -284,6 +284,14 @@ def test_newer_format_version(model: Path) -> None:
         (lambda c: c["thresholds"].update(rain=None), "numbers between 0 and 1"),
         (lambda c: c["rollup"].update(top_k="two"), "'rollup.top_k' must be a positive integer"),
         (lambda c: c["rollup"].update(max_evidence=0), "'rollup.max_evidence'"),
+        (
+            lambda c: c["rollup"].update(calibration={"intercept": 0.1, "slope": 0}),
+            "'rollup.calibration' must give a number 'intercept' and a positive 'slope'",
+        ),
+        (
+            lambda c: c["rollup"].update(calibration={"slope": 1}),
+            "'rollup.calibration.intercept' missing",
+        ),
     ],
 )
 def test_bad_config_values(

@@ -185,3 +185,26 @@ def test_info_reports_the_screen_and_a_changed_file(
     assert describe(folder)["model"]["screen"].startswith("ok (margin 1.0")
     (folder / SCREEN_DIR / "map.npz").write_bytes(b"changed")
     assert "changed" in describe(folder)["model"]["screen"]
+
+
+def test_a_calibrated_tagger_reports_probabilities_and_decides_the_same(taggers: Any) -> None:
+    plain, _, encoder = taggers
+    calibrated = Tagger(
+        plain.classifier,
+        plain.taxonomy,
+        encoder,
+        null=plain.null,
+        alpha=dict.fromkeys(TINY_TAGS, 0.05),
+        k=2,
+        mask_names=False,
+        calibration=(-0.4, 0.9),
+    )
+    assert np.allclose(calibrated.work_thresholds, 1 / (1 + np.exp(0.4)))
+    rng = random.Random(5)
+    for work in (prose(rng, 40), prose(rng, 40, tag_every=4), prose(rng, 3, tag_every=1)):
+        a, b = plain.tag(work), calibrated.tag(work)
+        assert [t.id for t in a.tags] == [t.id for t in b.tags]
+        assert all(0 < s < 1 for s in b.scores.values())
+        assert all(t.score >= t.threshold for t in b.tags)
+    with pytest.raises(TropemlError, match="positive slope"):
+        Tagger(plain.classifier, plain.taxonomy, encoder, null=plain.null, calibration=(0, 0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -157,11 +158,20 @@ def _work_score_line(rollup: dict[str, Any]) -> str:
     null = rollup["null"]
     alphas = sorted(set(rollup["alpha"].values()))
     rank = "best passage" if rollup["k"] == 1 else "second-best passage"
-    return (
+    line = (
         f"the chance that the work's {rank} beats a trope-free work of the same length "
         f"(null: passage logits on {null['passages']} passages of {len(null['files'])} "
         f"public-domain background texts); a tag fires at 1 - alpha, alpha "
         f"{' / '.join(f'{a:g}' for a in alphas)}"
+    )
+    cal = rollup.get("calibration")
+    if cal is None:
+        return line
+    a, b = float(cal["intercept"]), float(cal["slope"])
+    return (
+        f"{line}. The score reported is a probability that the work shows the tag: "
+        f"1 / (1 + exp(-({a:g} + {b:g} d))), d = log10(alpha / chance), chosen on the dev "
+        f"works (`benchmarks/calibration.py`), so a tag is shown from {1 / (1 + math.exp(-a)):.2f}"
     )
 
 

@@ -12,6 +12,12 @@ with the null passages taken as independent draws from ``N(mu, sigma)`` in logit
 chance that a work of the same length without the trope shows weaker evidence. The tag fires
 when that score reaches ``1 - alpha``, so on works without the trope it fires at a rate of
 about ``alpha`` whatever their length (less where passages of one work are alike).
+
+That chance is not the probability that the work shows the trope (on the dev works, pairs
+scored over 0.9 showed the tag about half the time), so what a reader sees is
+:func:`work_probability`: a logistic function of how many decades the chance lies beyond the
+tag's alpha, calibrated on the dev works (:data:`CALIBRATION`). It is monotone in the chance
+and equals the same value for every tag at its alpha, so the decisions do not change.
 """
 
 from __future__ import annotations
@@ -27,12 +33,12 @@ _EPS = 1e-6
 DEFAULT_ALPHA = 0.02
 """Nominal false-tag rate on trope-free works, for tags not in :data:`ALPHA`."""
 ALPHA: dict[str, float] = {
-    "hurt_comfort": 0.03,
-    "fake_death": 0.0015,
-    "reunion": 0.15,
-    "soulmates": 0.0015,
+    "hurt_comfort": 0.02,
+    "fake_death": 0.002,
+    "reunion": 0.2,
+    "soulmates": 0.001,
     "mates": 1e-09,
-    "alpha_beta_omega": 1.5e-09,
+    "alpha_beta_omega": 2e-09,
     "angst": 0.1,
     "fluff": 0.05,
     "first_kiss": 0.1,
@@ -46,6 +52,12 @@ found, so that the threshold does not sit on the last trope-free work it lets th
 works are less independent than the null assumes, so the rates observed are higher than
 alpha; the same script chooses on one half of the dev works and measures on the other to
 estimate what choosing costs (benchmarks/results/alpha.md)."""
+CALIBRATION: tuple[float, float] = (-0.4312, 0.8959)
+"""``(intercept, slope)`` of :func:`work_probability`, chosen on the dev works by
+``benchmarks/calibration.py``: a logistic regression of whether a work shows a tag on
+:func:`beyond`, pooled over the required tags (two numbers, so it cannot learn one work)."""
+CLIP = 20.0
+"""Decades beyond alpha past which :func:`beyond` stops counting."""
 EVIDENCE_RANK = 2
 """Which best passage is a work's evidence: the second best (chosen on the dev set: recall
 0.55 against 0.48 for the best, at median 4 tags per work, alpha 0.05)."""
@@ -75,9 +87,74 @@ def fit_null(probabilities: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.
 
 def _log_cdf(x: float) -> float:
     """``log Phi(x)`` for the standard normal, accurate in both tails."""
+    if x < -30:  # erfc underflows further out: the asymptotic series of the Mills ratio
+        t = 1 / (x * x)
+        return -x * x / 2 - math.log(-x) - 0.5 * math.log(2 * math.pi) + math.log1p(-t + 3 * t * t)
     if x < -5:
         return math.log(0.5 * math.erfc(-x / math.sqrt(2)))
     return math.log1p(-0.5 * math.erfc(x / math.sqrt(2)))
+
+
+def _log_pmf(n: int, j: int, log_q: float, log_p: float) -> float:
+    """``log P(Binomial(n, q) = j)`` given ``log q`` and ``log(1 - q)``."""
+    comb = math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1)
+    return comb + j * log_q + (n - j) * log_p
+
+
+def _log_tail(n: int, k: int, log_q: float) -> float:
+    """``log P(Binomial(n, q) >= k)``, accurate however small it is.
+
+    Args:
+        n: Trials (passages), at least ``k``.
+        k: The least count, at least 1.
+        log_q: ``log q``, the chance one trial succeeds (a null passage beats the evidence).
+    """
+    q = math.exp(log_q)
+    if q >= 1.0:
+        return 0.0
+    log_p = math.log1p(-q)
+    if n * q >= k:  # the tail is not small: one minus the head
+        head = math.fsum(math.exp(_log_pmf(n, j, log_q, log_p)) for j in range(k))
+        return math.log1p(-min(head, 1.0)) if head < 1.0 else -math.inf
+    # mean below k: the terms fall at least geometrically from the first; sum them in logs
+    terms = [_log_pmf(n, k, log_q, log_p)]
+    for j in range(k + 1, n + 1):
+        terms.append(terms[-1] + math.log((n - j + 1) / j) + log_q - log_p)
+        if terms[-1] < terms[0] - 40:
+            break
+    top = max(terms)
+    return top + math.log(math.fsum(math.exp(t - top) for t in terms))
+
+
+def log_chance(
+    probabilities: ArrayLike,
+    mu: ArrayLike,
+    sigma: ArrayLike,
+    k: int = 1,
+) -> NDArray[np.float64]:
+    """How likely a trope-free work of the same length shows evidence at least this strong.
+
+    The ``k``-th best of ``n`` null passages beats the work's ``k``-th best when at least
+    ``k`` of them do, each with chance ``q``: a binomial tail, kept in logs so that strong
+    evidence (chances far below ``1e-16``) stays ordered and exact.
+
+    Args:
+        probabilities: The work's passage probabilities, shape ``(n, T)``.
+        mu: Null location per tag, shape ``(T,)``.
+        sigma: Null scale per tag, shape ``(T,)``.
+        k: Which best passage is the evidence (works of fewer passages use their worst).
+
+    Returns:
+        Natural logs of the chances, shape ``(T,)``, each ``<= 0``; zeros if ``n == 0``.
+    """
+    z = logits(probabilities)
+    n, T = z.shape if z.ndim == 2 else (0, len(np.atleast_1d(mu)))
+    if n == 0:
+        return np.zeros(T)
+    k = max(1, min(k, n))
+    best = -np.sort(-z, axis=0)[k - 1]
+    m, s = np.asarray(mu, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
+    return np.array([_log_tail(n, k, _log_cdf(-float((best[j] - m[j]) / s[j]))) for j in range(T)])
 
 
 def chance_scores(
@@ -87,6 +164,9 @@ def chance_scores(
     k: int = 1,
 ) -> NDArray[np.float64]:
     """Work scores: how surely each tag's evidence beats a trope-free work of the same length.
+
+    One minus :func:`log_chance`'s chance: ``P(the k-th best of n null passages scores lower
+    than the work's k-th best)``.
 
     Args:
         probabilities: The work's passage probabilities, shape ``(n, T)``.
@@ -98,22 +178,37 @@ def chance_scores(
     Returns:
         Shape ``(T,)`` in ``[0, 1]``; zeros if ``n == 0``.
     """
-    z = logits(probabilities)
-    n, T = z.shape if z.ndim == 2 else (0, len(np.atleast_1d(mu)))
-    if n == 0:
-        return np.zeros(T)
-    k = max(1, min(k, n))
-    best = -np.sort(-z, axis=0)[k - 1]
-    m, s = np.asarray(mu, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
-    out = np.empty(T)
-    for j in range(T):
-        log_f = _log_cdf(float((best[j] - m[j]) / s[j]))
-        if k == 1:  # P(max of n < x) = F^n
-            out[j] = math.exp(n * log_f)
-        else:  # P(2nd best of n < x) = F^n + n F^(n-1) (1 - F)
-            f = math.exp(log_f)
-            out[j] = math.exp((n - 1) * log_f) * (f + n * (1 - f))
-    return np.clip(out, 0.0, 1.0)
+    if not len(np.asarray(probabilities)):
+        return np.zeros(len(np.atleast_1d(mu)))
+    return np.asarray(np.clip(-np.expm1(log_chance(probabilities, mu, sigma, k)), 0.0, 1.0))
+
+
+def beyond(log_chances: ArrayLike, alpha: ArrayLike) -> NDArray[np.float64]:
+    """Decades by which each chance lies beyond its tag's alpha: ``log10(alpha / chance)``.
+
+    Positive where the tag fires. Clipped to ``[-CLIP, CLIP]`` (the probability is flat
+    there). Shapes broadcast: ``(T,)`` or ``(N, T)``.
+    """
+    d = (np.log(np.asarray(alpha, dtype=np.float64)) - np.asarray(log_chances)) / math.log(10)
+    return np.asarray(np.clip(d, -CLIP, CLIP))
+
+
+def work_probability(
+    log_chances: ArrayLike, alpha: ArrayLike, calibration: tuple[float, float] | None = None
+) -> NDArray[np.float64]:
+    """The reported work score: how likely the work shows each tag, given its evidence.
+
+    ``1 / (1 + exp(-(a + b * d)))`` with ``d`` from :func:`beyond` and ``(a, b)`` the
+    calibration (default :data:`CALIBRATION`). At a tag's alpha (``d = 0``) every tag has the
+    same probability, ``1 / (1 + exp(-a))``: the work threshold.
+
+    Args:
+        log_chances: From :func:`log_chance`, shape ``(T,)`` or ``(N, T)``.
+        alpha: Per-tag alpha, broadcast against ``log_chances``.
+        calibration: ``(intercept, slope)``; the slope must be positive.
+    """
+    a, b = CALIBRATION if calibration is None else calibration
+    return np.asarray(1.0 / (1.0 + np.exp(-(a + b * beyond(log_chances, alpha)))))
 
 
 def evidence_bars(

@@ -120,6 +120,16 @@ CONFIG_SCHEMA: dict[str, Any] = {
                     **_POSITIVE,
                     "message": "'rollup.max_evidence' must be a positive integer",
                 },
+                "calibration": {
+                    "type": "object",
+                    "required": ["intercept", "slope"],
+                    "properties": {
+                        "intercept": {"type": "number"},
+                        "slope": {"type": "number", "exclusiveMinimum": 0},
+                    },
+                    "message": "'rollup.calibration' must give a number 'intercept' and a "
+                    "positive 'slope'",
+                },
             },
         },
         "mask_names": {"type": "boolean"},

@@ -125,8 +125,9 @@ def rollup_settings(rollup: dict[str, Any], tags: Sequence[str]) -> dict[str, An
     """:class:`~tropeml.serve.tagger.Tagger` keyword arguments from a config's ``rollup``.
 
     A ``"chance"`` roll-up (:mod:`tropeml.model.decision`) gives the null (per-tag location
-    and scale, in ``tags`` order), the aimed false-tag rates and the evidence rank; any
-    other is tropeml 0.1's mean of the ``top_k`` best passages.
+    and scale, in ``tags`` order), the aimed false-tag rates, the evidence rank and, where
+    the config has one, the work-score calibration; any other is tropeml 0.1's mean of the
+    ``top_k`` best passages.
     """
     out: dict[str, Any] = {
         "top_k": int(rollup.get("top_k", 2)),
@@ -137,4 +138,7 @@ def rollup_settings(rollup: dict[str, Any], tags: Sequence[str]) -> dict[str, An
         out["null"] = ([null["mu"][t] for t in tags], [null["sigma"][t] for t in tags])
         out["alpha"] = {k: float(v) for k, v in rollup.get("alpha", {}).items()}
         out["k"] = int(rollup.get("k", 1))
+        cal = rollup.get("calibration")
+        if cal is not None:
+            out["calibration"] = (float(cal["intercept"]), float(cal["slope"]))
     return out

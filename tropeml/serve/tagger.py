@@ -16,7 +16,7 @@ from tropeml.core.types import Passage, Work, WorkResult
 from tropeml.io.readers import DEFAULT_MAX_BYTES, expand_paths, parse_text, read_work
 from tropeml.model.backends import BackendError, load_encoder, resolve_backend
 from tropeml.model.cache import CachedEncoder
-from tropeml.model.decision import chance_scores
+from tropeml.model.decision import chance_scores, log_chance, work_probability
 from tropeml.model.encoders import encoder_id
 from tropeml.model.head import ArrayHead
 from tropeml.model.persistence import CONFIG_FILE, load_head
@@ -52,6 +52,10 @@ class Tagger(WorkReader):
             passage scores against the passage threshold (tropeml 0.1 models).
         alpha: Per-tag false-tag rate aimed at, by id (with ``null``; default 0.05).
         k: Which best passage is the evidence (with ``null``): 1 or 2.
+        calibration: ``(intercept, slope)`` (with ``null``): report each work score as the
+            calibrated probability that the work shows the tag
+            (:func:`~tropeml.model.decision.work_probability`) instead of the chance score;
+            the decisions are the same.
         screen: A :class:`~tropeml.model.screen.Screen` (with ``null``): the full encoder
             runs only on passages that can change a work's tags (:mod:`.screening`).
     """
@@ -70,6 +74,7 @@ class Tagger(WorkReader):
         alpha: dict[str, float] | None = None,
         k: int = 1,
         screen: Screen | None = None,
+        calibration: tuple[float, float] | None = None,
     ) -> None:
         if screen is not None and null is None:
             raise TropemlError("a screen needs a model whose work scores beat chance (a null)")
@@ -96,10 +101,18 @@ class Tagger(WorkReader):
         )
         self.k = k
         alphas = alpha or {}
+        self.alpha = np.array([alphas.get(t, 0.05) for t in self.tags], dtype=np.float64)
+        self.chance_thresholds = 1.0 - self.alpha
+        """The chance score (:func:`~tropeml.model.decision.chance_scores`) each tag fires at."""
+        self.calibration = None if self.null is None else calibration
+        if self.calibration is not None and not self.calibration[1] > 0:
+            raise TropemlError("a work-score calibration needs a positive slope")
         self.work_thresholds = (
-            np.array([1.0 - alphas.get(t, 0.05) for t in self.tags])
-            if self.null is not None
-            else self.thresholds
+            self.thresholds
+            if self.null is None
+            else self.chance_thresholds
+            if self.calibration is None
+            else work_probability(np.log(self.alpha), self.alpha, self.calibration)
         )
 
     @classmethod
@@ -290,15 +303,20 @@ class Tagger(WorkReader):
     def work_scores(self, scores: ArrayLike) -> NDArray[np.float64]:
         """Work-level scores from passage scores ``(n, T)``; shape ``(T,)`` (zeros if n = 0).
 
-        With a null (see :class:`Tagger`): the chance that the evidence beats a trope-free
-        work of the same length. Without: the mean of the ``top_k`` best passage scores.
+        With a null (see :class:`Tagger`): the calibrated probability that the work shows
+        the tag, or without a calibration the chance that the evidence beats a trope-free
+        work of the same length. Without a null: the mean of the ``top_k`` best passage
+        scores.
         """
         s = np.asarray(scores, dtype=np.float64)
         if not len(s):
             return np.zeros(len(self.tags))
-        if self.null is not None:
+        if self.null is None:
+            return pool_scores(s, self.top_k)
+        if self.calibration is None:
             return chance_scores(s, self.null[0], self.null[1], self.k)
-        return pool_scores(s, self.top_k)
+        log_c = log_chance(s, self.null[0], self.null[1], self.k)
+        return work_probability(log_c, self.alpha, self.calibration)
 
     def tag_embedded(
         self,
