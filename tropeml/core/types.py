@@ -147,9 +147,11 @@ class TagResult:
     Attributes:
         id: The tag id, e.g. ``"hurt_comfort"``.
         name: The AO3-style display tag, e.g. ``"Hurt/Comfort"``.
-        score: Work-level probability (pooled from the best passages).
-        threshold: The tag's decision threshold.
-        prominence: Share of the work's text in passages over the threshold (0..1).
+        score: How likely the work shows the tag, from its evidence (a calibrated
+            probability for models with a calibration; see :mod:`tropeml.model.decision`).
+        threshold: The score the tag is shown from.
+        prominence: Share of the work's text in passages over the tag's passage threshold
+            (0..1).
         evidence: The passages that justify the tag, best first.
         spoiler: Whether the taxonomy marks the tag as a spoiler (it gives a plot turn away).
     """
