@@ -15,7 +15,8 @@ model is trained without them), by maximum likelihood, and checked three ways:
 
 Each is reported as Brier score and log loss beside two baselines (the raw chance score,
 and the base rate of the works it was chosen on), with a reliability table: in each band of
-predicted probability, how often the work really shows the tag.
+predicted probability, how often the work really shows the tag. Last, the forms the shipped
+one was chosen among (:data:`FORMS`) are compared by log loss on the same splits.
 
 Usage::
 
@@ -32,9 +33,11 @@ import datetime as dt
 import itertools
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -55,29 +58,58 @@ Pairs = tuple[
 ]
 
 
-def pairs(tagger: Tagger, dev_dir: str) -> Pairs:
+def pairs(tagger: Tagger, dev_dir: str) -> tuple[Pairs, NDArray[np.float64]]:
     """Every judged (work, required tag) pair of a works folder.
 
     Returns:
-        ``(d, raw, y, tag, work)``, each shape ``(pairs,)``: decades beyond the tag's alpha,
-        the chance score (one minus the chance), 1 if the work shows the tag, the tag id and
-        the work id (unknown judgments left out).
+        ``((d, raw, y, tag, work), ratio)``, each shape ``(pairs,)``: decades beyond the
+        tag's alpha, the chance score (one minus the chance), 1 if the work shows the tag,
+        the tag id and the work id (unknown judgments left out); and, for the comparison of
+        forms, ``log(-ln chance) - log(-ln alpha)``.
     """
     assert tagger.null is not None
     mu, sigma = tagger.null
     col = {t: j for j, t in enumerate(tagger.tags)}
-    d, raw, y, tag, work = [], [], [], [], []
+    d, raw, y, tag, work, ratio = [], [], [], [], [], []
     for s in score_items(tagger, load_dev_works(dev_dir)):
         log_c = log_chance(s.scores, mu, sigma, tagger.k)
         beyond_alpha = beyond(log_c, tagger.alpha)
         for t in REQUIRED_TAGS:
             if s.item.judgments[t] >= 0:
-                d.append(beyond_alpha[col[t]])
-                raw.append(-np.expm1(log_c[col[t]]))
+                j = col[t]
+                d.append(beyond_alpha[j])
+                raw.append(-np.expm1(log_c[j]))
                 y.append(s.item.judgments[t])
                 tag.append(t)
                 work.append(s.item.id)
-    return np.array(d), np.array(raw), np.array(y), np.array(tag), np.array(work)
+                ratio.append(np.log(max(-log_c[j], 1e-12)) - np.log(-np.log(tagger.alpha[j])))
+    found = (np.array(d), np.array(raw), np.array(y), np.array(tag), np.array(work))
+    return found, np.array(ratio)
+
+
+FORMS: dict[str, Any] = {
+    "logistic in d (shipped)": lambda d, r: d[:, None],
+    "logistic in asinh(d)": lambda d, r: np.arcsinh(d)[:, None],
+    "logistic in log(-ln chance) - log(-ln alpha)": lambda d, r: r[:, None],
+    "logistic in d, with a step at the bar": lambda d, r: np.c_[d, d >= 0],
+    "logistic in d, its own slope over the bar": lambda d, r: np.c_[d, np.maximum(d, 0)],
+    "isotonic in d": None,
+}
+"""Calibration forms compared before choosing one: name -> features of ``(d, ratio)``."""
+
+
+def form_losses(
+    form: Any,
+    train: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int_]],
+    test: tuple[NDArray[np.float64], NDArray[np.float64]],
+) -> NDArray[np.float64]:
+    """Fit one of :data:`FORMS` on ``(d, ratio, y)`` and predict at ``(d, ratio)``."""
+    d, r, y = train
+    if form is None:
+        iso = IsotonicRegression(y_min=0.01, y_max=0.99, out_of_bounds="clip").fit(d, y)
+        return np.asarray(iso.predict(test[0]))
+    model = LogisticRegression(C=1e12).fit(form(d, r), y)
+    return np.asarray(model.predict_proba(form(*test))[:, 1])
 
 
 def fit(d: NDArray[np.float64], y: NDArray[np.int_]) -> tuple[float, float]:
@@ -120,19 +152,22 @@ def main() -> None:
     tagger = load(args.model)
     if tagger.null is None:
         raise SystemExit("the model has no background null: nothing to calibrate")
-    d, raw, y, tag, work = pairs(tagger, "data/dev")
-    d_new, raw_new, y_new, tag_new, _ = pairs(tagger, "data/confirm")
+    (d, raw, y, tag, work), ratio = pairs(tagger, "data/dev")
+    (d_new, raw_new, y_new, tag_new, _), ratio_new = pairs(tagger, "data/confirm")
     chosen = fit(d, y)
     chance = {"dev": raw, "confirm": raw_new}
 
     rng = np.random.default_rng(0)
     ids = np.unique(work)
     held_p, held_y = [], []
+    held_forms: dict[str, list[NDArray[np.float64]]] = {name: [] for name in FORMS}
     for _ in range(SPLITS):
         half = np.isin(work, rng.permutation(ids)[: len(ids) // 2])
         for a, b in ((half, ~half), (~half, half)):
             held_p.append(predict(d[b], fit(d[a], y[a])))
             held_y.append(y[b])
+            for name, form in FORMS.items():
+                held_forms[name].append(form_losses(form, (d[a], ratio[a], y[a]), (d[b], ratio[b])))
     hp, hy = np.concatenate(held_p), np.concatenate(held_y)
     p_in, p_new = predict(d, chosen), predict(d_new, chosen)
     base = float(y.mean())
@@ -190,6 +225,21 @@ def main() -> None:
                 f"{m.sum()} | {p[m].mean():.2f} | {yy[m].mean():.2f}" if m.any() else "0 | - | -"
             )
         lines.append(f"| `{t}` | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Forms compared before choosing (log loss: held out on the dev works, same splits; "
+        "on the fresh works, fitted on all dev works):",
+        "",
+        "| form | held out | fresh |",
+        "|---|---:|---:|",
+    ]
+    for name, form in FORMS.items():
+        fresh = form_losses(form, (d, ratio, y), (d_new, ratio_new))
+        held = np.concatenate(held_forms[name])
+        lines.append(
+            f"| {name} | {losses(held, hy).split(' | ')[1]} "
+            f"| {losses(fresh, y_new).split(' | ')[1]} |"
+        )
     lines.append("")
     args.out.write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
