@@ -111,7 +111,7 @@ def main() -> None:
     # the shipped model's own decisions on every required tag, for reference
     null_mu, null_sigma = tagger.null
     W = np.array([chance_scores(s.scores, null_mu, null_sigma, tagger.k) for s in scored_new])
-    thresholds = np.asarray(tagger.work_thresholds)
+    thresholds = np.asarray(tagger.chance_thresholds)
     print(
         "\nThe shipped model as served (its alphas), every required tag: "
         "found / shown, false tags / not shown"
