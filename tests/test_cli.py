@@ -209,6 +209,25 @@ def test_tag_json_matches_the_python_api(tiny_model: Path, fic: Path) -> None:
     assert obj == json.loads(json.dumps(next(expected).without_spoilers().to_dict()))
 
 
+def test_tag_min_score_keeps_only_the_surer_tags(tiny_model: Path, fic: Path) -> None:
+    (full,) = json_lines(stdout_of(run("tag", fic, "--model", tiny_model, "--json")))
+    scores = sorted(t["score"] for t in full["tags"])
+    assert len(scores) >= 2, "the tiny fic should give several tags"
+    least = (scores[0] + scores[-1]) / 2
+    result = run("tag", fic, "--model", tiny_model, "--json", "--min-score", str(least))
+    assert result.exit_code == 0, all_text(result)
+    (kept,) = json_lines(stdout_of(result))
+    assert kept["scores"] == full["scores"]  # every score stays
+    assert kept["tags"] == [t for t in full["tags"] if t["score"] >= least]
+    assert 0 < len(kept["tags"]) < len(full["tags"])
+
+
+def test_tag_min_score_out_of_range_is_a_usage_error(tiny_model: Path, fic: Path) -> None:
+    result = run("tag", fic, "--model", tiny_model, "--min-score", "1.5")
+    assert result.exit_code == 2
+    assert "--min-score" in all_text(result)
+
+
 def test_tag_directory_covers_every_txt(tiny_model: Path, fic: Path, tmp_path: Path) -> None:
     folder = tmp_path / "library"
     (folder / "nested" / "deeper").mkdir(parents=True)

@@ -65,6 +65,24 @@ def test_ray_matches_local_on_a_folder(local_ray: None, tmp_path: Path, tiny_mod
     _both(tmp_path, tiny_model, tmp_path / "lib", extra=("--actors", "2"))
 
 
+def test_ray_keeps_only_tags_over_min_score_as_local_does(
+    local_ray: None, tmp_path: Path, tiny_model: Path
+) -> None:
+    table = write_table(tmp_path / "c.parquet", _rows(4))
+    outs = []
+    for engine in ("local", "ray"):
+        out = tmp_path / f"{engine}.jsonl"
+        result = run(
+            "tag", table, "-m", tiny_model, "--out", out, "--engine", engine,
+            "--min-score", "0.9",
+        )  # fmt: skip
+        assert result.exit_code == 0, stderr_of(result)
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+    for row in read_out(tmp_path / "ray.jsonl"):
+        assert all(tag["score"] >= 0.9 for tag in row["tags"])
+
+
 def test_actor_pool_leaves_a_cpu_for_the_reads() -> None:
     assert plan_cpus(2, None, 1.0) == (1, 1.0)  # the default pool shrinks
     assert plan_cpus(2, 2, 1.0) == (2, 0.5)  # an explicit pool shares what is left

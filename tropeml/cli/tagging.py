@@ -89,6 +89,17 @@ def tag(
             "(several times faster on long works and corpora; about 1 decision in 50 differs).",
         ),
     ] = False,
+    min_score: Annotated[
+        float,
+        typer.Option(
+            "--min-score",
+            min=0.0,
+            max=1.0,
+            help="Show only tags whose score (how likely the work shows the tag) reaches "
+            "this. 0.6 keeps the surer ones: on fresh works 8 in 10 right instead of 6, "
+            "finding half as many (see the README's Honest accuracy). Scores stay in --json.",
+        ),
+    ] = 0.0,
 ) -> None:
     """Tag fics (text, HTML, EPUB) or a corpus: a table per work, or JSON Lines."""
     from tropeml.io.corpus import iter_records, tag_records
@@ -114,11 +125,12 @@ def tag(
             spoilers=spoilers,
             trust_encoder=trust_encoder,
             screen=screen,
+            min_score=min_score,
         )
     else:
         records = iter_records(paths, text_column, id_column, max_bytes)
         outcomes = tag_records(
-            _LazyTagger(model, backend, not no_cache, spoilers, trust_encoder, screen),
+            _LazyTagger(model, backend, not no_cache, spoilers, trust_encoder, screen, min_score),
             records,
             out=out,
             batch_size=batch_size if out is not None else 1,
@@ -133,6 +145,7 @@ def tag(
             failed += 1
         elif out is None:
             result = outcome.result if spoilers else outcome.result.without_spoilers()
+            result = result.at_least(min_score) if min_score > 0 else result
             if as_json:
                 typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
             else:
@@ -152,9 +165,11 @@ class _LazyTagger:
         spoilers: bool,
         trust: bool,
         screen: bool = False,
+        min_score: float = 0.0,
     ) -> None:
         self.args = (model, backend, cache, trust, screen)
         self.spoilers = spoilers
+        self.min_score = min_score
         self._tagger: Any = None
 
     def tag_many(self, works: Any, sources: Any) -> Any:
@@ -166,7 +181,8 @@ class _LazyTagger:
                 model, cache=cache, backend=backend, trust_encoder=trust, screen=screen
             )
         results = self._tagger.tag_many(works, sources)
-        return results if self.spoilers else [r.without_spoilers() for r in results]
+        results = results if self.spoilers else [r.without_spoilers() for r in results]
+        return [r.at_least(self.min_score) for r in results] if self.min_score > 0 else results
 
 
 def _print_result(result: WorkResult) -> None:

@@ -352,6 +352,15 @@ class WorkResult:
             hidden_spoilers=self.hidden_spoilers + hidden,
         )
 
+    def at_least(self, min_score: float) -> WorkResult:
+        """Return a copy whose ``tags`` keep only those scoring at least ``min_score``.
+
+        With a calibrated model the score is how likely the work shows the tag, so this
+        trades recall for surer tags (the README's Honest accuracy gives both at 0.5-0.8).
+        Every score stays in ``scores``.
+        """
+        return replace(self, tags=tuple(t for t in self.tags if t.score >= min_score))
+
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (the ``--json`` schema)."""
         out: dict[str, Any] = {

@@ -43,6 +43,7 @@ class TagActor:
         spoilers: Keep spoiler tags in ``tags``.
         trust_encoder: Use the encoder even if its files differ from the model's record.
         screen: Use the model's screen (:mod:`tropeml.serve.screening`).
+        min_score: Keep only tags scoring at least this (:meth:`WorkResult.at_least`).
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class TagActor:
         spoilers: bool = True,
         trust_encoder: bool = False,
         screen: bool = False,
+        min_score: float = 0.0,
     ) -> None:
         from tropeml.serve.tagger import load
 
@@ -64,6 +66,7 @@ class TagActor:
         self.max_bytes = max_bytes
         self.text_column = text_column
         self.spoilers = spoilers
+        self.min_score = min_score
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
         """Tag a batch (columns ``id`` and ``path`` or the text column); one JSON line each."""
@@ -81,6 +84,7 @@ class TagActor:
                 lines[i] = json.dumps({"id": rid, "error": str(exc)}, ensure_ascii=False)
         for i, result in zip(at, self.tagger.tag_many(works, [ids[i] for i in at]), strict=True):
             result = result if self.spoilers else result.without_spoilers()
+            result = result.at_least(self.min_score) if self.min_score > 0 else result
             lines[i] = json.dumps(Outcome(ids[i], result=result).to_dict(), ensure_ascii=False)
         return {"id": ids, "line": lines}
 
@@ -178,6 +182,7 @@ def tag_with_ray(
     spoilers: bool = True,
     trust_encoder: bool = False,
     screen: bool = False,
+    min_score: float = 0.0,
 ) -> Iterator[Outcome]:
     """Tag a corpus with Ray Data; same results, in the same order, as the local engine.
 
@@ -202,6 +207,7 @@ def tag_with_ray(
         trust_encoder: Use the model's encoder even if its files differ from the recorded
             SHA-256 (see :meth:`~tropeml.serve.tagger.Tagger.from_pretrained`).
         screen: Use the model's screen: the full encoder only where a tag can change.
+        min_score: Keep only tags scoring at least this (:meth:`WorkResult.at_least`).
 
     Yields:
         One :class:`~tropeml.io.corpus.Outcome` per work not already in ``out``.
@@ -230,6 +236,7 @@ def tag_with_ray(
             spoilers,
             trust_encoder,
             screen,
+            min_score,
         ),
         batch_size=batch_size,
         batch_format="numpy",
