@@ -11,7 +11,14 @@ import pytest
 from tropeml.core.errors import TropemlError
 from tropeml.core.types import Work
 from tropeml.io.devset import REQUIRED_TAGS, DevItem, load_dev_passages, load_dev_works
-from tropeml.serve.deveval import DevReport, Scored, passage_table, work_summary, work_table
+from tropeml.serve.deveval import (
+    DevReport,
+    Scored,
+    passage_table,
+    score_reliability,
+    work_summary,
+    work_table,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,6 +46,29 @@ def test_work_table_counts_precision_recall_and_false_tags() -> None:
     summary = work_summary(scored)
     assert summary["median_tags_per_work"] == 1.0
     assert summary["recall_of_shown_tags"] == 1.0
+
+
+def test_score_reliability_bands_the_judged_pairs() -> None:
+    none = np.zeros((1, 1)), np.ones(1), frozenset[str]()
+    scored = [
+        Scored(_item({"mates": 1, "fluff": -1}), *none, {"mates": 0.95, "fluff": 0.95}),
+        Scored(_item({"mates": 0}), *none, {"mates": 0.2, "fluff": 0.05}),
+        Scored(_item({"mates": 1}), *none, {"mates": 0.25}),
+    ]
+    rel = score_reliability(scored)
+    # 3 judged mates pairs and one scored fluff "no"; the unknown and the unscored count nowhere
+    assert rel["pairs"] == 4
+    assert rel["base_rate"] == pytest.approx(2 / 4)
+    p, y = np.array([0.95, 0.2, 0.05, 0.25]), np.array([1, 0, 0, 1])
+    assert rel["brier"] == pytest.approx(float(np.mean((p - y) ** 2)))
+    assert [(b["band"], b["pairs"]) for b in rel["bands"]] == [
+        ([0.0, 0.1], 1),
+        ([0.1, 0.3], 2),
+        ([0.9, 1.0], 1),
+    ]
+    assert rel["bands"][1]["shown"] == 0.5
+    assert score_reliability(scored[:0])["brier"] is None
+    assert work_summary(scored)["scores"] == rel
 
 
 def test_passage_table_ranks_by_the_best_chunk_and_skips_unknowns() -> None:

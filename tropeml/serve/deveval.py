@@ -10,6 +10,7 @@ are reported apart.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,12 +31,14 @@ class Scored:
         scores: Passage scores, shape ``(n, T)`` (the tagger's tag order).
         lengths: Passage lengths in characters, shape ``(n,)``.
         fired: Tag ids the tagger gives the work.
+        work_scores: The work score of every tag, as the tagger reports it.
     """
 
     item: DevItem
     scores: NDArray[np.float64]
     lengths: NDArray[np.float64]
     fired: frozenset[str] = frozenset()
+    work_scores: dict[str, float] = field(default_factory=dict)
 
 
 def score_items(tagger: Tagger, items: Sequence[DevItem], batch: int = 8) -> list[Scored]:
@@ -58,6 +61,7 @@ def score_items(tagger: Tagger, items: Sequence[DevItem], batch: int = 8) -> lis
                     tagger.score_passages(work, ps, X_w, ts),
                     np.array([p.end - p.start for p in ps], dtype=np.float64),
                     frozenset(t.id for t in result.tags),
+                    dict(result.scores),
                 )
             )
     tagger._flush()
@@ -107,8 +111,55 @@ def work_table(scored: Sequence[Scored]) -> dict[str, dict[str, Any]]:
     return out
 
 
+BANDS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
+"""Bands of work score for :func:`score_reliability`."""
+
+
+def score_reliability(scored: Sequence[Scored]) -> dict[str, Any]:
+    """Whether the work scores mean what they say, over the judged required-tag pairs.
+
+    Returns:
+        ``pairs``, ``brier`` (mean squared gap between score and judgment), ``base_rate``
+        (the share of pairs showing the tag), ``base_brier`` (the Brier score of always
+        saying the base rate) and ``bands``: per band of score, its pairs, their mean score
+        and the share showing the tag. ``None`` values where no pair was judged.
+    """
+    pairs = [
+        (s.work_scores[t], s.item.judgments[t])
+        for s in scored
+        for t in REQUIRED_TAGS
+        if s.item.judgments[t] >= 0 and t in s.work_scores
+    ]
+    if not pairs:
+        return {"pairs": 0, "brier": None, "base_rate": None, "base_brier": None, "bands": []}
+    p, y = np.array([a for a, _ in pairs]), np.array([b for _, b in pairs], dtype=np.float64)
+    bands = []
+    for lo, hi in itertools.pairwise(BANDS):
+        m = (p >= lo) & ((p < hi) if hi < 1 else (p <= hi))
+        if m.any():
+            bands.append(
+                {
+                    "band": [lo, hi],
+                    "pairs": int(m.sum()),
+                    "mean_score": float(p[m].mean()),
+                    "shown": float(y[m].mean()),
+                }
+            )
+    base = float(y.mean())
+    return {
+        "pairs": len(pairs),
+        "brier": float(np.mean((p - y) ** 2)),
+        "base_rate": base,
+        "base_brier": float(np.mean((base - y) ** 2)),
+        "bands": bands,
+    }
+
+
 def work_summary(scored: Sequence[Scored]) -> dict[str, Any]:
-    """Tags per work (all tags a reader sees) and recall of the tags works show."""
+    """Tags per work (all tags a reader sees), recall of the tags works show, and scores.
+
+    ``scores`` says how well the work scores are calibrated (:func:`score_reliability`).
+    """
     per_work = [len(s.fired) for s in scored]
     shown = [(t, s) for s in scored for t in REQUIRED_TAGS if s.item.judgments[t] == 1]
     return {
@@ -118,6 +169,7 @@ def work_summary(scored: Sequence[Scored]) -> dict[str, Any]:
         "recall_of_shown_tags": (
             sum(1 for t, s in shown if t in s.fired) / len(shown) if shown else None
         ),
+        "scores": score_reliability(scored),
     }
 
 
@@ -179,7 +231,29 @@ class DevReport:
                 f"{f(r['false_tag_rate'])} | {r['positives']} | {r['negatives']} |"
                 for t, r in table.items()
             ]
+            lines += _reliability_lines(s["scores"])
         return "\n".join(lines) + "\n"
+
+
+def _reliability_lines(rel: dict[str, Any]) -> list[str]:
+    """Markdown lines for :func:`score_reliability`'s result (none without judged pairs)."""
+    if not rel["pairs"]:
+        return []
+    f = _fmt
+    lines = [
+        "",
+        f"Work scores on the {rel['pairs']} judged (work, tag) pairs: Brier score "
+        f"{f(rel['brier'], 3)} (always saying the base rate {f(rel['base_rate'])}: "
+        f"{f(rel['base_brier'], 3)}).",
+        "",
+        "| score | pairs | mean score | share that show the tag |",
+        "|---|---:|---:|---:|",
+    ]
+    return lines + [
+        f"| {b['band'][0]:.1f}-{b['band'][1]:.1f} | {b['pairs']} | {f(b['mean_score'])} "
+        f"| {f(b['shown'])} |"
+        for b in rel["bands"]
+    ]
 
 
 def _fmt(x: float | None, digits: int = 2) -> str:
