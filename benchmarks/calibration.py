@@ -46,13 +46,12 @@ from quality import git  # the benchmarks' one way to stamp a run with its commi
 
 from tropeml.io.devset import REQUIRED_TAGS, load_dev_works
 from tropeml.model.decision import beyond, log_chance
-from tropeml.serve.deveval import score_items
+from tropeml.serve.deveval import BANDS, score_items
 from tropeml.serve.tagger import Tagger, load
 
 SPLITS = 100
 SECOND_ROUND = ("devc3-", "devc4-", "devc5-")
 """Ids of the fresh works judged after the calibration was committed (``data/confirm``)."""
-BANDS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
 OUT = Path(__file__).resolve().parent / "results" / "calibration.md"
 
 
