@@ -16,6 +16,9 @@ Three steps:
    the works, measured on the other, 100 splits). ``--knn`` also refits the head with its
    prototype view replaced by a nearest-neighbour view (mean cosine to the 10 nearest
    positive training rows minus that to the 10 nearest negatives, out of fold).
+   ``--svm C...`` refits it with the embedding view an RBF support-vector machine (one
+   row per ``C``) and gives the paired book-bootstrap CI of its core AP minus the refit
+   linear head's.
 3. ``average CAPTURE_A CAPTURE_B [--weights W...]``: work recall when the two models'
    work scores are averaged (on ``-log10(1 - score)``, the second weighted ``W``); the dev
    works must be the same (for example MiniLM and mpnet captures of one data folder).
@@ -42,6 +45,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.metrics import average_precision_score
 from sklearn.model_selection import GroupKFold
+from sklearn.svm import SVC
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from alpha import GRID, choose, held_out, rates
@@ -113,6 +117,44 @@ def knn_view(E: NDArray[Any], X: NDArray[Any], Y: NDArray[Any]) -> NDArray[np.fl
     return out
 
 
+class SvmClassifier(TropeClassifier):
+    """``TropeClassifier`` whose embedding view is a balanced RBF SVM (``gamma="scale"``)."""
+
+    svm_c = 1.0
+
+    def _logreg(self, C: float, sparse: bool = False) -> Any:
+        if sparse:  # the lexical view stays a logistic regression
+            return super()._logreg(C, sparse)
+        return SVC(C=self.svm_c, kernel="rbf", gamma="scale", class_weight=self.class_weight)
+
+
+def passage_best(rows: dict[str, Any], predict: Any) -> NDArray[np.float64]:
+    """Each dev passage's best window score, shape ``(passages, T)``."""
+    return np.array([predict(X, texts).max(axis=0) for X, texts in rows["dev_p"]])
+
+
+def paired_core(rows: dict[str, Any], best_a: Any, best_b: Any, reps: int = 1000) -> str:
+    """Core AP of ``b`` minus ``a`` with a 95% CI, dev books resampled (paired)."""
+    from quality import boot_samples
+
+    col = {t: j for j, t in enumerate(rows["tags"])}
+    books = [it.title for it in load_dev_passages()]
+
+    def core(best: NDArray[np.float64], idx: NDArray[np.intp]) -> float:
+        aps = []
+        for t in CORE:
+            y = rows["dev_p_J"][t][idx]
+            known = y != -1
+            if (y[known] == 1).any() and (y[known] == 0).any():
+                aps.append(average_precision_score(y[known], best[idx][known, col[t]]))
+        return float(np.mean(aps))
+
+    every = np.arange(len(books))
+    diffs = [core(best_b, i) - core(best_a, i) for i in boot_samples(books, reps)]
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return f"{core(best_b, every) - core(best_a, every):+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
 class KnnClassifier(TropeClassifier):
     """``TropeClassifier`` with a nearest-neighbour view in place of the prototype view."""
 
@@ -161,7 +203,7 @@ def recall(rows: dict[str, Any], W: NDArray[np.float64]) -> tuple[float, float, 
 def report(rows: dict[str, Any], predict: Any, label: str) -> str:
     """One line: passage AP per tag, core and all-8 AP, work recall in-sample / held out."""
     col = {t: j for j, t in enumerate(rows["tags"])}
-    best = np.array([predict(X, texts).max(axis=0) for X, texts in rows["dev_p"]])
+    best = passage_best(rows, predict)
     aps = {}
     for t in PASSAGE_TAGS:
         y = rows["dev_p_J"][t]
@@ -206,6 +248,7 @@ def main() -> None:
     rep = sub.add_parser("report")
     rep.add_argument("captures", nargs="+")
     rep.add_argument("--knn", action="store_true")
+    rep.add_argument("--svm", type=float, nargs="*", default=None, metavar="C")
     avg = sub.add_parser("average")
     avg.add_argument("captures", nargs=2)
     avg.add_argument("--weights", type=float, nargs="+", default=[0.3, 0.5, 0.7])
@@ -234,6 +277,20 @@ def main() -> None:
                 rows["X"], rows["Y"], groups=rows["groups"], texts=rows["texts"]
             )
             print(report(rows, knn.predict_proba, Path(path).name + " + kNN view"), flush=True)
+        if args.svm is not None:
+            fit = {"groups": rows["groups"], "texts": rows["texts"]}
+            linear = TropeClassifier(**rows["params"]).fit(rows["X"], rows["Y"], **fit)
+            print(report(rows, linear.predict_proba, "refit, linear embedding view"), flush=True)
+            for C in args.svm or [1.0]:
+                svm = type("Svm", (SvmClassifier,), {"svm_c": C})(**rows["params"])
+                svm.fit(rows["X"], rows["Y"], **fit)
+                paired = paired_core(
+                    rows,
+                    passage_best(rows, linear.predict_proba),
+                    passage_best(rows, svm.predict_proba),
+                )
+                label = f"RBF SVM embedding view, C={C} (core AP minus linear: {paired})"
+                print(report(rows, svm.predict_proba, label), flush=True)
 
 
 if __name__ == "__main__":
