@@ -336,7 +336,7 @@ def test_head_with_untrusted_type_is_refused_before_it_is_built(
 ) -> None:
     clf, _, _ = load_model(model)
     marker = tmp_path / "marker"
-    clf.estimators_[0] = Evil(marker)  # hidden inside a genuine classifier
+    clf.estimators_ = [Evil(marker)]  # hidden inside a genuine classifier
     data = sio.dumps(clf)
     untrusted = sio.get_untrusted_types(data=data)
     evil_type = next(t for t in untrusted if t.endswith(".Evil"))

@@ -2,7 +2,8 @@
 
 Three views of a passage score each tag, and their standardised scores are summed:
 
-- **embedding**: a balanced logistic regression on the passage embedding;
+- **embedding**: a balanced RBF support-vector machine (or logistic regression) on the
+  passage embedding;
 - **lexical**: a balanced logistic regression on TF-IDF words of the passage's
   (name-masked) text, when texts are given: tropes have words of their own ("alpha",
   "soulmark", "voicemail", "funeral") that a 256-token sentence embedding blurs;
@@ -40,6 +41,7 @@ from tropeml.model.head import LEXICAL_BLOCK as _LEXICAL_BLOCK
 from tropeml.model.head import PROTO as _PROTO
 from tropeml.model.head import VIEWS, combine_views, per_tag_weights, prototype_view
 from tropeml.model.head import sigmoid as _sigmoid
+from tropeml.model.kernel import RbfView
 
 __all__ = ["UNKNOWN", "VIEWS", "TropeClassifier", "best_f1_threshold"]
 
@@ -47,28 +49,27 @@ __all__ = ["UNKNOWN", "VIEWS", "TropeClassifier", "best_f1_threshold"]
 class TropeClassifier(ClassifierMixin, BaseEstimator):
     """Per-tag scores from three views of a passage, combined, calibrated and thresholded.
 
-    For each tag, the *embedding* view is a balanced logistic regression on the passage
-    embedding, the *lexical* view a balanced logistic regression on TF-IDF words of
-    the passage text (only when ``texts`` are passed to :meth:`fit`), and the *prototype*
-    view the passage's similarity to the tag's embedded definition, centred across tags.
-    Each view's score is standardised per tag (mean and spread of its out-of-fold scores on
-    the training rows) and the weighted sum is the tag's raw score, so no view dominates
-    by scale. The weights are learned per tag: a stacker (a balanced logistic regression,
-    weights clipped at 0) on the standardised out-of-fold view scores, so a tag whose words
-    say more than its embedding leans on the lexical view and one whose definition misleads
-    leans less on the prototype; tags with too few labels keep the fixed weights.
-    Out-of-fold raw scores, with folds grouped by work (no work on both sides), then fit a
-    per-tag Platt calibration (so 0.8 means about 80%) and the F1-maximising threshold.
+    For each tag, the *embedding* view reads the passage embedding (``kernel``), the
+    *lexical* view is a balanced logistic regression on TF-IDF words of the passage text
+    (only when ``texts`` are passed to :meth:`fit`), and the *prototype* view the passage's
+    similarity to the tag's embedded definition, centred across tags. Each view's score is
+    standardised per tag (mean and spread of its out-of-fold scores on the training rows)
+    and the weighted sum is the tag's raw score. The weights are learned per tag by a
+    stacker (a balanced logistic regression, weights clipped at 0) on the standardised
+    out-of-fold view scores; tags with too few labels keep the fixed weights. Out-of-fold
+    raw scores, with folds grouped by work, then fit a per-tag Platt calibration and the
+    F1-maximising threshold.
 
-    A tag with fewer than ``min_positives`` labelled positives is predicted zero-shot from
-    its prototype alone, calibrated on the tags that do have labels; without prototypes it
-    gets a constant score.
+    A tag with fewer than ``min_positives`` positives is predicted zero-shot from its
+    prototype alone, calibrated on the labelled tags (without prototypes: a constant).
 
     Args:
         tags: Tag ids, one per column of ``Y``; stored as ``classes_``. ``None`` numbers them.
         prototypes: Embedded tag descriptions, shape ``(T, d)``, rows L2-normalised; or
             ``None`` to learn from labels alone.
-        C: Inverse regularisation strength of the embedding view's regressions.
+        C: Inverse regularisation strength of the embedding view's models.
+        kernel: The embedding view: ``"rbf"``, a balanced RBF support-vector machine per tag
+            (:class:`~tropeml.model.kernel.RbfView`), or ``"linear"``, a logistic regression.
         lexical_C: Inverse regularisation strength of the lexical view's regressions.
         class_weight: Passed to each :class:`~sklearn.linear_model.LogisticRegression`.
         embedding_weight: Fixed weight of the standardised embedding view.
@@ -93,6 +94,7 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
         tags: list[str] | None = None,
         prototypes: ArrayLike | None = None,
         C: float = 1.0,
+        kernel: str = "rbf",
         lexical_C: float = 1.0,
         class_weight: str | None = "balanced",
         embedding_weight: float = 0.5,
@@ -110,6 +112,7 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
         self.tags = tags
         self.prototypes = prototypes
         self.C = C
+        self.kernel = kernel
         self.lexical_C = lexical_C
         self.class_weight = class_weight
         self.embedding_weight = embedding_weight
@@ -232,7 +235,7 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"prototypes must have shape ({n_tags}, {d}); got {P.shape}")
         return P
 
-    def _fitted(self) -> tuple[list[Any], Any, list[Any], NDArray[Any]]:
+    def _fitted(self) -> tuple[Any, Any, list[Any], NDArray[Any]]:
         return self.estimators_, self.vectorizer_, self.lexical_, self.priors_
 
     def _logreg(self, C: float, sparse: bool = False) -> LogisticRegression:
@@ -249,8 +252,8 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
 
     def _fit_views(
         self, X: NDArray[Any], Y: NDArray[np.int8], texts: list[str] | None
-    ) -> tuple[list[Any], Any, list[Any], NDArray[Any]]:
-        """Fit the embedding and lexical regressions of every tag with enough labels."""
+    ) -> tuple[Any, Any, list[Any], NDArray[Any]]:
+        """Fit the embedding and lexical views of every tag with enough labels."""
         T = Y.shape[1]
         priors = np.zeros(T, dtype=np.float64)
         learnable = []
@@ -271,24 +274,22 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
                 V = vectorizer.fit_transform(texts)
             except ValueError:  # no n-gram occurs often enough: no lexical view
                 vectorizer, V = None, None
-        embedding: list[Any] = []
+        if self.kernel not in ("rbf", "linear"):
+            raise ValueError(f"kernel must be 'rbf' or 'linear'; got {self.kernel!r}")
+        rbf = self.kernel == "rbf"
+        embedding: Any = RbfView.fit(X, Y, learnable, self.C, self.class_weight) if rbf else []
         lexical: list[Any] = []
         for j in range(T):
-            if not learnable[j]:
-                embedding.append(None)
-                lexical.append(None)
-                continue
-            known = Y[:, j] != UNKNOWN
-            y = Y[known, j]
-            embedding.append(self._logreg(self.C).fit(X[known], y))
-            lexical.append(
-                None if V is None else self._logreg(self.lexical_C, sparse=True).fit(V[known], y)
-            )
+            known, ok = Y[:, j] != UNKNOWN, learnable[j]
+            if not rbf:
+                embedding.append(self._logreg(self.C).fit(X[known], Y[known, j]) if ok else None)
+            lex = self._logreg(self.lexical_C, True) if ok else None
+            lexical.append(None if lex is None or V is None else lex.fit(V[known], Y[known, j]))
         return embedding, vectorizer, lexical, priors
 
     def _views(
         self,
-        fitted: tuple[list[Any], Any, list[Any], NDArray[Any]],
+        fitted: tuple[Any, Any, list[Any], NDArray[Any]],
         X: NDArray[Any],
         texts: list[str] | None,
     ) -> NDArray[np.float64]:
@@ -296,8 +297,10 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
         embedding, vectorizer, lexical, _ = fitted
         n, T = X.shape[0], len(embedding)
         out = np.full((3, n, T), np.nan)
+        rbf = isinstance(embedding, RbfView)
+        out[_EMB] = embedding.decision_function(X) if rbf else out[_EMB]
         for j in range(T):
-            if embedding[j] is not None:
+            if embedding[j] is not None and not rbf:
                 out[_EMB, :, j] = embedding[j].decision_function(X)
         if vectorizer is not None and texts is not None:
             # a block of texts at a time: tokenising a whole novel at once costs GBs

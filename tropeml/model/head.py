@@ -1,13 +1,14 @@
 """The classifier's prediction as plain arrays: numpy only, no scikit-learn, no skops.
 
-A fitted :class:`~tropeml.model.classifier.TropeClassifier` is linear in each of its three views
-(logistic regressions on the embedding and on TF-IDF words, and a centred cosine to each
-prototype), followed by per-tag standardisation, a weighted sum and Platt calibration. All
-of that is a handful of arrays. A model folder stores them in ``head.npz`` beside
-``head.skops``, and tagging loads them with ``numpy.load(allow_pickle=False)``: nothing in
-the file can run, and a cold ``tropeml tag`` never pays the seconds it takes to import
-scikit-learn and skops. Making the arrays from a fitted classifier, and checking that they
-reproduce its scores before they are written, is :mod:`tropeml.model.head_export`.
+A fitted :class:`~tropeml.model.classifier.TropeClassifier` has three views (an RBF
+support-vector machine or a logistic regression on the embedding, a logistic regression on
+TF-IDF words, and a centred cosine to each prototype), followed by per-tag
+standardisation, a weighted sum and Platt calibration. All of that is a handful of arrays.
+A model folder stores them in ``head.npz`` beside ``head.skops``, and tagging loads them
+with ``numpy.load(allow_pickle=False)``: nothing in the file can run, and a cold ``tropeml
+tag`` never pays the seconds it takes to import scikit-learn and skops. Making the arrays
+from a fitted classifier, and checking that they reproduce its scores before they are
+written, is :mod:`tropeml.model.head_export`.
 
 The maths shared with the estimator (combining the views, the prototype view, the sigmoid)
 lives here, so the two cannot drift apart.
@@ -33,13 +34,51 @@ EMB, LEX, PROTO = range(3)
 LEXICAL_BLOCK = 512
 """Passages vectorised at a time for the lexical view (bounds memory on long works)."""
 
-HEAD_ARRAYS_VERSION = 2
-"""2: view weights per view and tag, shape ``(3, T)`` (1: one weight per view, still read)."""
+HEAD_ARRAYS_VERSION = 3
+"""3: the embedding view may be an RBF kernel machine (``emb_basis``, ``emb_dual``,
+``emb_gamma``); 2: view weights per view and tag, shape ``(3, T)``; 1: one weight per view.
+All are still read."""
 
 
 def sigmoid(z: NDArray[Any]) -> NDArray[np.float64]:
     """Return the logistic function of ``z`` (clipped, so it never overflows)."""
     return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -50, 50))), dtype=np.float64)
+
+
+KERNEL_BLOCK = 1024
+"""Passages scored at a time by :func:`rbf_view` (bounds the kernel matrix's memory)."""
+
+
+def rbf_view(
+    X: NDArray[Any],
+    basis: NDArray[np.float32],
+    dual: NDArray[np.float64],
+    bias: NDArray[np.float64],
+    gamma: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """RBF kernel machines' decision values: ``exp(-gamma_t |x - b|^2) @ dual_t + bias_t``.
+
+    Args:
+        X: Passage embeddings, shape ``(n, d)``.
+        basis: Training rows that are some tag's support vector, shape ``(m, d)``.
+        dual: Dual coefficients, shape ``(m, T)`` (zero where a row does not support a tag).
+        bias: Intercepts, shape ``(T,)``.
+        gamma: Each tag's kernel width, shape ``(T,)``.
+
+    Returns:
+        Shape ``(n, T)``.
+    """
+    B = np.asarray(basis, dtype=np.float64)
+    b2 = (B * B).sum(axis=1)
+    support = [np.flatnonzero(dual[:, t]) for t in range(dual.shape[1])]
+    out = np.tile(np.asarray(bias, dtype=np.float64), (X.shape[0], 1))
+    for start in range(0, X.shape[0], KERNEL_BLOCK):
+        x = np.asarray(X[start : start + KERNEL_BLOCK], dtype=np.float64)
+        d2 = np.maximum((x * x).sum(axis=1)[:, None] + b2[None, :] - 2.0 * x @ B.T, 0.0)
+        for t, rows in enumerate(support):
+            if rows.size:
+                out[start : start + len(x), t] += np.exp(-gamma[t] * d2[:, rows]) @ dual[rows, t]
+    return out
 
 
 def unit_rows(V: NDArray[Any]) -> NDArray[np.float32]:
@@ -184,9 +223,15 @@ class ArrayHead:
         try:
             self.classes_ = np.asarray(arrays["classes"]).astype(str)
             T = len(self.classes_)
-            # kept in the dtype they were fitted in (float32), as the estimator computes them
-            self.emb_coef_ = _floats(arrays["emb_coef"], (T, -1), keep_dtype=True)
-            self.n_features_in_ = int(self.emb_coef_.shape[1])
+            self.emb_basis_: NDArray[np.float32] | None = None
+            if "emb_basis" in arrays:  # an RBF kernel machine (rbf_view)
+                self.emb_basis_ = np.asarray(arrays["emb_basis"], dtype=np.float32)
+                self.n_features_in_ = int(self.emb_basis_.shape[1])
+                self.emb_dual_ = _floats(arrays["emb_dual"], (len(self.emb_basis_), T))
+                self.emb_gamma_ = _floats(arrays["emb_gamma"], (T,))
+            else:  # linear, kept in the dtype fitted (float32), as the estimator computes it
+                self.emb_coef_ = _floats(arrays["emb_coef"], (T, -1), keep_dtype=True)
+                self.n_features_in_ = int(self.emb_coef_.shape[1])
             self.emb_intercept_ = _floats(arrays["emb_intercept"], (T,), keep_dtype=True)
             self.has_emb_ = np.asarray(arrays["has_emb"], dtype=bool).reshape(T)
             self.scale_ = _floats(arrays["scale"], (3, T, 2))
@@ -256,7 +301,10 @@ class ArrayHead:
         """Score every view, shape ``(3, n, T)``; NaN where a tag lacks that view."""
         n, T = X.shape[0], len(self.classes_)
         out = np.full((3, n, T), np.nan)
-        emb = X @ self.emb_coef_.T + self.emb_intercept_
+        if self.emb_basis_ is not None:
+            emb = rbf_view(X, self.emb_basis_, self.emb_dual_, self.emb_intercept_, self.emb_gamma_)
+        else:
+            emb = X @ self.emb_coef_.T + self.emb_intercept_
         out[EMB][:, self.has_emb_] = emb[:, self.has_emb_]
         if self.tfidf_ is not None and texts is not None:
             lex = np.zeros((n, T))

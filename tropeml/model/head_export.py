@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from tropeml.model.head import HEAD_ARRAYS_VERSION, ArrayHead
+from tropeml.model.kernel import RbfView
 
 if TYPE_CHECKING:
     from tropeml.model.classifier import TropeClassifier
@@ -34,6 +35,32 @@ _SUPPORTED_TFIDF = {
 }
 
 
+def _embedding_arrays(classifier: Any) -> dict[str, NDArray[Any]] | None:
+    """The embedding view's arrays: an RBF kernel machine's or the logistic regressions'."""
+    T, d = len(classifier.classes_), int(classifier.n_features_in_)
+    view = classifier.estimators_
+    if isinstance(view, RbfView):
+        return {
+            "emb_basis": np.asarray(view.basis, dtype=np.float32),
+            "emb_dual": np.asarray(view.dual, dtype=np.float64),
+            "emb_gamma": np.asarray(view.gamma, dtype=np.float64),
+            "emb_intercept": np.asarray(view.bias, dtype=np.float64),
+            "has_emb": np.asarray(view.learned, dtype=bool),
+        }
+    models = [m for m in view if m is not None]
+    dtype = np.asarray(models[0].coef_).dtype if models else np.float64
+    emb_coef, emb_intercept = np.zeros((T, d), dtype=dtype), np.zeros(T, dtype=dtype)
+    has_emb = np.zeros(T, dtype=bool)
+    for j, model in enumerate(view):
+        if model is None:
+            continue
+        coef = np.asarray(getattr(model, "coef_", None))
+        if coef.shape != (1, d) or coef.dtype != dtype or not hasattr(model, "intercept_"):
+            return None
+        emb_coef[j], emb_intercept[j], has_emb[j] = coef[0], model.intercept_[0], True
+    return {"emb_coef": emb_coef, "emb_intercept": emb_intercept, "has_emb": has_emb}
+
+
 def export_arrays(classifier: Any) -> dict[str, NDArray[Any]] | None:
     """Return a fitted ``TropeClassifier`` as arrays for :class:`ArrayHead`.
 
@@ -42,24 +69,13 @@ def export_arrays(classifier: Any) -> dict[str, NDArray[Any]] | None:
         not reproduce (a custom vectorizer, a non-linear estimator); such a model is then
         served from ``head.skops`` alone.
     """
-    T, d = len(classifier.classes_), int(classifier.n_features_in_)
-    models = [m for m in classifier.estimators_ if m is not None]
-    dtype = np.asarray(models[0].coef_).dtype if models else np.float64
-    emb_coef, emb_intercept = np.zeros((T, d), dtype=dtype), np.zeros(T, dtype=dtype)
-    has_emb = np.zeros(T, dtype=bool)
-    for j, model in enumerate(classifier.estimators_):
-        if model is None:
-            continue
-        coef = np.asarray(getattr(model, "coef_", None))
-        if coef.shape != (1, d) or coef.dtype != dtype or not hasattr(model, "intercept_"):
-            return None
-        emb_coef[j], emb_intercept[j], has_emb[j] = coef[0], model.intercept_[0], True
+    T, embedding = len(classifier.classes_), _embedding_arrays(classifier)
+    if embedding is None:
+        return None
     arrays: dict[str, NDArray[Any]] = {
         "version": np.asarray(HEAD_ARRAYS_VERSION),
         "classes": np.asarray([str(c) for c in classifier.classes_]),
-        "emb_coef": emb_coef,
-        "emb_intercept": emb_intercept,
-        "has_emb": has_emb,
+        **embedding,
         "scale": np.asarray(classifier.scale_, dtype=np.float64),
         "weights": classifier._weights(),
         "priors": np.asarray(classifier.priors_, dtype=np.float64),

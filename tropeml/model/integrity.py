@@ -37,9 +37,14 @@ TAXONOMY_FILE = "tropes.toml"
 CARD_FILE = "README.md"
 
 TRUSTED_TYPES = frozenset(
-    {"tropeml.model.classifier.TropeClassifier", "tropeml.classifier.TropeClassifier"}
+    {
+        "tropeml.model.classifier.TropeClassifier",
+        "tropeml.classifier.TropeClassifier",
+        "tropeml.model.kernel.RbfView",
+    }
 )
-"""The classifier, under its 0.2 path and its 0.1 path (heads saved by tropeml 0.1)."""
+"""The classifier, under its 0.2 path and its 0.1 path (heads saved by tropeml 0.1), and its
+RBF embedding view."""
 """tropeml's own types a head may hold (skops does not know them)."""
 
 ALLOWED_MODULES = ("numpy", "sklearn")
