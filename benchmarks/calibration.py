@@ -215,8 +215,9 @@ def main() -> None:
         f"| {losses(np.full(int(late.sum()), base), y_new[late])} |",
         "",
         f"The second round ({len(set(work_new[late]))} works, {int(late.sum())} pairs) was "
-        "judged after this calibration and the alphas were committed (`data/confirm/"
-        "README.md`). The shipped decisions (d >= 0) on the fresh works: "
+        "judged after the first calibration (71e447c) was committed (`data/confirm/"
+        "README.md`); every alpha and calibration is chosen on the dev works alone, so the "
+        "fresh works choose nothing. The shipped decisions (d >= 0) on the fresh works: "
         + "; ".join(
             f"{name}: {decisions(d_new[m], y_new[m])}"
             for name, m in (("first round", ~late), ("second round", late), ("all", ~late | late))
