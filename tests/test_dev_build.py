@@ -73,3 +73,51 @@ def test_shipped_records_avoid_the_reserved_titles(build: ModuleType) -> None:
             assert build.reserved_match(record, reserved) is None, (path.name, record.get("id"))
             seen += 1
     assert seen > 500
+
+
+def test_reserved_titles_are_refused_as_phrases(build: ModuleType, tmp_path: Path) -> None:
+    """Text holding a reserved title, even as ordinary words, is refused."""
+    listing = tmp_path / "reserved.txt"
+    listing.write_text(
+        "# comment\nThe Miller's Daughter (Anon)\nAda (Someone Else)\nNorth by East (X)\n",
+        encoding="utf-8",
+    )
+    phrases = build.read_reserved_phrases(listing)
+    assert [title for title, _ in phrases] == [
+        "The Miller's Daughter (Anon)",
+        "Ada (Someone Else)",
+        "North by East (X)",
+    ]
+    refused = [
+        "He met the miller\u2019s daughter.",  # curly apostrophe, any case
+        "THE MILLER'S\nDAUGHTER",  # across a line break
+        "said Ada.",  # a first name is a phrase too
+        "the coast ran north by east for a mile",
+    ]
+    for text in refused:
+        with pytest.raises(build.BuildError, match="reserved title"):
+            build.check_mentions(text, phrases)
+    for text in ["a miller's daughter", "Adam and Adamant", "north, then east", ""]:
+        build.check_mentions(text, phrases)  # the article counts; words must be whole
+    assert build.read_reserved_phrases(tmp_path / "absent.txt") == []
+
+
+def test_shipped_text_holds_no_reserved_title(build: ModuleType) -> None:
+    """No text in data/ (passages, works, background, exemplars, notes) holds a reserved
+    title, even as ordinary words ("persuasion", a first name, the points of the compass)."""
+    phrases = build.read_reserved_phrases(build.DEFAULT_RESERVED)
+    if not phrases:
+        pytest.skip("../shared/reserved-titles.txt is not beside this checkout")
+    files = [
+        path
+        for path in sorted((ROOT / "data").rglob("*"))
+        if path.suffix in {".txt", ".jsonl", ".md", ".toml"} and path.is_file()
+    ]
+    assert len(files) > 100
+    found = []
+    for path in files:
+        try:
+            build.check_mentions(path.read_text(encoding="utf-8"), phrases)
+        except build.BuildError as exc:
+            found.append(f"{path.relative_to(ROOT)}: {exc}")
+    assert not found, found

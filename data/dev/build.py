@@ -11,7 +11,9 @@ or rewrites ``passages.jsonl`` with freshly extracted text (``--write``).
 Records in ``data/dev/works/*.jsonl`` carry the same provenance fields but point
 at a text file through ``file`` instead of holding ``text``; for those the file's
 content must equal the decoded slice. They are verified in both modes and never
-rewritten. Work records without repository provenance (hand-written works,
+rewritten, and so are the background prose records (``data/background/sources.jsonl``).
+No record may come from a reserved title, and no text may contain one, even as ordinary
+words (``--reserved``). Work records without repository provenance (hand-written works,
 ``"source": "written"``) only need their ``file`` to exist.
 
 Repositories are looked up under ``--mirror-root`` (default ``/work/.mirror``),
@@ -40,6 +42,7 @@ DEV_DIR = Path(__file__).resolve().parent
 REPO_ROOT = DEV_DIR.parent.parent
 DEFAULT_PASSAGES = DEV_DIR / "passages.jsonl"
 DEFAULT_WORKS = DEV_DIR / "works"
+DEFAULT_BACKGROUND = REPO_ROOT / "data" / "background" / "sources.jsonl"
 DEFAULT_MIRROR = Path("/work/.mirror")
 DEFAULT_RESERVED = REPO_ROOT.parent / "shared" / "reserved-titles.txt"
 """Titles kept for an independent check: no record may come from them (skipped if absent)."""
@@ -226,6 +229,45 @@ def reserved_match(record: dict, reserved: Sequence[tuple[str, ...]]) -> str | N
     return None
 
 
+Phrases = Sequence[tuple[str, "re.Pattern[str]"]]
+"""Reserved titles as phrases to look for in text: ``(title, pattern)`` pairs."""
+
+
+def read_reserved_phrases(path: Path) -> list[tuple[str, re.Pattern[str]]]:
+    """Each reserved title as a phrase that text may not contain, or none if absent.
+
+    A title's words, its leading article kept and the author in brackets dropped, are
+    joined by runs of non-word characters and matched case-insensitively as whole words:
+    "Persuasion (Austen)" finds "persuasion" in any sentence, "North and South" finds "north
+    and south", and "The Winter's Tale" finds "the winter's tale". Text that holds a
+    reserved title even as ordinary words is refused, so nothing in ``data/`` can be
+    mistaken for the reserved works.
+    """
+    if not path.is_file():
+        return []
+    phrases = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        words = re.findall(r"[a-z0-9]+", re.sub(r"\([^)]*\)", " ", line.lower()))
+        pattern = r"(?<![a-z0-9])" + r"\W+".join(words) + r"(?![a-z0-9])"
+        phrases.append((line.strip(), re.compile(pattern, re.IGNORECASE)))
+    return phrases
+
+
+def check_mentions(text: str, phrases: Phrases) -> None:
+    """Refuse text that contains a reserved title as a phrase (:func:`read_reserved_phrases`).
+
+    Raises:
+        BuildError: Naming the first title found and where.
+    """
+    for title, pattern in phrases:
+        found = pattern.search(text)
+        if found:
+            context = " ".join(text[max(0, found.start() - 30) : found.end() + 30].split())
+            raise BuildError(f"text contains the reserved title {title!r}: ...{context}...")
+
+
 def check_reserved(record: dict, reserved: Sequence[tuple[str, ...]]) -> None:
     """Refuse a record taken from a reserved title.
 
@@ -271,7 +313,11 @@ def resolve_work_file(name: str, works_dir: Path) -> Path:
 
 
 def process_passages(
-    path: Path, sources: Sources, write: bool, reserved: Sequence[tuple[str, ...]] = ()
+    path: Path,
+    sources: Sources,
+    write: bool,
+    reserved: Sequence[tuple[str, ...]] = (),
+    phrases: Phrases = (),
 ) -> list[str]:
     """Verify (and optionally rewrite) the passage records.
 
@@ -280,6 +326,8 @@ def process_passages(
         sources: Where to read repositories from.
         write: Rewrite the file with freshly extracted text instead of comparing.
         reserved: Reserved titles' words (:func:`read_reserved`).
+        phrases: Reserved titles as phrases the text may not hold
+            (:func:`read_reserved_phrases`).
 
     Returns:
         One message per failed record; empty when everything matched.
@@ -296,6 +344,7 @@ def process_passages(
             check_reserved(record, reserved)
             check_judgments(record)
             text = extract(record, sources)
+            check_mentions(text, phrases)
             if write:
                 record["text"] = text
             elif record.get("text") != text:
@@ -312,7 +361,10 @@ def process_passages(
 
 
 def process_training(
-    paths: Iterable[Path], sources: Sources, reserved: Sequence[tuple[str, ...]] = ()
+    paths: Iterable[Path],
+    sources: Sources,
+    reserved: Sequence[tuple[str, ...]] = (),
+    phrases: Phrases = (),
 ) -> list[str]:
     """Verify public-domain training passages (``data/exemplars/pd_*.jsonl``).
 
@@ -324,6 +376,7 @@ def process_training(
         paths: The exemplar files with provenance.
         sources: Where to read repositories from.
         reserved: Reserved titles' words (:func:`read_reserved`).
+        phrases: Reserved titles as phrases the text may not hold.
 
     Returns:
         One message per failed record; empty when everything matched.
@@ -346,6 +399,7 @@ def process_training(
                     raise BuildError("a tag is both shown and a near miss")
                 if record.get("text") != extract(record, sources):
                     raise BuildError("stored text differs from the source slice")
+                check_mentions(record["text"], phrases)
                 start, end = record["start"], record["end"]
                 for other_start, other_end, other in spans.get(record["repo"], []):
                     if start < other_end and other_start < end:
@@ -363,6 +417,7 @@ def process_works(
     works_dir: Path,
     sources: Sources,
     reserved: Sequence[tuple[str, ...]] = (),
+    phrases: Phrases = (),
 ) -> list[str]:
     """Verify work records whose ``file`` must equal the decoded slice.
 
@@ -371,6 +426,8 @@ def process_works(
         works_dir: Folder used to resolve relative ``file`` values.
         sources: Where to read repositories from.
         reserved: Reserved titles' words (:func:`read_reserved`).
+        phrases: Reserved titles as phrases the text may not hold (hand-written works
+            too).
 
     Returns:
         One message per failed record; empty when everything matched.
@@ -389,11 +446,13 @@ def process_works(
                 if not target.is_file():
                     raise BuildError(f"file {target} not found")
                 check_reserved(record, reserved)
+                stored = target.read_text(encoding="utf-8")
+                check_mentions(stored, phrases)
                 if "repo" not in record and record.get("source") == "written":
                     written += 1
                     continue
                 text = extract(record, sources)
-                if target.read_text(encoding="utf-8") != text:
+                if stored != text:
                     raise BuildError(f"content of {target} differs from the source slice")
             except BuildError as exc:
                 failed += 1
@@ -454,6 +513,12 @@ def main(argv: list[str] | None = None) -> int:
         "--works-dir", type=Path, default=DEFAULT_WORKS, help="folder of work records"
     )
     parser.add_argument(
+        "--background",
+        type=Path,
+        default=DEFAULT_BACKGROUND,
+        help="background prose records (default: data/background/sources.jsonl)",
+    )
+    parser.add_argument(
         "--training",
         type=Path,
         nargs="*",
@@ -476,6 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     reserved = read_reserved(args.reserved)
+    phrases = read_reserved_phrases(args.reserved)
     print(
         f"{args.reserved}: {len(reserved)} reserved titles"
         if reserved
@@ -484,13 +550,15 @@ def main(argv: list[str] | None = None) -> int:
     sources = Sources(mirror_root=args.mirror_root, git_dirs=parse_git_dirs(args.git_dir))
     errors: list[str] = []
     if args.passages.is_file():
-        errors += process_passages(args.passages, sources, write=args.write, reserved=reserved)
+        errors += process_passages(args.passages, sources, args.write, reserved, phrases)
     else:
         errors.append(f"{args.passages}: not found")
     if args.works_dir.is_dir():
         works = sorted(args.works_dir.glob("*.jsonl"))
-        errors += process_works(works, args.works_dir, sources, reserved)
-    errors += process_training(args.training, sources, reserved)
+        errors += process_works(works, args.works_dir, sources, reserved, phrases)
+    if args.background.is_file():
+        errors += process_works([args.background], args.works_dir, sources, reserved, phrases)
+    errors += process_training(args.training, sources, reserved, phrases)
     for message in errors:
         print(f"ERROR {message}", file=sys.stderr)
     return 1 if errors else 0
