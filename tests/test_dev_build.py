@@ -104,7 +104,7 @@ def test_reserved_titles_are_refused_as_phrases(build: ModuleType, tmp_path: Pat
 
 def test_shipped_text_holds_no_reserved_title(build: ModuleType) -> None:
     """No text in data/ (passages, works, background, exemplars, notes) holds a reserved
-    title, even as ordinary words ("persuasion", a first name, the points of the compass)."""
+    title, even as ordinary words (a common noun, a first name, the points of the compass)."""
     phrases = build.read_reserved_phrases(build.DEFAULT_RESERVED)
     if not phrases:
         pytest.skip("../shared/reserved-titles.txt is not beside this checkout")

@@ -237,11 +237,11 @@ def read_reserved_phrases(path: Path) -> list[tuple[str, re.Pattern[str]]]:
     """Each reserved title as a phrase that text may not contain, or none if absent.
 
     A title's words, its leading article kept and the author in brackets dropped, are
-    joined by runs of non-word characters and matched case-insensitively as whole words:
-    "Persuasion (Austen)" finds "persuasion" in any sentence, "North and South" finds "north
-    and south", and "The Winter's Tale" finds "the winter's tale". Text that holds a
-    reserved title even as ordinary words is refused, so nothing in ``data/`` can be
-    mistaken for the reserved works.
+    joined by runs of non-word characters and matched case-insensitively as whole words: a
+    one-word title such as "Tact (Anon)" finds "tact" in any sentence, and "East and West
+    (Anon)" finds "East, and west" across a line break. Text that holds a reserved title,
+    even as ordinary words, is refused, so nothing in ``data/`` can be mistaken for the
+    reserved works.
     """
     if not path.is_file():
         return []
