@@ -115,6 +115,29 @@ def test_a_new_model_version_replaces_only_its_own_tags(
 
 
 @needs_calibre
+def test_min_score_writes_only_the_surer_tags_and_marks_the_bar(
+    tiny_model: Path, library: Path, tmp_path: Path
+) -> None:
+    probe = write_fff_epub(tmp_path / "probe.epub", texts=(RAIN, SWORD))
+    (full,) = json_lines(
+        stdout_of(run("tag", probe, "--model", tiny_model, "--json", "--spoilers"))
+    )
+    scores = {t["name"]: t["score"] for t in full["tags"]}
+    assert sorted(scores) == ["Rainy Day", "Sword Fighting"] and len(set(scores.values())) == 2
+    least = sum(scores.values()) / 2
+    surer = [name for name, score in scores.items() if score >= least]
+    args = ("calibre", library, "--model", tiny_model, "--spoilers", "--no-progress")
+    result = run(*args, "--min-score", least)
+    assert result.exit_code == 0, all_text(result)
+    duel = books(library)["Duel"]
+    assert sorted(duel["tags"]) == sorted(["Slow Burn", *surer])
+    assert f"-min{least:g}+" in duel["identifiers"]["tropeml"]
+    again = run(*args)  # another bar is another version: retagged, not skipped
+    assert again.exit_code == 0, all_text(again)
+    assert sorted(books(library)["Duel"]["tags"]) == ["Rainy Day", "Slow Burn", "Sword Fighting"]
+
+
+@needs_calibre
 def test_custom_column(tiny_model: Path, library: Path) -> None:
     missing = run("calibre", library, "--model", tiny_model, "--column", "#tropes")
     assert_one_line_error(missing, "no custom column #tropes", "add_custom_column")

@@ -88,6 +88,26 @@ def test_ao3_epub_gets_marked_subjects_and_stays_valid(tiny_model: Path, tmp_pat
     assert 'prefix="rendition: http://www.idpf.org/vocab/rendition/# tropeml: ' in opf
 
 
+def test_min_score_writes_only_the_surer_tags(tiny_model: Path, tmp_path: Path) -> None:
+    probe = write_fff_epub(tmp_path / "probe.epub", texts=(RAIN, SWORD))
+    (full,) = json_lines(
+        stdout_of(run("write", probe, "--model", tiny_model, "--json", "--spoilers"))
+    )
+    scores = sorted(t["score"] for t in full["tags"])
+    assert len(scores) >= 2 and scores[0] < scores[-1], "the fic should give two tags"
+    least = (scores[0] + scores[-1]) / 2
+    path = write_fff_epub(tmp_path / "fic.epub", texts=(RAIN, SWORD))
+    args = ("write", path, "--model", tiny_model, "--json", "--spoilers", "--min-score", least)
+    result = run(*args)
+    assert result.exit_code == 0, all_text(result)
+    (kept,) = json_lines(stdout_of(result))
+    names = [t["name"] for t in full["tags"] if t["score"] >= least]
+    assert 0 < len(names) < len(full["tags"])
+    assert kept["written"]["subjects"] == names == [t["name"] for t in kept["tags"]]
+    assert read_subjects(path) == (FFF_SUBJECTS, names)
+    assert run("write", path, "--model", tiny_model, "--min-score", "2").exit_code == 2
+
+
 def test_running_twice_changes_nothing(tiny_model: Path, tmp_path: Path) -> None:
     path = write_fff_epub(tmp_path / "fff.epub", texts=(RAIN, CAKE))
     assert run("write", path, "--model", tiny_model).exit_code == 0

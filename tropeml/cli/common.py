@@ -78,6 +78,17 @@ PathsArg = Annotated[
 ]
 MaxBytesOpt = Annotated[int, typer.Option("--max-bytes", help="Refuse files larger than this.")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not cache embeddings.")]
+MinScoreOpt = Annotated[
+    float,
+    typer.Option(
+        "--min-score",
+        min=0.0,
+        max=1.0,
+        help="Keep only tags whose score (how likely the work shows the tag) reaches this. "
+        "0.7 keeps the surer ones: on fresh works 80% right instead of 64%, finding about "
+        "half as many (see the README's Honest accuracy).",
+    ),
+]
 JsonLinesOpt = Annotated[
     bool, typer.Option("--json", help="Print JSON Lines, one object per work.")
 ]

@@ -12,6 +12,7 @@ from tropeml.cli.common import (
     BackendOpt,
     JsonLinesOpt,
     MaxBytesOpt,
+    MinScoreOpt,
     ModelOpt,
     NoCacheOpt,
     _report,
@@ -88,6 +89,7 @@ def write(
     max_bytes: MaxBytesOpt = 50_000_000,
     no_cache: NoCacheOpt = False,
     backend: BackendOpt = None,
+    min_score: MinScoreOpt = 0.0,
 ) -> None:
     """Tag fics and write the tags into them: EPUB subjects in place, HTML to NAME.tropeml.html.
 
@@ -96,7 +98,7 @@ def write(
     changed. A corrupt, DRM-protected or read-only file gets one error line and the others
     are still written.
     """
-    from tropeml.serve.writeback import check_writable, write_tags
+    from tropeml.serve.writeback import check_writable, with_min_score, write_tags
 
     sources, failed = _fics(paths)
     loader = _Model(model, backend_from(backend, "auto"), not no_cache)
@@ -110,8 +112,9 @@ def write(
                 prefix=prefix,
                 spoilers=spoilers,
                 backup=backup,
-                version=loader.version,
+                version=with_min_score(loader.version, min_score),
                 max_bytes=max_bytes,
+                min_score=min_score,
             )
         except TropemlError as exc:
             failed += _report(exc)
@@ -154,15 +157,17 @@ def calibre(
     max_bytes: MaxBytesOpt = 50_000_000,
     no_cache: NoCacheOpt = False,
     backend: BackendOpt = None,
+    min_score: MinScoreOpt = 0.0,
 ) -> None:
     """Tag every book of a Calibre library, writing the tags through calibredb.
 
     Each book's EPUB (else HTML, else TXT) is tagged; the tags are merged into the book's
     tags (tropeml's earlier ones replaced, the rest kept), or written to --column. Books this
-    model version tagged before are skipped, so an interrupted run resumes. Calibre's
-    database is only ever changed by calibredb.
+    model version tagged before (at the same --min-score) are skipped, so an interrupted
+    run resumes. Calibre's database is only ever changed by calibredb.
     """
     from tropeml.serve.calibre import Calibre, tag_library
+    from tropeml.serve.writeback import with_min_score
 
     cal = Calibre(library)
     loader = _Model(model, backend_from(backend, "auto"), not no_cache)
@@ -179,13 +184,15 @@ def calibre(
         force=force,
         progress=not no_progress and not as_json,
         max_bytes=max_bytes,
+        min_score=min_score,
     ):
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
         if outcome.error is not None:
             _report(TropemlError(outcome.error))
             continue
         if as_json:
-            typer.echo(json.dumps(_outcome_dict(outcome, loader.version), ensure_ascii=False))
+            mark = with_min_score(loader.version, min_score)
+            typer.echo(json.dumps(_outcome_dict(outcome, mark), ensure_ascii=False))
         elif outcome.status != "skipped":
             change = "; ".join(
                 part

@@ -12,6 +12,7 @@ from tropeml.cli.common import (
     BackendOpt,
     JsonLinesOpt,
     MaxBytesOpt,
+    MinScoreOpt,
     ModelOpt,
     NoCacheOpt,
     PathsArg,
@@ -89,18 +90,7 @@ def tag(
             "(several times faster on long works and corpora; about 1 decision in 50 differs).",
         ),
     ] = False,
-    min_score: Annotated[
-        float,
-        typer.Option(
-            "--min-score",
-            min=0.0,
-            max=1.0,
-            help="Show only tags whose score (how likely the work shows the tag) reaches "
-            "this. 0.7 keeps the surer ones: on fresh works 86% right instead of 75%, "
-            "finding about half as many (see the README's Honest accuracy). Scores stay in "
-            "--json.",
-        ),
-    ] = 0.0,
+    min_score: MinScoreOpt = 0.0,
 ) -> None:
     """Tag fics (text, HTML, EPUB) or a corpus: a table per work, or JSON Lines."""
     from tropeml.io.corpus import iter_records, tag_records

@@ -28,7 +28,7 @@ from urllib.parse import quote, unquote
 from tropeml.core.errors import TropemlError
 from tropeml.io.epub_zip import refuse_drm
 from tropeml.io.readers import DEFAULT_MAX_BYTES, read_work
-from tropeml.serve.writeback import subjects_of
+from tropeml.serve.writeback import subjects_of, with_min_score
 
 if TYPE_CHECKING:
     from tropeml.serve.tagger import Tagger
@@ -230,6 +230,7 @@ def tag_library(
     force: bool = False,
     progress: bool = False,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    min_score: float = 0.0,
 ) -> Iterator[BookOutcome]:
     """Tag every book of a Calibre library and write the tags with ``calibredb``.
 
@@ -237,7 +238,8 @@ def tag_library(
         tagger: The loaded tagger.
         calibre: The library.
         version: The model's version (see :func:`tropeml.serve.writeback.model_version`);
-            books whose mark names it are skipped unless ``force``.
+            books whose mark names it (with ``min_score``, see
+            :func:`tropeml.serve.writeback.with_min_score`) are skipped unless ``force``.
         column: A custom column's lookup name (with or without ``#``) to write into instead
             of the tags; it must exist.
         prefix: Put before each tag name, e.g. ``"trope: "``.
@@ -246,6 +248,7 @@ def tag_library(
         force: Tag books this model version tagged before too.
         progress: Show a progress bar on stderr.
         max_bytes: Refuse larger format files.
+        min_score: Write only tags scoring at least this (:meth:`WorkResult.at_least`).
 
     Yields:
         One :class:`BookOutcome` per book, in id order; a book that cannot be read yields an
@@ -261,10 +264,21 @@ def tag_library(
             f"or with: calibredb add_custom_column --is-multiple {col} Tropes text)"
         )
     books = calibre.books(col)
+    version = with_min_score(version, min_score)
     with _bar(progress, len(books)) as advance:
         for book in books:
             yield _one(
-                tagger, calibre, book, version, col, prefix, spoilers, dry_run, force, max_bytes
+                tagger,
+                calibre,
+                book,
+                version,
+                col,
+                prefix,
+                spoilers,
+                dry_run,
+                force,
+                max_bytes,
+                min_score,
             )
             advance()
 
@@ -280,6 +294,7 @@ def _one(
     dry_run: bool,
     force: bool,
     max_bytes: int,
+    min_score: float,
 ) -> BookOutcome:
     if book.mark()[0] == version and not force:
         return BookOutcome(book, "skipped")
@@ -294,6 +309,7 @@ def _one(
         result = tagger.tag(work, source=path)
     except TropemlError as exc:
         return BookOutcome(book, "error", error=str(exc))
+    result = result.at_least(min_score) if min_score > 0 else result
     subjects = subjects_of(result, prefix, spoilers)
     fields, added, removed = plan(book, subjects, version, column)
     if dry_run:

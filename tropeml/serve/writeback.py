@@ -82,6 +82,15 @@ def model_version(tagger: Tagger, folder: str | Path | None = None) -> str:
     return f"{name}-{digest[:12]}"
 
 
+def with_min_score(version: str, min_score: float) -> str:
+    """The version to mark tags with when only tags scoring ``min_score`` or more are kept.
+
+    A different bar writes a different set of tags, so it is part of the version: a rerun
+    with another ``--min-score`` retags instead of skipping (``tiny-0123abcd-min0.7``).
+    """
+    return f"{version}-min{min_score:g}" if min_score > 0 else version
+
+
 def subjects_of(result: WorkResult, prefix: str = "", spoilers: bool = False) -> list[str]:
     """The subjects to write for a result: its tags' display names, best first.
 
@@ -135,6 +144,7 @@ def write_tags(
     backup: bool = False,
     version: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    min_score: float = 0.0,
 ) -> tuple[WorkResult, Written]:
     """Tag one EPUB or HTML fic and write its tags (see the module docstring).
 
@@ -146,9 +156,11 @@ def write_tags(
         backup: Keep the original EPUB as ``NAME.epub.bak`` (HTML originals never change).
         version: The model's id for the marks (default: :func:`model_version`).
         max_bytes: Refuse larger files.
+        min_score: Keep only tags scoring at least this (:meth:`WorkResult.at_least`).
 
     Returns:
-        The work's result (spoilers hidden unless ``spoilers``) and where its tags went.
+        The work's result (spoilers hidden unless ``spoilers``, tags under ``min_score``
+        left out) and where its tags went.
 
     Raises:
         TropemlError: If the file cannot be read, tagged or written.
@@ -158,8 +170,9 @@ def write_tags(
     work = read_work(path, max_bytes=max_bytes)
     result = tagger.tag(work, source=source)
     result = result if spoilers else result.without_spoilers()
+    result = result.at_least(min_score) if min_score > 0 else result
     subjects = subjects_of(result, prefix, spoilers=True)
-    version = version or model_version(tagger)
+    version = version or with_min_score(model_version(tagger), min_score)
     if kind == "epub":
         edit = write_subjects(path, subjects, version, backup=backup)
         written = Written(source, source, edit.subjects, edit.changed, edit.backup)
