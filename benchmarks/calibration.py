@@ -50,7 +50,13 @@ from tropeml.serve.deveval import BANDS, score_items
 from tropeml.serve.tagger import Tagger, load
 
 SPLITS = 100
-SECOND_ROUND = ("devc3-", "devc4-", "devc5-")
+ROUNDS = {
+    "first round": ("devc0-", "devc1-", "devc2-"),
+    "second round": ("devc3-", "devc4-", "devc5-"),
+    "third round": ("devc6-", "devc7-", "devc8-"),
+}
+"""The confirmation set's rounds by work-id prefix (``data/confirm/README.md``): the second was
+judged after the first calibration was committed, the third after the model it tests was."""
 """Ids of the fresh works judged after the calibration was committed (``data/confirm``)."""
 OUT = Path(__file__).resolve().parent / "results" / "calibration.md"
 
@@ -164,7 +170,10 @@ def main() -> None:
         raise SystemExit("the model has no background null: nothing to calibrate")
     (d, raw, y, tag, work), ratio = pairs(tagger, "data/dev")
     (d_new, raw_new, y_new, tag_new, work_new), ratio_new = pairs(tagger, "data/confirm")
-    late = np.array([w.startswith(SECOND_ROUND) for w in work_new], dtype=bool)
+    rounds = {
+        name: np.array([w.startswith(prefixes) for w in work_new], dtype=bool)
+        for name, prefixes in ROUNDS.items()
+    }
     chosen = fit(d, y)
     chance = {"dev": raw, "confirm": raw_new}
 
@@ -208,19 +217,28 @@ def main() -> None:
         f"| confirm (fresh) | chance score (before) | {losses(chance['confirm'], y_new)} |",
         f"| confirm (fresh) | dev base rate {base:.2f} "
         f"| {losses(np.full(len(y_new), base), y_new)} |",
-        f"| confirm, second round only | calibrated | {losses(p_new[late], y_new[late])} |",
-        f"| confirm, second round only | chance score (before) "
-        f"| {losses(chance['confirm'][late], y_new[late])} |",
-        f"| confirm, second round only | dev base rate {base:.2f} "
-        f"| {losses(np.full(int(late.sum()), base), y_new[late])} |",
+        *(
+            row
+            for name, m in list(rounds.items())[1:]
+            for row in (
+                f"| confirm, {name} only | calibrated | {losses(p_new[m], y_new[m])} |",
+                f"| confirm, {name} only | chance score (before) "
+                f"| {losses(chance['confirm'][m], y_new[m])} |",
+                f"| confirm, {name} only | dev base rate {base:.2f} "
+                f"| {losses(np.full(int(m.sum()), base), y_new[m])} |",
+            )
+        ),
         "",
-        f"The second round ({len(set(work_new[late]))} works, {int(late.sum())} pairs) was "
-        "judged after the first calibration (71e447c) was committed (`data/confirm/"
-        "README.md`); every alpha and calibration is chosen on the dev works alone, so the "
-        "fresh works choose nothing. The shipped decisions (d >= 0) on the fresh works: "
+        "The second round ("
+        + f"{len(set(work_new[rounds['second round']]))} works) was judged after the first "
+        "calibration (71e447c) was committed, the third ("
+        + f"{len(set(work_new[rounds['third round']]))} works) after the model it tests "
+        "(`data/confirm/README.md`); every alpha and calibration is chosen on the dev works "
+        "alone, so the fresh works choose nothing. The shipped decisions (d >= 0) on the fresh "
+        "works: "
         + "; ".join(
             f"{name}: {decisions(d_new[m], y_new[m])}"
-            for name, m in (("first round", ~late), ("second round", late), ("all", ~late | late))
+            for name, m in [*rounds.items(), ("all", np.ones(len(y_new), dtype=bool))]
         )
         + ".",
         "",
