@@ -204,12 +204,17 @@ def title_words(title: str, repo_name: bool = False) -> tuple[str, ...]:
     return words[1:] if words[:1] in (("the",), ("a",), ("an",)) else words
 
 
-def read_reserved(path: Path) -> list[tuple[str, ...]]:
-    """The reserved titles' words (one title per line, ``#`` comments), or none if absent."""
+def reserved_lines(path: Path) -> list[str]:
+    """The reserved titles as listed (one per line, ``#`` comments), or none if absent."""
     if not path.is_file():
         return []
     lines = path.read_text(encoding="utf-8").splitlines()
-    return [title_words(line) for line in lines if line.strip() and not line.startswith("#")]
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def read_reserved(path: Path) -> list[tuple[str, ...]]:
+    """The reserved titles' words (:func:`title_words`), or none if the list is absent."""
+    return [title_words(line) for line in reserved_lines(path)]
 
 
 def reserved_match(record: dict, reserved: Sequence[tuple[str, ...]]) -> str | None:
@@ -243,15 +248,11 @@ def read_reserved_phrases(path: Path) -> list[tuple[str, re.Pattern[str]]]:
     even as ordinary words, is refused, so nothing in ``data/`` can be mistaken for the
     reserved works.
     """
-    if not path.is_file():
-        return []
     phrases = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
+    for line in reserved_lines(path):
         words = re.findall(r"[a-z0-9]+", re.sub(r"\([^)]*\)", " ", line.lower()))
         pattern = r"(?<![a-z0-9])" + r"\W+".join(words) + r"(?![a-z0-9])"
-        phrases.append((line.strip(), re.compile(pattern, re.IGNORECASE)))
+        phrases.append((line, re.compile(pattern, re.IGNORECASE)))
     return phrases
 
 

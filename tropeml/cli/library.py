@@ -98,7 +98,7 @@ def write(
     changed. A corrupt, DRM-protected or read-only file gets one error line and the others
     are still written.
     """
-    from tropeml.serve.writeback import check_writable, with_min_score, write_tags
+    from tropeml.serve.writeback import check_writable, write_tags
 
     sources, failed = _fics(paths)
     loader = _Model(model, backend_from(backend, "auto"), not no_cache)
@@ -112,7 +112,7 @@ def write(
                 prefix=prefix,
                 spoilers=spoilers,
                 backup=backup,
-                version=with_min_score(loader.version, min_score),
+                version=loader.version,
                 max_bytes=max_bytes,
                 min_score=min_score,
             )

@@ -136,7 +136,7 @@ def tag(
             failed += 1
         elif out is None:
             result = outcome.result if spoilers else outcome.result.without_spoilers()
-            result = result.at_least(min_score) if min_score > 0 else result
+            result = result.at_least(min_score)
             if as_json:
                 typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
             else:
@@ -173,7 +173,7 @@ class _LazyTagger:
             )
         results = self._tagger.tag_many(works, sources)
         results = results if self.spoilers else [r.without_spoilers() for r in results]
-        return [r.at_least(self.min_score) for r in results] if self.min_score > 0 else results
+        return [r.at_least(self.min_score) for r in results]
 
 
 def _print_result(result: WorkResult) -> None:

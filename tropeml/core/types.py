@@ -357,7 +357,7 @@ class WorkResult:
 
         With a calibrated model the score is how likely the work shows the tag, so this
         trades recall for surer tags (the README's Honest accuracy gives both at 0.5-0.8).
-        Every score stays in ``scores``.
+        Every score stays in ``scores``; scores are never negative, so 0 keeps every tag.
         """
         return replace(self, tags=tuple(t for t in self.tags if t.score >= min_score))
 

@@ -297,14 +297,14 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
         embedding, vectorizer, lexical, _ = fitted
         n, T = X.shape[0], len(embedding)
         out = np.full((3, n, T), np.nan)
-        rbf = isinstance(embedding, RbfView)
-        out[_EMB] = embedding.decision_function(X) if rbf else out[_EMB]
-        for j in range(T):
-            if embedding[j] is not None and not rbf:
-                out[_EMB, :, j] = embedding[j].decision_function(X)
+        if isinstance(embedding, RbfView):
+            out[_EMB] = embedding.decision_function(X)
+        else:
+            for j, model in enumerate(embedding):
+                if model is not None:
+                    out[_EMB, :, j] = model.decision_function(X)
         if vectorizer is not None and texts is not None:
-            # a block of texts at a time: tokenising a whole novel at once costs GBs
-            for start in range(0, n, _LEXICAL_BLOCK):
+            for start in range(0, n, _LEXICAL_BLOCK):  # a whole novel at once costs GBs
                 V = vectorizer.transform(texts[start : start + _LEXICAL_BLOCK])
                 for j in range(T):
                     if lexical[j] is not None:

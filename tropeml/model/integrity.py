@@ -43,9 +43,8 @@ TRUSTED_TYPES = frozenset(
         "tropeml.model.kernel.RbfView",
     }
 )
-"""The classifier, under its 0.2 path and its 0.1 path (heads saved by tropeml 0.1), and its
-RBF embedding view."""
-"""tropeml's own types a head may hold (skops does not know them)."""
+"""tropeml's own types a head may hold (skops does not know them): the classifier, under its
+0.2 path and its 0.1 path (heads saved by tropeml 0.1), and its RBF embedding view."""
 
 ALLOWED_MODULES = ("numpy", "sklearn")
 """Besides :data:`TRUSTED_TYPES` and :data:`ALLOWED_BUILTINS`, a head may only name types and

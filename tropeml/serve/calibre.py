@@ -309,7 +309,7 @@ def _one(
         result = tagger.tag(work, source=path)
     except TropemlError as exc:
         return BookOutcome(book, "error", error=str(exc))
-    result = result.at_least(min_score) if min_score > 0 else result
+    result = result.at_least(min_score)
     subjects = subjects_of(result, prefix, spoilers)
     fields, added, removed = plan(book, subjects, version, column)
     if dry_run:

@@ -84,7 +84,7 @@ class TagActor:
                 lines[i] = json.dumps({"id": rid, "error": str(exc)}, ensure_ascii=False)
         for i, result in zip(at, self.tagger.tag_many(works, [ids[i] for i in at]), strict=True):
             result = result if self.spoilers else result.without_spoilers()
-            result = result.at_least(self.min_score) if self.min_score > 0 else result
+            result = result.at_least(self.min_score)
             lines[i] = json.dumps(Outcome(ids[i], result=result).to_dict(), ensure_ascii=False)
         return {"id": ids, "line": lines}
 

@@ -154,7 +154,8 @@ def write_tags(
         prefix: Put before each tag name.
         spoilers: Write spoiler tags too.
         backup: Keep the original EPUB as ``NAME.epub.bak`` (HTML originals never change).
-        version: The model's id for the marks (default: :func:`model_version`).
+        version: The model's id for the marks (default: :func:`model_version`); a
+            ``min_score`` is added to it (:func:`with_min_score`).
         max_bytes: Refuse larger files.
         min_score: Keep only tags scoring at least this (:meth:`WorkResult.at_least`).
 
@@ -170,9 +171,9 @@ def write_tags(
     work = read_work(path, max_bytes=max_bytes)
     result = tagger.tag(work, source=source)
     result = result if spoilers else result.without_spoilers()
-    result = result.at_least(min_score) if min_score > 0 else result
+    result = result.at_least(min_score)
     subjects = subjects_of(result, prefix, spoilers=True)
-    version = version or with_min_score(model_version(tagger), min_score)
+    version = with_min_score(version or model_version(tagger), min_score)
     if kind == "epub":
         edit = write_subjects(path, subjects, version, backup=backup)
         written = Written(source, source, edit.subjects, edit.changed, edit.backup)
