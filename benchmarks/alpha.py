@@ -36,63 +36,12 @@ from tropeml.io.devset import REQUIRED_TAGS, load_dev_works
 from tropeml.model.decision import chance_scores
 from tropeml.serve.deveval import score_items
 from tropeml.serve.tagger import load
+from tropeml.serve.tuning import GRID, MARGIN, choose
 
-_SERIES = tuple(
-    float(f"{m * 10.0**-e:.2g}") for e in range(1, 13) for m in (2, 1.5, 1, 0.7, 0.5, 0.3)
-)
-GRID = (0.5, 0.3, *_SERIES[:-3])
-"""0.5, 0.3, then 0.2, 0.15, 0.1, 0.07, 0.05, 0.03, 0.02, ... down to 1e-12. A
-coarser grid (2-1-0.5) left recall to chance on tags with few trope-free works: one step
-from 0.1 to 0.05 or 0.02 could drop a third of a tag's works when the second-highest
-negative sat just over a step (held out, the finer grid found 0.01 more of the shown tags on
-each data set tried). The null's normal tail is far thinner than real prose's, so a tag
-whose look-alikes sit outside the background (mates on wolf stories) needs a nominal alpha
-far below its observed rate: mates needed 1e-07 in this release (3e-09 on 59 works)."""
-AU_TAGS = ("mates", "alpha_beta_omega", "soulmates")
+__all__ = ["GRID", "choose", "held_out", "rates"]  # variants.py imports these from here
+
 SPLITS = 100
 OUT = Path(__file__).resolve().parent / "results" / "alpha.md"
-
-
-def target(tag: str) -> float:
-    """The false-tag rate the issue allows for ``tag``."""
-    return 0.05 if tag in AU_TAGS else 0.10
-
-
-MARGIN = 0.25
-"""How far into the gap the chosen alpha moves (see :func:`choose`)."""
-
-
-def evidence(alpha: float | NDArray[np.float64]) -> NDArray[np.float64]:
-    """``-log10`` of an alpha or of ``1 - score`` (capped at 16, float64's resolution near 1)."""
-    return np.asarray(-np.log10(np.clip(alpha, 1e-16, 1.0)))
-
-
-def choose(
-    scores: NDArray[np.float64], y: NDArray[np.int_], tag: str, margin: float = MARGIN
-) -> float:
-    """The alpha for ``tag``: met target, then a margin inside the gap the works leave.
-
-    First the largest alpha of the grid whose false-tag rate on these works meets the target
-    (the *edge*). Every stricter alpha down to the weakest positive the edge finds keeps the
-    same positives and fires on no more negatives, so the alpha chosen moves ``margin`` of
-    that gap (in ``-log10`` alpha) away from the edge: the grid alpha nearest that point
-    among those that still find the same positives. At the edge, the threshold sits just
-    over the last negative allowed, and on new works it overshoots the target (held out,
-    mates and A/B/O 0.06 against 5%); a quarter of the gap keeps in-sample recall and
-    brings them under it (benchmarks/results/alpha.md, whose last line is the edge).
-    """
-    neg = y == 0
-    edge = next(
-        (a for a in GRID if not neg.any() or (scores[neg] >= 1 - a).mean() <= target(tag)),
-        GRID[-1],
-    )
-    found = scores[(y == 1) & (scores >= 1 - edge)]
-    if margin <= 0 or not len(found):
-        return edge
-    weakest = evidence(1 - found.min())
-    aim = evidence(edge) + margin * (weakest - evidence(edge))
-    same = [a for a in GRID if a <= edge and 1 - a <= found.min()]
-    return min(same, key=lambda a: abs(evidence(a) - aim))
 
 
 def rates(

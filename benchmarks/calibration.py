@@ -48,6 +48,7 @@ from tropeml.io.devset import REQUIRED_TAGS, load_dev_works
 from tropeml.model.decision import beyond, log_chance
 from tropeml.serve.deveval import BANDS, score_items
 from tropeml.serve.tagger import Tagger, load
+from tropeml.serve.tuning import fit_calibration as fit
 
 SPLITS = 100
 ROUNDS = {
@@ -118,12 +119,6 @@ def form_losses(
         return np.asarray(iso.predict(test[0]))
     model = LogisticRegression(C=1e12).fit(form(d, r), y)
     return np.asarray(model.predict_proba(form(*test))[:, 1])
-
-
-def fit(d: NDArray[np.float64], y: NDArray[np.int_]) -> tuple[float, float]:
-    """``(intercept, slope)`` of the logistic regression of ``y`` on ``d`` (C = 1e12)."""
-    model = LogisticRegression(C=1e12).fit(d[:, None], y)
-    return float(model.intercept_[0]), float(model.coef_[0, 0])
 
 
 def predict(d: NDArray[np.float64], ab: tuple[float, float]) -> NDArray[np.float64]:

@@ -38,11 +38,11 @@ from sklearn.metrics import average_precision_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality  # the shared data loading of the quality benchmark
-from alpha import target
 
 from tropeml.io.devset import REQUIRED_TAGS
 from tropeml.model.classifier import TropeClassifier
 from tropeml.model.decision import chance_scores, fit_null, logits
+from tropeml.serve.tuning import target
 
 OUT = Path(__file__).resolve().parent / "results" / "ceiling.md"
 CORE = ("hurt_comfort", "fake_death", "reunion", "soulmates")

@@ -49,10 +49,11 @@ from scipy.special import gammaln
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from alpha import SPLITS, target
+from alpha import SPLITS
 
 from tropeml.io.devset import REQUIRED_TAGS, load_dev_works
 from tropeml.model.decision import fit_null, logits
+from tropeml.serve.tuning import target
 
 Rule = Callable[[NDArray[np.float64]], NDArray[np.float64]]
 BOOTSTRAPS = 300

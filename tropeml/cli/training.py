@@ -1,4 +1,4 @@
-"""``tropeml train`` and ``tropeml eval``: fit a model folder, cross-validate."""
+"""``tropeml train``, ``eval`` and ``tune``: fit a model folder, measure it, tune its decisions."""
 
 from __future__ import annotations
 
@@ -193,3 +193,66 @@ def _print_report(report: EvalReport) -> None:
             f"held out {w.work}: missed {', '.join(w.missed) or '-'}; "
             f"extra {', '.join(w.extra) or '-'}"
         )
+
+
+@app.command()
+@friendly_errors
+def tune(
+    works: Annotated[
+        Path,
+        typer.Argument(
+            help="A folder laid out like data/dev: works/*.jsonl, each line a work judged "
+            "yes/no/unknown for the required tags (data/dev/README.md)."
+        ),
+    ] = Path("data/dev"),
+    model: ModelOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be chosen; write nothing.")
+    ] = False,
+    overwrite_default: Annotated[
+        bool,
+        typer.Option("--overwrite-default", help="Allow tuning the shipped default model."),
+    ] = False,
+    no_cache: NoCacheOpt = False,
+    backend: EvalBackendOpt = None,
+) -> None:
+    """Choose a model's per-tag alphas and score calibration on works judged for its tags.
+
+    A model trained on other labels or with another encoder needs its own: the shipped
+    values were chosen for the shipped model. Alpha: the largest whose false-tag rate on
+    the works not showing the tag is at most 5% (AU tags) or 10%; then the calibration.
+    """
+    from tropeml.core.errors import TropemlError
+    from tropeml.core.resources import default_model_dir
+    from tropeml.io.devset import load_dev_works
+    from tropeml.serve.tagger import load
+    from tropeml.serve.tuning import tune as run_tune
+    from tropeml.serve.tuning import write_tuning
+
+    folder = model or default_model_dir()
+    if folder.resolve() == default_model_dir().resolve() and not (dry_run or overwrite_default):
+        raise TropemlError(
+            f"{folder}: refusing to change the shipped default model; pass --model, "
+            "--dry-run or --overwrite-default"
+        )
+    tagger = load(folder, cache=not no_cache, backend=backend_from(backend, "auto"))
+    result = run_tune(tagger, load_dev_works(works))
+    typer.echo(f"{result.works} judged works, {result.pairs} judged (work, tag) pairs")
+    typer.echo(f"{'tag':18} {'alpha':>19}  found  false tags")
+    for c in result.choices:
+        typer.echo(
+            f"{c.tag:18} {c.before:>8.2g} -> {c.alpha:<8.2g}  {c.found:>2}/{c.shown:<3}"
+            f"  {c.false:>2}/{c.trope_free}"
+        )
+    if result.calibration is not None:
+        before = result.calibration_before or (float("nan"), float("nan"))
+        typer.echo(
+            "calibration (intercept, slope): "
+            f"({before[0]:.4f}, {before[1]:.4f}) -> "
+            f"({result.calibration[0]:.4f}, {result.calibration[1]:.4f})"
+        )
+    if dry_run:
+        typer.echo("dry run: nothing written")
+        return
+    write_tuning(folder, result)
+    typer.echo(f"written to {folder / 'config.json'}")

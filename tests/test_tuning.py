@@ -1,0 +1,127 @@
+"""``tropeml tune``: alphas and calibration chosen on judged works, written into the model."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_passage, write_tiny_data
+from test_cli import run, stderr_of, stdout_of
+
+from tropeml.core.types import Work
+from tropeml.io.devset import REQUIRED_TAGS, DevItem
+from tropeml.io.readers import parse_text
+from tropeml.model.decision import fit_null
+from tropeml.model.encoders import HashingEncoder
+from tropeml.model.persistence import load_head
+from tropeml.model.training import train
+from tropeml.serve.tagger import Tagger, load
+from tropeml.serve.tuning import GRID, choose, target, tune
+
+
+def _work(rng: random.Random, scenes: int, tag: str = "rain", n: int = 24) -> Work:
+    """``n`` paragraphs of filler, ``scenes`` of them (spread out) with ``tag``'s words."""
+    at = set(range(0, n, max(1, n // scenes))[:scenes]) if scenes else set()
+    paras = [make_passage(rng, [tag] if i in at else [], 60) for i in range(n)]
+    return parse_text("\n\n".join(paras), source="w")
+
+
+def test_choose_meets_the_target_then_moves_into_the_gap() -> None:
+    neg = np.array([0.1, 0.2, 0.3, 0.5, 0.6, 0.8, 0.9, 0.95, 0.99, 0.999999])
+    pos = np.array([0.99999999, 0.9999999999, 0.99999])
+    scores, y = np.r_[neg, pos], np.r_[np.zeros(10, int), np.ones(3, int)]
+    alpha = choose(scores, y, "angst")
+    assert alpha in GRID
+    assert (neg >= 1 - alpha).mean() <= target("angst")
+    assert (pos >= 1 - alpha).all()  # the margin keeps every work the edge found
+    edge = choose(scores, y, "angst", margin=0)
+    assert alpha <= edge
+    assert target("mates") == 0.05 and target("angst") == 0.10
+
+
+def test_tune_chooses_alphas_that_find_the_works_and_a_positive_calibration(
+    tiny_model: Path,
+) -> None:
+    head, _, taxonomy = load_head(tiny_model)
+    encoder = HashingEncoder(64)
+    rng = random.Random(3)
+    background = [make_passage(rng, [], 60) for _ in range(200)]
+    mu, sigma = fit_null(head.predict_proba(encoder.embed(background), background))
+    null = (np.maximum(mu, -8.0), np.maximum(sigma, 1.0))
+    alpha = {"rain": 1e-12, "cake": 0.5, "sword": 0.05}  # far too strict / too loose
+    tagger = Tagger(head, taxonomy, encoder, null=null, alpha=alpha, k=2, mask_names=False)
+    judged = {"rain": 1, "cake": -1, "sword": 0}
+    items = [DevItem(f"r{i}", "pd", _work(rng, 4), judged, "B") for i in range(6)]
+    items += [DevItem(f"n{i}", "pd", _work(rng, 0), judged | {"rain": 0}, "B") for i in range(10)]
+    result = tune(tagger, items)
+    rain = next(c for c in result.choices if c.tag == "rain")
+    assert rain.before == 1e-12 and rain.shown == 6 and rain.trope_free == 10
+    assert rain.found == 6 and rain.false <= 1
+    cake = next(c for c in result.choices if c.tag == "cake")
+    assert cake.alpha == cake.before == 0.5  # no work judged not to show it: kept
+    assert result.works == 16 and result.pairs == 32  # cake is unknown everywhere
+    assert result.calibration is not None and result.calibration[1] > 0
+
+
+@pytest.fixture(scope="module")
+def chance_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model with a background null whose first tag is called ``hurt_comfort``."""
+    root = tmp_path_factory.mktemp("tune")
+    data = write_tiny_data(root)
+    for path in [data / "tropes.toml", *data.glob("*/*.jsonl")]:
+        text = path.read_text(encoding="utf-8")
+        path.write_text(text.replace('"rain"', '"hurt_comfort"'), encoding="utf-8")
+    rng = random.Random(5)
+    (data / "background").mkdir()
+    paras = [make_passage(rng, [], 240) for _ in range(220)]
+    (data / "background" / "bg.txt").write_text("\n\n".join(paras), encoding="utf-8")
+    out = root / "models" / "m"
+    train(data, root=root, out=out, encoder=HashingEncoder(64), cache=False, evaluate=False)
+    dev = data / "dev"
+    (dev / "works" / "w").mkdir(parents=True)
+    with (dev / "works" / "pd.jsonl").open("w", encoding="utf-8") as fh:
+        for i, scenes in enumerate([4, 4, 4, 0, 0, 0, 0, 0]):
+            name = f"data/dev/works/w/{i}.txt"
+            (root / name).write_text(_work(rng, scenes).text, encoding="utf-8")
+            judged = {t: "no" for t in REQUIRED_TAGS} | {"hurt_comfort": "yes" if scenes else "no"}
+            fh.write(json.dumps({"id": f"w{i}", "title": "T", "file": name, "judgments": judged}))
+            fh.write("\n")
+    return out
+
+
+def test_tune_from_the_cli_writes_the_config_and_the_model_still_loads(
+    chance_model: Path,
+) -> None:
+    config = chance_model / "config.json"
+    dev = chance_model.parent.parent / "data" / "dev"
+    before = config.read_bytes()
+    dry = run("tune", dev, "--model", chance_model, "--dry-run", "--no-cache")
+    assert dry.exit_code == 0, dry.output
+    assert "hurt_comfort" in stdout_of(dry) and "dry run: nothing written" in stdout_of(dry)
+    assert config.read_bytes() == before
+    result = run("tune", dev, "--model", chance_model, "--no-cache")
+    assert result.exit_code == 0, result.output
+    assert "written to" in stdout_of(result)
+    rollup = json.loads(config.read_text())["rollup"]
+    tagger = load(chance_model, cache=False)  # still verifies: alphas are not hashed
+    j = list(tagger.tags).index("hurt_comfort")
+    assert tagger.alpha[j] == rollup["alpha"]["hurt_comfort"]
+    assert set(rollup["calibration"]) == {"intercept", "slope"}
+    again = run("tune", dev, "--model", chance_model, "--no-cache")
+    assert again.exit_code == 0, again.output
+    assert json.loads(config.read_text())["rollup"] == rollup  # tuning is idempotent
+
+
+def test_tune_refuses_the_shipped_model_and_a_model_without_a_null(
+    chance_model: Path, tiny_model: Path
+) -> None:
+    dev = chance_model.parent.parent / "data" / "dev"
+    shipped = run("tune", dev, "--no-cache")
+    assert shipped.exit_code != 0
+    assert "refusing to change the shipped default model" in stderr_of(shipped)
+    no_null = run("tune", dev, "--model", tiny_model, "--no-cache")
+    assert no_null.exit_code != 0 and "no background null" in stderr_of(no_null)
+    assert len(stderr_of(no_null).strip().splitlines()) == 1

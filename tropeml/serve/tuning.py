@@ -1,0 +1,221 @@
+"""Choose a model's work-rule alphas and score calibration on judged works (``tropeml tune``).
+
+The chance rule (:mod:`tropeml.model.decision`) fires a tag when a work's evidence beats
+what a trope-free work of the same length shows with chance ``alpha``, and reports a
+calibrated probability, a logistic function of how many decades the chance lies beyond
+``alpha``. Both are properties of one model: its passage scores and its background null.
+The shipped values were chosen for the shipped model on ``data/dev``, so a model trained on
+other labels or with another encoder needs its own, chosen on works judged for its tags,
+by the same written rule:
+
+- **alpha** per tag: the largest of :data:`GRID` whose false-tag rate on the judged works
+  that do not show the tag is at most :func:`target` (5% for the AU tags, 10% for the
+  rest), then moved :data:`MARGIN` of the way towards the weakest work it finds, keeping
+  the same works found (:func:`choose`);
+- **calibration**: one intercept and slope pooled over the tags, by maximum likelihood on
+  every judged (work, tag) pair at the alphas chosen (:func:`fit_calibration`).
+
+Choosing on the works one then reports on flatters the report: ``benchmarks/alpha.py``
+estimates the cost on split halves, and works that chose nothing (``data/confirm``) test it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tropeml.core.errors import TropemlError
+from tropeml.core.fileio import atomic_write_text
+from tropeml.io.devset import DevItem
+from tropeml.model.decision import beyond, log_chance
+from tropeml.model.integrity import verified_config
+from tropeml.model.persistence import CONFIG_FILE, model_lock
+from tropeml.serve.deveval import score_items
+from tropeml.serve.tagger import Tagger
+
+_SERIES = tuple(
+    float(f"{m * 10.0**-e:.2g}") for e in range(1, 13) for m in (2, 1.5, 1, 0.7, 0.5, 0.3)
+)
+GRID = (0.5, 0.3, *_SERIES[:-3])
+"""0.5, 0.3, then 0.2, 0.15, 0.1, 0.07, 0.05, 0.03, 0.02, ... down to 1e-12. A
+coarser grid (2-1-0.5) left recall to chance on tags with few trope-free works: one step
+from 0.1 to 0.05 or 0.02 could drop a third of a tag's works when the second-highest
+negative sat just over a step (held out, the finer grid found 0.01 more of the shown tags on
+each data set tried). The null's normal tail is far thinner than real prose's, so a tag
+whose look-alikes sit outside the background (mates on wolf stories) needs a nominal alpha
+far below its observed rate: mates needed 1e-07 in one release (3e-09 on 59 works)."""
+
+AU_TAGS = ("mates", "alpha_beta_omega", "soulmates")
+
+MARGIN = 0.25
+"""How far into the gap the chosen alpha moves (see :func:`choose`)."""
+
+
+def target(tag: str) -> float:
+    """The false-tag rate allowed for ``tag``: 5% for the AU tags, 10% for the rest."""
+    return 0.05 if tag in AU_TAGS else 0.10
+
+
+def evidence(alpha: float | NDArray[np.float64]) -> NDArray[np.float64]:
+    """``-log10`` of an alpha or of ``1 - score`` (capped at 16, float64's resolution near 1)."""
+    return np.asarray(-np.log10(np.clip(alpha, 1e-16, 1.0)))
+
+
+def choose(
+    scores: NDArray[np.float64], y: NDArray[np.int_], tag: str, margin: float = MARGIN
+) -> float:
+    """The alpha for ``tag``: met target, then a margin inside the gap the works leave.
+
+    First the largest alpha of the grid whose false-tag rate on these works meets the target
+    (the *edge*). Every stricter alpha down to the weakest positive the edge finds keeps the
+    same positives and fires on no more negatives, so the alpha chosen moves ``margin`` of
+    that gap (in ``-log10`` alpha) away from the edge: the grid alpha nearest that point
+    among those that still find the same positives. At the edge, the threshold sits just
+    over the last negative allowed, and on new works it overshoots the target (held out,
+    mates and A/B/O 0.06 against 5%); a quarter of the gap keeps in-sample recall and
+    brings them under it (``benchmarks/results/alpha.md``, whose last line is the edge).
+
+    Args:
+        scores: Work scores (one minus the chance), shape ``(works,)``.
+        y: Judgments, shape ``(works,)``: 1 shows the tag, 0 does not, -1 unknown.
+        tag: The tag id (sets the target).
+        margin: Share of the gap to move; 0 keeps the edge.
+    """
+    neg = y == 0
+    edge = next(
+        (a for a in GRID if not neg.any() or (scores[neg] >= 1 - a).mean() <= target(tag)),
+        GRID[-1],
+    )
+    found = scores[(y == 1) & (scores >= 1 - edge)]
+    if margin <= 0 or not len(found):
+        return edge
+    weakest = evidence(1 - found.min())
+    aim = evidence(edge) + margin * (weakest - evidence(edge))
+    same = [a for a in GRID if a <= edge and 1 - a <= found.min()]
+    return min(same, key=lambda a: abs(evidence(a) - aim))
+
+
+def fit_calibration(d: NDArray[np.float64], y: NDArray[np.int_]) -> tuple[float, float]:
+    """``(intercept, slope)`` of the logistic regression of ``y`` on ``d`` (unpenalised).
+
+    Args:
+        d: Decades beyond each pair's alpha (:func:`tropeml.model.decision.beyond`),
+            shape ``(pairs,)``.
+        y: 1 if the pair's work shows its tag, else 0, shape ``(pairs,)``.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=1e12).fit(d[:, None], y)
+    return float(model.intercept_[0]), float(model.coef_[0, 0])
+
+
+@dataclass(frozen=True)
+class TagChoice:
+    """One tag's alpha, before and after, with what it finds on the judged works."""
+
+    tag: str
+    before: float
+    alpha: float
+    found: int
+    shown: int
+    false: int
+    trope_free: int
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The alphas and calibration chosen for a model, and the works they were chosen on."""
+
+    choices: list[TagChoice]
+    calibration: tuple[float, float] | None
+    calibration_before: tuple[float, float] | None
+    works: int
+    pairs: int
+
+    @property
+    def alphas(self) -> dict[str, float]:
+        """The chosen alpha of each tag tuned."""
+        return {c.tag: c.alpha for c in self.choices}
+
+
+def tune(tagger: Tagger, items: Sequence[DevItem]) -> Tuning:
+    """Choose alphas (:func:`choose`) and then the calibration for ``tagger`` on ``items``.
+
+    Tags the model lacks, and tags no work is judged not to show, keep their alpha. The
+    calibration is kept (``None`` if the model has none) when the judged pairs are all of
+    one kind or the fitted slope is not positive.
+
+    Raises:
+        TropemlError: If the model has no background null (nothing to choose), or no works.
+    """
+    if tagger.null is None:
+        raise TropemlError(
+            "this model has no background null, so it has no alphas to tune "
+            "(train it with a data folder that has background/)"
+        )
+    if not items:
+        raise TropemlError("no judged works to tune on")
+    mu, sigma = tagger.null
+    scored = score_items(tagger, items)
+    log_c = np.array([log_chance(s.scores, mu, sigma, tagger.k) for s in scored])
+    W = np.clip(-np.expm1(log_c), 0.0, 1.0)
+    col = {t: j for j, t in enumerate(tagger.tags)}
+    alpha = tagger.alpha.copy()
+    choices = []
+    for t in items[0].judgments:
+        if t not in col:
+            continue
+        j = col[t]
+        y = np.array([s.item.judgments[t] for s in scored])
+        if (y == 0).any():
+            alpha[j] = choose(W[:, j], y, t)
+        fire = W[:, j] >= 1 - alpha[j]
+        choices.append(
+            TagChoice(
+                t,
+                float(tagger.alpha[j]),
+                float(alpha[j]),
+                int((fire & (y == 1)).sum()),
+                int((y == 1).sum()),
+                int((fire & (y == 0)).sum()),
+                int((y == 0).sum()),
+            )
+        )
+    d, y_pairs = [], []
+    for i, s in enumerate(scored):
+        ahead = beyond(log_c[i], alpha)
+        for c in choices:
+            if s.item.judgments[c.tag] >= 0:
+                d.append(ahead[col[c.tag]])
+                y_pairs.append(s.item.judgments[c.tag])
+    shipped = tagger.calibration
+    before = None if shipped is None else (float(shipped[0]), float(shipped[1]))
+    calib = before
+    if 0 < sum(y_pairs) < len(y_pairs):
+        fitted = fit_calibration(np.array(d), np.array(y_pairs))
+        calib = fitted if fitted[1] > 0 else before
+    return Tuning(choices, calib, before, len(items), len(d))
+
+
+def write_tuning(folder: str | Path, tuning: Tuning) -> None:
+    """Record ``tuning``'s alphas and calibration in the model folder's config, atomically.
+
+    They are the config fields left out of its content hash so that they can be edited, so
+    the folder still verifies.
+    """
+    folder = Path(folder)
+    with model_lock(folder):
+        verified_config(folder)
+        path = folder / CONFIG_FILE
+        config = json.loads(path.read_text(encoding="utf-8"))
+        rollup = config["rollup"]
+        rollup["alpha"].update(tuning.alphas)
+        if tuning.calibration is not None:
+            a, b = tuning.calibration
+            rollup["calibration"] = {"intercept": round(a, 4), "slope": round(b, 4)}
+        atomic_write_text(path, json.dumps(config, indent=2) + "\n")
