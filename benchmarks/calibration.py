@@ -55,9 +55,11 @@ ROUNDS = {
     "first round": ("devc0-", "devc1-", "devc2-"),
     "second round": ("devc3-", "devc4-", "devc5-"),
     "third round": ("devc6-", "devc7-", "devc8-"),
+    "fourth round": ("devc9-", "devc10-", "devc11-"),
 }
 """The confirmation set's rounds by work-id prefix (``data/confirm/README.md``): the second was
-judged after the first calibration was committed, the third after the model it tests was."""
+judged after the first calibration was committed, the third and fourth after the model they
+test was."""
 """Ids of the fresh works judged after the calibration was committed (``data/confirm``)."""
 OUT = Path(__file__).resolve().parent / "results" / "calibration.md"
 
@@ -227,7 +229,8 @@ def main() -> None:
         "The second round ("
         + f"{len(set(work_new[rounds['second round']]))} works) was judged after the first "
         "calibration (71e447c) was committed, the third ("
-        + f"{len(set(work_new[rounds['third round']]))} works) after the model it tests "
+        + f"{len(set(work_new[rounds['third round']]))} works) and the fourth ("
+        + f"{len(set(work_new[rounds['fourth round']]))} works) after the model they test "
         "(`data/confirm/README.md`); every alpha and calibration is chosen on the dev works "
         "alone, so the fresh works choose nothing. The shipped decisions (d >= 0) on the fresh "
         "works: "
