@@ -46,6 +46,36 @@ def seeds_section(tagger: Tagger) -> str:
     )
 
 
+PEERS_HEADING = "## Against its peers"
+QUALITY = ROOT / "benchmarks" / "results" / "quality.md"
+
+
+def peers_section(quality: Path = QUALITY) -> str:
+    """The card section with the peers' table from ``benchmarks/results/quality.md``.
+
+    Its passage table (header and core mean AP row) and the first work-level summary (the
+    chance rule, all works), copied as the benchmark wrote them; empty if there is none.
+    """
+    if not quality.is_file():
+        return ""
+    lines = quality.read_text(encoding="utf-8").splitlines()
+    first = next((i for i, x in enumerate(lines) if x.startswith("| tag | pos / neg |")), None)
+    core = next((x for x in lines if x.startswith("| **core mean AP**")), None)
+    start = next((i for i, x in enumerate(lines) if x.startswith("**all** (")), None)
+    if first is None or core is None or start is None:
+        return ""
+    end = next((i for i in range(start + 2, len(lines)) if not lines[i].strip()), len(lines))
+    return (
+        f"\n{PEERS_HEADING}\n\n"
+        "From `benchmarks/results/quality.md` (`make bench`): every contender trained on the "
+        "same rows and calibrated the same way, on the real-prose dev set. Core passage AP "
+        "[95% CI over books]:\n\n"
+        + "\n".join([lines[first], lines[first + 1], core])
+        + "\n\nWork level, the shipped chance rule for every contender (under the shipped "
+        "alphas, chosen for tropeml), all dev works:\n\n" + "\n".join(lines[start + 2 : end]) + "\n"
+    )
+
+
 def add_dev_card(folder: Path) -> None:
     """Evaluate the model in ``folder`` on ``data/dev`` and put the tables in its card."""
     tagger = load(folder)
@@ -53,7 +83,7 @@ def add_dev_card(folder: Path) -> None:
     report, _, _ = dev_report(tagger, load_dev_passages(dev), load_dev_works(dev), "auto")
     card_path = folder / CARD_FILE
     card = card_path.read_text(encoding="utf-8").split(DEV_HEADING)[0].rstrip() + "\n"
-    card = card.split(SEEDS_HEADING)[0].rstrip() + "\n"
+    card = card.split(SEEDS_HEADING)[0].split(PEERS_HEADING)[0].rstrip() + "\n"
     section = (
         f"\n{DEV_HEADING}\n\n"
         "The model as `tropeml tag` serves it (default backend), on books and works used for "
@@ -61,7 +91,7 @@ def add_dev_card(folder: Path) -> None:
         "alphas of the work rule were chosen on these works, so the work-level rates are "
         "optimistic.\n\n" + report.to_markdown()
     )
-    section += seeds_section(tagger)
+    section += peers_section() + seeds_section(tagger)
     atomic_write_text(card_path, card + section)
     print(section)
 
