@@ -125,3 +125,5 @@ def test_tune_refuses_the_shipped_model_and_a_model_without_a_null(
     no_null = run("tune", dev, "--model", tiny_model, "--no-cache")
     assert no_null.exit_code != 0 and "no background null" in stderr_of(no_null)
     assert len(stderr_of(no_null).strip().splitlines()) == 1
+    empty = run("tune", dev.parent / "nowhere", "--model", chance_model, "--no-cache")
+    assert empty.exit_code != 0 and "no judged works (works/*.jsonl" in stderr_of(empty)

@@ -235,6 +235,11 @@ def tune(
             f"{folder}: refusing to change the shipped default model; pass --model, "
             "--dry-run or --overwrite-default"
         )
+    if not any((works / "works").glob("*.jsonl")):
+        raise TropemlError(
+            f"{works}: no judged works (works/*.jsonl, laid out like data/dev; "
+            "see data/dev/README.md)"
+        )
     tagger = load(folder, cache=not no_cache, backend=backend_from(backend, "auto"))
     result = run_tune(tagger, load_dev_works(works))
     typer.echo(f"{result.works} judged works, {result.pairs} judged (work, tag) pairs")
