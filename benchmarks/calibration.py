@@ -60,7 +60,6 @@ ROUNDS = {
 """The confirmation set's rounds by work-id prefix (``data/confirm/README.md``): the second was
 judged after the first calibration was committed, the third and fourth after the model they
 test was."""
-"""Ids of the fresh works judged after the calibration was committed (``data/confirm``)."""
 OUT = Path(__file__).resolve().parent / "results" / "calibration.md"
 
 

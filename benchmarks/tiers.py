@@ -38,7 +38,7 @@ from tropeml.io.devset import REQUIRED_TAGS, load_dev_passages, load_dev_works
 from tropeml.model.decision import chance_scores
 from tropeml.serve.deveval import score_items
 from tropeml.serve.tagger import load
-from tropeml.serve.tuning import choose
+from tropeml.serve.tuning import choose, evidence
 
 CORE = ("hurt_comfort", "fake_death", "reunion", "soulmates")
 PASSAGE_TAGS = tuple(t for t in REQUIRED_TAGS if t not in ("mates", "alpha_beta_omega"))
@@ -89,10 +89,6 @@ def passage_ap(res: dict[str, Any], tags: tuple[str, ...], idx: Any = None) -> f
         if 0 < y[ok].sum() < ok.sum():
             aps.append(average_precision_score(y[ok], S[idx][ok, col[t]]))
     return float(np.mean(aps))
-
-
-def evidence(W: NDArray[np.float64]) -> NDArray[np.float64]:
-    return np.asarray(-np.log10(np.clip(1 - W, 1e-16, 1)))
 
 
 def decide(
@@ -181,8 +177,8 @@ def report(first: str, second: str) -> None:
         *(
             (
                 f"work scores averaged, second's weight {w}",
-                1 - 10 ** -((1 - w) * evidence(a["dev_W"]) + w * evidence(b["dev_W"])),
-                1 - 10 ** -((1 - w) * evidence(a["conf_W"]) + w * evidence(b["conf_W"])),
+                1 - 10 ** -((1 - w) * evidence(1 - a["dev_W"]) + w * evidence(1 - b["dev_W"])),
+                1 - 10 ** -((1 - w) * evidence(1 - a["conf_W"]) + w * evidence(1 - b["conf_W"])),
             )
             for w in WEIGHTS
         ),

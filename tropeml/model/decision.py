@@ -44,18 +44,21 @@ ALPHA: dict[str, float] = {
     "first_kiss": 0.0015,
     "love_confession": 0.003,
 }
-"""Per-tag alpha, chosen on the dev works by ``benchmarks/alpha.py``: the largest of its grid
+"""Per-tag alpha, chosen on the dev works by ``tropeml tune`` (:mod:`tropeml.serve.tuning`;
+``benchmarks/alpha.py`` adds the held-out cost): the largest of its grid
 (0.5, 0.3, 0.2, 0.15, 0.1, 0.07, 0.05, ... 1.5e-12, 1e-12) whose false-tag rate there meets
 the target (5% for the AU tags, 10% for the rest), then moved a quarter of the way (in
 ``-log10`` alpha) towards the weakest dev work it finds with the tag, keeping the same works
 found, so that the threshold does not sit on the last trope-free work it lets through. Real
 works are less independent than the null assumes, so the rates observed are higher than
-alpha; the same script chooses on one half of the dev works and measures on the other to
-estimate what choosing costs (benchmarks/results/alpha.md)."""
+alpha; ``benchmarks/alpha.py`` chooses on one half of the dev works and measures on the other
+to estimate what choosing costs (benchmarks/results/alpha.md). A model trained on other data
+or with another encoder gets these as defaults until ``tropeml tune`` chooses its own."""
 CALIBRATION: tuple[float, float] = (-0.4756, 0.8674)
 """``(intercept, slope)`` of :func:`work_probability`, chosen on the dev works by
-``benchmarks/calibration.py``: a logistic regression of whether a work shows a tag on
-:func:`beyond`, pooled over the required tags (two numbers, so it cannot learn one work)."""
+``tropeml tune`` (checked in ``benchmarks/calibration.py``): a logistic regression of
+whether a work shows a tag on :func:`beyond`, pooled over the required tags (two numbers,
+so it cannot learn one work)."""
 CLIP = 20.0
 """Decades beyond alpha past which :func:`beyond` stops counting."""
 EVIDENCE_RANK = 2
