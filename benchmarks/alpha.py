@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import git  # the benchmarks' one way to stamp a run with its commit
 
 from tropeml.io.devset import REQUIRED_TAGS, load_dev_works
-from tropeml.model.decision import chance_scores
+from tropeml.model.decision import log_chance
 from tropeml.serve.deveval import score_items
 from tropeml.serve.tagger import load
-from tropeml.serve.tuning import GRID, MARGIN, choose
+from tropeml.serve.tuning import GRID, MARGIN, choose, evidence, informative, work_evidence
 
 __all__ = ["GRID", "choose", "held_out", "rates"]  # variants.py imports these from here
 
@@ -44,11 +44,12 @@ SPLITS = 100
 OUT = Path(__file__).resolve().parent / "results" / "alpha.md"
 
 
-def rates(
-    scores: NDArray[np.float64], y: NDArray[np.int_], alpha: float
-) -> tuple[int, int, int, int]:
-    """(true positives, positives, false positives, negatives) at ``alpha``."""
-    fire = scores >= 1 - alpha
+def rates(ev: NDArray[np.float64], y: NDArray[np.int_], alpha: float) -> tuple[int, int, int, int]:
+    """(true positives, positives, false positives, negatives) at ``alpha``.
+
+    ``ev``: work evidence in decades (``tuning.work_evidence``), shape ``(works,)``.
+    """
+    fire = ev >= evidence(alpha)
     return (
         int((fire & (y == 1)).sum()),
         int((y == 1).sum()),
@@ -67,8 +68,9 @@ def held_out(
     chosen on the other, both ways, :data:`SPLITS` random splits (seed 0).
 
     Args:
-        W: Work scores, shape ``(works, T)``.
-        Y: Judgments per required tag, each shape ``(works,)``: 1, 0 or -1.
+        W: Work evidence in decades (``tuning.work_evidence``), shape ``(works, T)``.
+        Y: Judgments per required tag, each shape ``(works,)``: 1, 0 or -1 (after
+            ``tuning.informative``).
         col: Column of ``W`` for each tag.
         margin: As for :func:`choose`.
     """
@@ -92,16 +94,27 @@ def main() -> None:
     parser.add_argument(
         "--margin", type=float, default=MARGIN, help=f"see choose() (default {MARGIN}; 0: the edge)"
     )
+    parser.add_argument(
+        "--works",
+        type=Path,
+        nargs="+",
+        default=[Path("data/dev")],
+        help="folders laid out like data/dev whose works choose (default: data/dev)",
+    )
     args = parser.parse_args()
     tagger = load(args.model)
     if tagger.null is None:
         raise SystemExit("the model has no background null: nothing to choose")
     mu, sigma = tagger.null
-    items = load_dev_works()
+    items = [item for folder in args.works for item in load_dev_works(folder)]
     scored = score_items(tagger, items)
     col = {t: j for j, t in enumerate(tagger.tags)}
-    W = np.array([chance_scores(s.scores, mu, sigma, tagger.k) for s in scored])
-    Y = {t: np.array([s.item.judgments[t] for s in scored]) for t in REQUIRED_TAGS}
+    W = work_evidence(np.array([log_chance(s.scores, mu, sigma, tagger.k) for s in scored]))
+    kinds = [s.item.kind for s in scored]
+    Y = {
+        t: informative(np.array([s.item.judgments[t] for s in scored]), kinds)
+        for t in REQUIRED_TAGS
+    }
     chosen = {t: choose(W[:, col[t]], Y[t], t, args.margin) for t in REQUIRED_TAGS}
 
     n = len(items)
@@ -113,8 +126,11 @@ def main() -> None:
         "",
         f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC at commit {commit} by "
         f"`benchmarks/alpha.py` on model `{args.model or 'models/default'}` "
-        f"(k = {tagger.k}; {n} dev works). Rule: the largest alpha of {list(GRID)} whose "
-        "false-tag rate on the dev works is at most 5% (mates, alpha_beta_omega, soulmates) "
+        f"(k = {tagger.k}; {n} works from {', '.join(map(str, args.works))}). Rule "
+        f"(`tropeml tune`): the largest alpha of the grid {GRID[0]}, {GRID[1]}, {GRID[2]}, "
+        f"{GRID[3]}, ... {GRID[-1]} whose false-tag rate on the works of the kinds that "
+        "show the tag (`informative`: public-domain prose is left out for the AU tags) "
+        "is at most 5% (mates, alpha_beta_omega, soulmates) "
         f"or 10% (the rest), then moved {args.margin} of the way (in -log10 alpha) towards the "
         "weakest work it finds with the tag, keeping the same works found (`choose`). "
         "Held out: alphas chosen on a random half of the works and "

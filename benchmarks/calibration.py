@@ -56,9 +56,10 @@ ROUNDS = {
     "second round": ("devc3-", "devc4-", "devc5-"),
     "third round": ("devc6-", "devc7-", "devc8-"),
     "fourth round": ("devc9-", "devc10-", "devc11-"),
+    "fifth round": ("devc12-", "devc13-", "devc14-", "wc15-", "wc16-"),
 }
 """The confirmation set's rounds by work-id prefix (``data/confirm/README.md``): the second was
-judged after the first calibration was committed, the third and fourth after the model they
+judged after the first calibration was committed, the third to fifth after the model they
 test was."""
 OUT = Path(__file__).resolve().parent / "results" / "calibration.md"
 

@@ -35,10 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from alpha import held_out, rates
 
 from tropeml.io.devset import REQUIRED_TAGS, load_dev_passages, load_dev_works
-from tropeml.model.decision import chance_scores
+from tropeml.model.decision import log_chance
 from tropeml.serve.deveval import score_items
 from tropeml.serve.tagger import load
-from tropeml.serve.tuning import choose, evidence
+from tropeml.serve.tuning import choose, evidence, informative, work_evidence
 
 CORE = ("hurt_comfort", "fake_death", "reunion", "soulmates")
 PASSAGE_TAGS = tuple(t for t in REQUIRED_TAGS if t not in ("mates", "alpha_beta_omega"))
@@ -64,14 +64,16 @@ def capture(folder: str, out: str) -> None:
         scored = score_items(tagger, items)
         res[name + "_ids"] = [s.item.id for s in scored]
         res[name + "_book"] = [s.item.title for s in scored]
+        kinds = [s.item.kind for s in scored]
         res[name + "_J"] = {
-            t: np.array([s.item.judgments.get(t, -1) for s in scored]) for t in REQUIRED_TAGS
+            t: informative(np.array([s.item.judgments.get(t, -1) for s in scored]), kinds)
+            for t in REQUIRED_TAGS
         }
         if name == "pass":
             res["pass_best"] = np.array([s.scores.max(axis=0) for s in scored])
         else:
-            res[name + "_W"] = np.array(
-                [chance_scores(s.scores, mu, sigma, tagger.k) for s in scored]
+            res[name + "_E"] = work_evidence(
+                np.array([log_chance(s.scores, mu, sigma, tagger.k) for s in scored])
             )
     with open(out, "wb") as fh:
         pickle.dump(res, fh)
@@ -94,7 +96,10 @@ def passage_ap(res: dict[str, Any], tags: tuple[str, ...], idx: Any = None) -> f
 def decide(
     res: dict[str, Any], Wd: NDArray[np.float64], Wc: NDArray[np.float64], alphas: Any = None
 ) -> tuple[NDArray[np.bool_], list[str], str]:
-    """Fresh-work decisions ``(works, tags)`` at alphas chosen on ``Wd`` (or given), table rows."""
+    """Fresh-work decisions ``(works, tags)`` at alphas chosen on ``Wd`` (or given), table rows.
+
+    ``Wd``, ``Wc``: work evidence in decades on the dev and fresh works, ``(works, T)``.
+    """
     col = {t: j for j, t in enumerate(res["tags"])}
     F = np.zeros((len(Wc), len(REQUIRED_TAGS)), dtype=bool)
     held = held_out(Wd, res["dev_J"], col)
@@ -102,7 +107,7 @@ def decide(
     for k, t in enumerate(REQUIRED_TAGS):
         yd = res["dev_J"][t]
         a = alphas[t] if alphas else choose(Wd[:, col[t]], yd, t)
-        F[:, k] = Wc[:, col[t]] >= 1 - a
+        F[:, k] = Wc[:, col[t]] >= evidence(a)
         tp, pos, fp, neg = rates(Wd[:, col[t]], yd, a)
         tp_i, pos_i = tp_i + tp, pos_i + pos
         h = np.array(held[t], dtype=float)
@@ -167,18 +172,18 @@ def report(first: str, second: str) -> None:
         "| tag | alpha | dev found | dev false | held-out recall | held-out false-tag rate "
         "| fresh found | fresh false |\n|---|---:|---:|---:|---:|---:|---:|---:|"
     )
-    base, rows, rec = decide(a, a["dev_W"], a["conf_W"], a["alpha"])
+    base, rows, rec = decide(a, a["dev_E"], a["conf_E"], a["alpha"])
     print(f"\n## First model, alphas as configured (dev recall in-sample / held out {rec})\n")
     print(head + "\n" + "\n".join(rows))
     candidates = {}
     for name, Wd, Wc in [
-        ("first, alphas chosen here", a["dev_W"], a["conf_W"]),
-        ("second, alphas chosen here", b["dev_W"], b["conf_W"]),
+        ("first, alphas chosen here", a["dev_E"], a["conf_E"]),
+        ("second, alphas chosen here", b["dev_E"], b["conf_E"]),
         *(
             (
-                f"work scores averaged, second's weight {w}",
-                1 - 10 ** -((1 - w) * evidence(1 - a["dev_W"]) + w * evidence(1 - b["dev_W"])),
-                1 - 10 ** -((1 - w) * evidence(1 - a["conf_W"]) + w * evidence(1 - b["conf_W"])),
+                f"work evidence averaged, second's weight {w}",
+                (1 - w) * a["dev_E"] + w * b["dev_E"],
+                (1 - w) * a["conf_E"] + w * b["conf_E"],
             )
             for w in WEIGHTS
         ),

@@ -20,7 +20,7 @@ Three steps:
    row per ``C``) and gives the paired book-bootstrap CI of its core AP minus the refit
    linear head's.
 3. ``average CAPTURE_A CAPTURE_B [--weights W...]``: work recall when the two models'
-   work scores are averaged (on ``-log10(1 - score)``, the second weighted ``W``); the dev
+   work evidence (decades) is averaged, the second weighted ``W``; the dev
    works must be the same (for example MiniLM and mpnet captures of one data folder).
 
 The numbers equal ``benchmarks/alpha.py`` and the paired passage script of
@@ -54,7 +54,8 @@ from tropeml.io.devset import REQUIRED_TAGS, load_dev_passages, load_dev_works
 from tropeml.model import encoders, training
 from tropeml.model.backends import load_encoder
 from tropeml.model.classifier import TropeClassifier
-from tropeml.model.decision import chance_scores, fit_null
+from tropeml.model.decision import fit_null, log_chance
+from tropeml.serve.tuning import informative, work_evidence
 
 CORE = ("hurt_comfort", "fake_death", "reunion", "soulmates")
 PASSAGE_TAGS = tuple(t for t in REQUIRED_TAGS if t not in ("mates", "alpha_beta_omega"))
@@ -98,7 +99,11 @@ def capture(data: str, out: str, window: int | None, encoder: str | None = None)
         t: np.array([it.judgments.get(t, -1) for it in dev_passages]) for t in REQUIRED_TAGS
     }
     rows["dev_w"] = [passages(it.work) for it in dev_works]
-    rows["dev_w_J"] = {t: np.array([it.judgments[t] for it in dev_works]) for t in REQUIRED_TAGS}
+    kinds = [it.kind for it in dev_works]
+    rows["dev_w_J"] = {
+        t: informative(np.array([it.judgments[t] for it in dev_works]), kinds)
+        for t in REQUIRED_TAGS
+    }
     with open(out + ".rows.pkl", "wb") as fh:
         pickle.dump(rows, fh)
     print(f"{out}: {len(rows['Y'])} training rows, {len(rows['BX'])} background passages")
@@ -180,9 +185,11 @@ class KnnClassifier(TropeClassifier):
 
 
 def work_scores(rows: dict[str, Any], predict: Any) -> NDArray[np.float64]:
-    """The chance rule's work scores of the dev works, shape ``(works, T)``."""
+    """The chance rule's work evidence (decades) on the dev works, shape ``(works, T)``."""
     mu, sigma = fit_null(predict(rows["BX"], rows["Btexts"]))
-    return np.array([chance_scores(predict(X, texts), mu, sigma, 2) for X, texts in rows["dev_w"]])
+    return work_evidence(
+        np.array([log_chance(predict(X, texts), mu, sigma, 2) for X, texts in rows["dev_w"]])
+    )
 
 
 def recall(rows: dict[str, Any], W: NDArray[np.float64]) -> tuple[float, float, str]:
@@ -219,19 +226,17 @@ def report(rows: dict[str, Any], predict: Any, label: str) -> str:
 
 
 def average(captures: list[str], weights: list[float]) -> None:
-    """Work recall of two captured models' work scores averaged (on ``-log10(1 - score)``)."""
+    """Work recall of two captured models' work evidence (decades) averaged."""
     import tropeml
 
-    scaled = []
+    evidence = []
     for path in captures:
         with open(path, "rb") as fh:
             rows = pickle.load(fh)
         model = tropeml.load(path.removesuffix(".rows.pkl")).classifier
-        W = work_scores(rows, model.predict_proba)
-        scaled.append(-np.log10(np.clip(1 - W, 1e-16, 1)))
+        evidence.append(work_scores(rows, model.predict_proba))
     for w in weights:
-        W = 1 - 10 ** -((1 - w) * scaled[0] + w * scaled[1])
-        rec_in, rec_out, found = recall(rows, W)
+        rec_in, rec_out, found = recall(rows, (1 - w) * evidence[0] + w * evidence[1])
         print(f"second model's weight {w}: recall {rec_in:.2f} / {rec_out:.2f}; {found}")
 
 

@@ -24,6 +24,11 @@ def alpha() -> ModuleType:
         sys.path.remove(str(BENCHMARKS))
 
 
+def ev(scores: list[float] | np.ndarray) -> np.ndarray:
+    """Work scores (one minus the chance) as decades of evidence, what ``choose`` reads."""
+    return np.asarray(-np.log10(np.clip(1 - np.asarray(scores), 1e-300, 1.0)))
+
+
 def found(alpha_mod: ModuleType, s: np.ndarray, y: np.ndarray, a: float) -> tuple[int, int]:
     tp, _, fp, _ = alpha_mod.rates(s, y, a)
     return tp, fp
@@ -31,7 +36,7 @@ def found(alpha_mod: ModuleType, s: np.ndarray, y: np.ndarray, a: float) -> tupl
 
 def test_margin_zero_is_the_edge(alpha: ModuleType) -> None:
     # 20 trope-free works: one at 1 - 0.04 may fire (5%), the next at 1 - 0.2 may not
-    s = np.array([1 - 0.04, 1 - 0.2] + [0.1] * 18 + [1 - 1e-6, 1 - 0.01])
+    s = ev([1 - 0.04, 1 - 0.2] + [0.1] * 18 + [1 - 1e-6, 1 - 0.01])
     y = np.array([0] * 20 + [1, 1])
     edge = alpha.choose(s, y, "mates", margin=0.0)
     assert edge == 0.15  # the loosest grid alpha that lets through one negative, not two
@@ -39,7 +44,7 @@ def test_margin_zero_is_the_edge(alpha: ModuleType) -> None:
 
 
 def test_the_margin_moves_into_the_gap_and_keeps_what_the_edge_finds(alpha: ModuleType) -> None:
-    s = np.array([1 - 0.04, 1 - 0.2] + [0.1] * 18 + [1 - 1e-6, 1 - 1e-5])
+    s = ev([1 - 0.04, 1 - 0.2] + [0.1] * 18 + [1 - 1e-6, 1 - 1e-5])
     y = np.array([0] * 20 + [1, 1])
     edge = alpha.choose(s, y, "mates", margin=0.0)
     chosen = alpha.choose(s, y, "mates", margin=0.25)
@@ -51,7 +56,7 @@ def test_the_margin_moves_into_the_gap_and_keeps_what_the_edge_finds(alpha: Modu
 
 
 def test_no_gap_means_the_edge(alpha: ModuleType) -> None:
-    s = np.array([1 - 0.2] * 10 + [1 - 0.3])
+    s = ev([1 - 0.2] * 10 + [1 - 0.3])
     y = np.array([0] * 10 + [1])
     assert alpha.choose(s, y, "angst", margin=0.25) == alpha.choose(s, y, "angst", margin=0.0)
 
@@ -66,7 +71,7 @@ def test_the_margin_never_loses_a_work_or_adds_a_false_tag(
     alpha: ModuleType, scores: list[float], labels: list[int], margin: float
 ) -> None:
     n = min(len(scores), len(labels))
-    s, y = np.array(scores[:n]), np.array(labels[:n])
+    s, y = ev(scores[:n]), np.array(labels[:n])
     edge = alpha.choose(s, y, "hurt_comfort", margin=0.0)
     chosen = alpha.choose(s, y, "hurt_comfort", margin=margin)
     assert chosen <= edge and chosen in alpha.GRID

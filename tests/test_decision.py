@@ -69,26 +69,28 @@ def test_empty_work_and_logit_clipping() -> None:
     assert np.isfinite(logits(np.array([0.0, 1.0]))).all()
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     n=st.integers(1, 800),
     k=st.sampled_from([1, 2]),
-    threshold=st.floats(0.5, 0.999),
+    log10_alpha=st.floats(-40, -0.31),
     mu=st.floats(-6, 0),
-    sigma=st.floats(0.1, 2),  # bars stay inside the logits the scores clip to
+    sigma=st.floats(0.1, 0.5),  # bars stay inside the logits the scores clip to
 )
-def test_evidence_bars_invert_the_work_score(
-    n: int, k: int, threshold: float, mu: float, sigma: float
+def test_evidence_bars_invert_the_chance_even_far_below_1e16(
+    n: int, k: int, log10_alpha: float, mu: float, sigma: float
 ) -> None:
-    bar = evidence_bars(n, [mu], [sigma], [threshold], k)[0]
+    alpha = 10.0**log10_alpha
+    bar = evidence_bars(n, [mu], [sigma], [alpha], k)[0]
+    assert np.isfinite(bar)
     z = np.full((n, 1), -40.0)
 
-    def score(at: float) -> float:
+    def fires(at: float) -> bool:
         z[: min(k, n)] = at
-        return float(chance_scores(_sigmoid(z), [mu], [sigma], k)[0])
+        return bool(log_chance(_sigmoid(z), [mu], [sigma], k)[0] <= np.log(alpha))
 
-    assert score(bar + 1e-4) >= threshold - 1e-9
-    assert score(bar - 1e-2) < threshold
+    assert fires(bar + 1e-4)
+    assert not fires(bar - 1e-2)
 
 
 @settings(max_examples=200, deadline=None)

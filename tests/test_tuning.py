@@ -19,7 +19,7 @@ from tropeml.model.encoders import HashingEncoder
 from tropeml.model.persistence import load_head
 from tropeml.model.training import train
 from tropeml.serve.tagger import Tagger, load
-from tropeml.serve.tuning import GRID, choose, target, tune
+from tropeml.serve.tuning import GRID, choose, evidence, informative, target, tune
 
 
 def _work(rng: random.Random, scenes: int, tag: str = "rain", n: int = 24) -> Work:
@@ -30,16 +30,36 @@ def _work(rng: random.Random, scenes: int, tag: str = "rain", n: int = 24) -> Wo
 
 
 def test_choose_meets_the_target_then_moves_into_the_gap() -> None:
-    neg = np.array([0.1, 0.2, 0.3, 0.5, 0.6, 0.8, 0.9, 0.95, 0.99, 0.999999])
-    pos = np.array([0.99999999, 0.9999999999, 0.99999])
-    scores, y = np.r_[neg, pos], np.r_[np.zeros(10, int), np.ones(3, int)]
-    alpha = choose(scores, y, "angst")
+    neg = evidence(1 - np.array([0.1, 0.2, 0.3, 0.5, 0.6, 0.8, 0.9, 0.95, 0.99, 0.999999]))
+    pos = np.array([8.0, 10.0, 5.0])  # decades beyond the null
+    ev, y = np.r_[neg, pos], np.r_[np.zeros(10, int), np.ones(3, int)]
+    alpha = choose(ev, y, "angst")
     assert alpha in GRID
-    assert (neg >= 1 - alpha).mean() <= target("angst")
-    assert (pos >= 1 - alpha).all()  # the margin keeps every work the edge found
-    edge = choose(scores, y, "angst", margin=0)
+    assert (neg >= evidence(alpha)).mean() <= target("angst")
+    assert (pos >= evidence(alpha)).all()  # the margin keeps every work the edge found
+    edge = choose(ev, y, "angst", margin=0)
     assert alpha <= edge
     assert target("mates") == 0.05 and target("angst") == 0.10
+
+
+def test_choose_separates_works_far_beyond_float64s_resolution() -> None:
+    # written look-alikes 12-19 decades out, the works that show the tag 27-60: one minus
+    # the chance would read 1.0 for all of them; the evidence keeps them apart
+    neg, pos = np.array([19.2, 13.3, 9.4, 6.7, 3.8]), np.array([38.8, 40.6, 59.0])
+    ev, y = np.r_[neg, pos], np.r_[np.zeros(5, int), np.ones(3, int)]
+    alpha = choose(ev, y, "alpha_beta_omega")
+    assert 1e-39 < alpha < 1e-19
+    assert (pos >= evidence(alpha)).all() and not (neg >= evidence(alpha)).any()
+
+
+def test_informative_drops_the_trope_free_works_of_kinds_that_never_show_the_tag() -> None:
+    y = np.array([1, 0, 0, 0, -1])
+    kinds = ["written", "written", "pd", "pd", "pd"]
+    assert informative(y, kinds).tolist() == [1, 0, -1, -1, -1]
+    both = np.array([1, 0, 1, 0, 0])
+    assert informative(both, ["written", "written", "pd", "pd", "pd"]).tolist() == both.tolist()
+    none = np.array([0, 0, 0])  # nothing shows the tag: nothing to go by, nothing dropped
+    assert informative(none, ["pd", "pd", "written"]).tolist() == none.tolist()
 
 
 def test_tune_chooses_alphas_that_find_the_works_and_a_positive_calibration(

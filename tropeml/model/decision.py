@@ -218,39 +218,41 @@ def evidence_bars(
     n: int,
     mu: ArrayLike,
     sigma: ArrayLike,
-    work_thresholds: ArrayLike,
+    alpha: ArrayLike,
     k: int = 1,
 ) -> NDArray[np.float64]:
     """The logit a work's evidence must reach for each tag to fire.
 
-    The inverse of :func:`chance_scores` in the evidence passage's logit.
+    The inverse of :func:`log_chance` in the evidence passage's logit, found in logs so
+    that alphas far below ``1e-16`` (the AU tags') keep finite bars.
 
     Args:
         n: Passages in the work.
         mu: Null location per tag, shape ``(T,)``.
         sigma: Null scale per tag, shape ``(T,)``.
-        work_thresholds: Work score each tag fires at, shape ``(T,)``.
-        k: Evidence rank, as for :func:`chance_scores`.
+        alpha: The chance each tag fires at, shape ``(T,)``.
+        k: Evidence rank, as for :func:`log_chance`.
 
     Returns:
-        Shape ``(T,)``: the ``k``-th best passage logit at which the work score reaches
-        the threshold (``inf`` where no logit does, ``-inf`` for an empty work).
+        Shape ``(T,)``: the ``k``-th best passage logit at which the work's chance falls
+        to the tag's alpha (``inf`` where no logit does, ``-inf`` for an empty work).
     """
     m, s = np.asarray(mu, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
-    thresholds = np.asarray(work_thresholds, dtype=np.float64)
+    log_alpha = np.log(np.asarray(alpha, dtype=np.float64))
     if n <= 0:
         return np.full(len(m), -np.inf)
     k = max(1, min(k, n))
     out = np.empty(len(m))
-    for j, target in enumerate(thresholds):
-        if target >= 1.0:
+    for j, target in enumerate(log_alpha):
+        if target >= 0.0:
+            out[j] = -np.inf
+            continue
+        lo, hi = -745.0, 0.0  # log q, the chance one null passage beats the bar
+        if _log_tail(n, k, lo) > target:
             out[j] = np.inf
             continue
-        lo, hi = 0.0, 1.0  # F, the null CDF at the bar; the work score grows with F
-        for _ in range(60):
-            f = (lo + hi) / 2
-            score = f**n if k == 1 else f ** (n - 1) * (f + n * (1 - f))
-            lo, hi = (lo, f) if score >= target else (f, hi)
-        f = min(max(hi, 1e-300), 1 - 1e-16)
-        out[j] = m[j] + s[j] * NormalDist().inv_cdf(f)
+        for _ in range(80):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if _log_tail(n, k, mid) <= target else (lo, mid)
+        out[j] = m[j] - s[j] * NormalDist().inv_cdf(max(math.exp(lo), 1e-300))
     return out

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from tropeml.model.decision import chance_scores, evidence_bars, logits
+from tropeml.model.decision import evidence_bars, log_chance, logits
 from tropeml.model.head import sigmoid
 from tropeml.model.screen import Screen
 
@@ -27,7 +27,7 @@ class _Scorer(Protocol):
 
     classifier: Any
     null: tuple[NDArray[np.float64], NDArray[np.float64]] | None
-    chance_thresholds: NDArray[np.float64]
+    alpha: NDArray[np.float64]
     k: int
     max_evidence: int
 
@@ -57,7 +57,7 @@ def screened_scores(
     for ts in texts:
         z = z_hat[at : at + len(ts)]
         at += len(ts)
-        bars = evidence_bars(len(ts), mu, sigma, tagger.chance_thresholds, tagger.k)
+        bars = evidence_bars(len(ts), mu, sigma, tagger.alpha, tagger.k)
         need, cap = screen.plan(z, bars, tagger.k)
         scores.append(sigmoid(np.minimum(z, cap)))
         full.append(np.zeros(len(ts), dtype=bool))
@@ -70,7 +70,7 @@ def screened_scores(
 
 def _proba(tagger: _Scorer, X: NDArray[np.float32], texts: list[str]) -> NDArray[np.float64]:
     if not texts:
-        return np.zeros((0, len(tagger.chance_thresholds)))
+        return np.zeros((0, len(tagger.alpha)))
     uses = bool(tagger.classifier.uses_texts)
     return np.asarray(tagger.classifier.predict_proba(X, texts if uses else None), dtype=np.float64)
 
@@ -83,7 +83,7 @@ def _evidence(
     if not len(s):
         return need
     assert tagger.null is not None
-    fired = chance_scores(s, tagger.null[0], tagger.null[1], tagger.k) >= tagger.chance_thresholds
+    fired = log_chance(s, tagger.null[0], tagger.null[1], tagger.k) <= np.log(tagger.alpha)
     for j in np.flatnonzero(fired):
         need[np.argsort(-s[:, j], kind="stable")[: tagger.max_evidence]] = True
     return need & ~full

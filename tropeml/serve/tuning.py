@@ -11,7 +11,9 @@ by the same written rule:
 - **alpha** per tag: the largest of :data:`GRID` whose false-tag rate on the judged works
   that do not show the tag is at most :func:`target` (5% for the AU tags, 10% for the
   rest), then moved :data:`MARGIN` of the way towards the weakest work it finds, keeping
-  the same works found (:func:`choose`);
+  the same works found (:func:`choose`); the rate counts only works of the kinds that
+  show the tag somewhere (:func:`informative`), and the evidence is kept in decades so
+  that it never saturates (:func:`work_evidence`);
 - **calibration**: one intercept and slope pooled over the tags, by maximum likelihood on
   every judged (work, tag) pair at the alphas chosen (:func:`fit_calibration`).
 
@@ -39,16 +41,17 @@ from tropeml.serve.deveval import score_items
 from tropeml.serve.tagger import Tagger
 
 _SERIES = tuple(
-    float(f"{m * 10.0**-e:.2g}") for e in range(1, 13) for m in (2, 1.5, 1, 0.7, 0.5, 0.3)
+    float(f"{m * 10.0**-e:.2g}") for e in range(1, 61) for m in (2, 1.5, 1, 0.7, 0.5, 0.3)
 )
 GRID = (0.5, 0.3, *_SERIES[:-3])
-"""0.5, 0.3, then 0.2, 0.15, 0.1, 0.07, 0.05, 0.03, 0.02, ... down to 1e-12. A
+"""0.5, 0.3, then 0.2, 0.15, 0.1, 0.07, 0.05, 0.03, 0.02, ... down to 1e-60. A
 coarser grid (2-1-0.5) left recall to chance on tags with few trope-free works: one step
 from 0.1 to 0.05 or 0.02 could drop a third of a tag's works when the second-highest
 negative sat just over a step (held out, the finer grid found 0.01 more of the shown tags on
 each data set tried). The null's normal tail is far thinner than real prose's, so a tag
 whose look-alikes sit outside the background (mates on wolf stories) needs a nominal alpha
-far below its observed rate: mates needed 1e-07 in one release (3e-09 on 59 works)."""
+far below its observed rate: A/B/O's written look-alikes reach 1e-19 while the works that
+show it sit beyond 1e-38, so the grid goes as deep as the chances (kept in logs) do."""
 
 AU_TAGS = ("mates", "alpha_beta_omega", "soulmates")
 
@@ -62,13 +65,41 @@ def target(tag: str) -> float:
 
 
 def evidence(alpha: float | NDArray[np.float64]) -> NDArray[np.float64]:
-    """``-log10`` of an alpha or of ``1 - score`` (capped at 16, float64's resolution near 1)."""
-    return np.asarray(-np.log10(np.clip(alpha, 1e-16, 1.0)))
+    """``-log10`` of an alpha (a chance): the decades of evidence it stands for."""
+    return np.asarray(-np.log10(np.clip(alpha, 1e-300, 1.0)))
 
 
-def choose(
-    scores: NDArray[np.float64], y: NDArray[np.int_], tag: str, margin: float = MARGIN
-) -> float:
+def work_evidence(log_chances: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Decades of evidence from :func:`~tropeml.model.decision.log_chance`'s natural logs.
+
+    A tag fires where its evidence reaches :func:`evidence` of its alpha. Unlike ``1 -
+    chance``, this does not saturate at float64's ``1e-16`` near 1, so works far beyond
+    their null stay ordered (the works that show mates sit 27-60 decades out).
+    """
+    return np.asarray(-np.asarray(log_chances, dtype=np.float64) / np.log(10.0))
+
+
+def informative(y: NDArray[np.int_], kinds: Sequence[str]) -> NDArray[np.int_]:
+    """Judgments with the trope-free works of kinds that never show the tag set unknown.
+
+    A tag's false-tag rate is counted on the kinds of work (public-domain prose, works
+    written for the project) in which at least one work shows it. Public-domain prose
+    never shows mates, A/B/O or soulmates, so its works are easy negatives for them: a
+    hundred of them would dilute the 5% target until the written look-alikes (friends who
+    call each other "mate", wolf packs without bonds) fired freely. Without a work that
+    shows the tag, nothing is changed.
+
+    Args:
+        y: Judgments, shape ``(works,)``: 1, 0 or -1.
+        kinds: Each work's kind (:attr:`~tropeml.io.devset.DevItem.kind`), length ``works``.
+    """
+    k = np.asarray(kinds)
+    if not (y == 1).any():
+        return y
+    return np.where((y == 0) & ~np.isin(k, k[y == 1]), -1, y)
+
+
+def choose(ev: NDArray[np.float64], y: NDArray[np.int_], tag: str, margin: float = MARGIN) -> float:
     """The alpha for ``tag``: met target, then a margin inside the gap the works leave.
 
     First the largest alpha of the grid whose false-tag rate on these works meets the target
@@ -81,22 +112,23 @@ def choose(
     brings them under it (``benchmarks/results/alpha.md``, whose last line is the edge).
 
     Args:
-        scores: Work scores (one minus the chance), shape ``(works,)``.
+        ev: Work evidence in decades (:func:`work_evidence`), shape ``(works,)``; a work
+            fires at alpha ``a`` when ``ev >= evidence(a)``.
         y: Judgments, shape ``(works,)``: 1 shows the tag, 0 does not, -1 unknown.
         tag: The tag id (sets the target).
         margin: Share of the gap to move; 0 keeps the edge.
     """
     neg = y == 0
     edge = next(
-        (a for a in GRID if not neg.any() or (scores[neg] >= 1 - a).mean() <= target(tag)),
+        (a for a in GRID if not neg.any() or (ev[neg] >= evidence(a)).mean() <= target(tag)),
         GRID[-1],
     )
-    found = scores[(y == 1) & (scores >= 1 - edge)]
+    found = ev[(y == 1) & (ev >= evidence(edge))]
     if margin <= 0 or not len(found):
         return edge
-    weakest = evidence(1 - found.min())
+    weakest = float(found.min())
     aim = evidence(edge) + margin * (weakest - evidence(edge))
-    same = [a for a in GRID if a <= edge and 1 - a <= found.min()]
+    same = [a for a in GRID if a <= edge and evidence(a) <= weakest]
     return min(same, key=lambda a: abs(evidence(a) - aim))
 
 
@@ -163,7 +195,8 @@ def tune(tagger: Tagger, items: Sequence[DevItem]) -> Tuning:
     mu, sigma = tagger.null
     scored = score_items(tagger, items)
     log_c = np.array([log_chance(s.scores, mu, sigma, tagger.k) for s in scored])
-    W = np.clip(-np.expm1(log_c), 0.0, 1.0)
+    E = work_evidence(log_c)
+    kinds = [s.item.kind for s in scored]
     col = {t: j for j, t in enumerate(tagger.tags)}
     alpha = tagger.alpha.copy()
     choices = []
@@ -171,10 +204,10 @@ def tune(tagger: Tagger, items: Sequence[DevItem]) -> Tuning:
         if t not in col:
             continue
         j = col[t]
-        y = np.array([s.item.judgments[t] for s in scored])
+        y = informative(np.array([s.item.judgments[t] for s in scored]), kinds)
         if (y == 0).any():
-            alpha[j] = choose(W[:, j], y, t)
-        fire = W[:, j] >= 1 - alpha[j]
+            alpha[j] = choose(E[:, j], y, t)
+        fire = E[:, j] >= evidence(alpha[j])
         choices.append(
             TagChoice(
                 t,
