@@ -118,6 +118,7 @@ def test_tune_from_the_cli_writes_the_config_and_the_model_still_loads(
     config = chance_model / "config.json"
     dev = chance_model.parent.parent / "data" / "dev"
     before = config.read_bytes()
+    old = json.loads(before)["rollup"]["calibration"]["intercept"]
     dry = run("tune", dev, "--model", chance_model, "--dry-run", "--no-cache")
     assert dry.exit_code == 0, dry.output
     assert "hurt_comfort" in stdout_of(dry) and "dry run: nothing written" in stdout_of(dry)
@@ -130,6 +131,11 @@ def test_tune_from_the_cli_writes_the_config_and_the_model_still_loads(
     j = list(tagger.tags).index("hurt_comfort")
     assert tagger.alpha[j] == rollup["alpha"]["hurt_comfort"]
     assert set(rollup["calibration"]) == {"intercept", "slope"}
+    card = (chance_model / "README.md").read_text(encoding="utf-8")
+    a = rollup["calibration"]["intercept"]
+    assert f"1 / (1 + exp(-({a:g} + " in card  # the card says what the config does
+    assert a == old or f"1 / (1 + exp(-({old:g} + " not in card
+    assert card.count("- Work score: ") == 1
     again = run("tune", dev, "--model", chance_model, "--no-cache")
     assert again.exit_code == 0, again.output
     assert json.loads(config.read_text())["rollup"] == rollup  # tuning is idempotent
@@ -147,3 +153,23 @@ def test_tune_refuses_the_shipped_model_and_a_model_without_a_null(
     assert len(stderr_of(no_null).strip().splitlines()) == 1
     empty = run("tune", dev.parent / "nowhere", "--model", chance_model, "--no-cache")
     assert empty.exit_code != 0 and "no judged works (works/*.jsonl" in stderr_of(empty)
+
+
+def test_the_cards_work_score_line_follows_the_rollup() -> None:
+    from tropeml.model.card import refresh_work_score
+
+    rollup = {
+        "method": "chance",
+        "k": 2,
+        "alpha": {"mates": 1e-16, "angst": 0.015},
+        "null": {"passages": 40, "files": ["a", "b"]},
+        "calibration": {"intercept": -0.25, "slope": 1.0},
+    }
+    card = (
+        "# m\n\n- Work score: old words, alpha 5e-10; prominence is the share of the work's\n"
+        "  text in passages over it.\n- Training data: x\n"
+    )
+    new = refresh_work_score(card, rollup)
+    assert "alpha 1e-16 / 0.015" in new and "5e-10" not in new
+    assert "so a tag is shown from 0.44; prominence is the share" in new
+    assert new.endswith("  text in passages over it.\n- Training data: x\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,19 @@ Trained on three fics of one fandom{" and hand-written exemplars" if ex else ""}
 lower accuracy on other fandoms, voices and eras. Tags present in one seed fic only cannot be
 evaluated fairly by holding that fic out.
 """
+
+
+def refresh_work_score(card: str, rollup: dict[str, Any]) -> str:
+    """``card`` with its work-score bullet rewritten for ``rollup`` (after ``tropeml tune``)."""
+    return re.sub(
+        r"^- Work score: .*; prominence is the share of the work's$",
+        lambda _: (
+            f"- Work score: {_work_score_line(rollup)}; prominence is the share of the work's"
+        ),
+        card,
+        count=1,
+        flags=re.MULTILINE,
+    )
 
 
 def _work_score_line(rollup: dict[str, Any]) -> str:

@@ -34,9 +34,10 @@ from numpy.typing import NDArray
 from tropeml.core.errors import TropemlError
 from tropeml.core.fileio import atomic_write_text
 from tropeml.io.devset import DevItem
+from tropeml.model.card import refresh_work_score
 from tropeml.model.decision import beyond, log_chance
 from tropeml.model.integrity import verified_config
-from tropeml.model.persistence import CONFIG_FILE, model_lock
+from tropeml.model.persistence import CARD_FILE, CONFIG_FILE, model_lock
 from tropeml.serve.deveval import score_items
 from tropeml.serve.tagger import Tagger
 
@@ -239,7 +240,7 @@ def write_tuning(folder: str | Path, tuning: Tuning) -> None:
     """Record ``tuning``'s alphas and calibration in the model folder's config, atomically.
 
     They are the config fields left out of its content hash so that they can be edited, so
-    the folder still verifies.
+    the folder still verifies. The model card's work-score line is rewritten to match.
     """
     folder = Path(folder)
     with model_lock(folder):
@@ -252,3 +253,7 @@ def write_tuning(folder: str | Path, tuning: Tuning) -> None:
             a, b = tuning.calibration
             rollup["calibration"] = {"intercept": round(a, 4), "slope": round(b, 4)}
         atomic_write_text(path, json.dumps(config, indent=2) + "\n")
+        card = folder / CARD_FILE
+        if card.is_file():
+            text = card.read_text(encoding="utf-8")
+            atomic_write_text(card, refresh_work_score(text, rollup))
