@@ -24,13 +24,14 @@ def _data(n: int = 160, d: int = 12) -> tuple[np.ndarray, np.ndarray]:
     return X, Y
 
 
-def test_the_shared_basis_gives_each_tags_svm_decision_values() -> None:
+@pytest.mark.parametrize("scale", [1.0, 2.0])
+def test_the_shared_basis_gives_each_tags_svm_decision_values(scale: float) -> None:
     X, Y = _data()
-    view = RbfView.fit(X, Y, [True, True, False], C=1.0, class_weight="balanced")
+    view = RbfView.fit(X, Y, [True, True, False], C=1.0, class_weight="balanced", scale=scale)
     got = view.decision_function(X)
     for j in (0, 1):
         known = Y[:, j] != -1
-        gamma = 1.0 / (X.shape[1] * X[known].astype(np.float64).var())
+        gamma = scale / (X.shape[1] * X[known].astype(np.float64).var())
         svm = SVC(C=1.0, gamma=gamma, class_weight="balanced").fit(X[known], Y[known, j])
         assert np.allclose(got[:, j], svm.decision_function(X), atol=1e-9)
     assert np.isnan(got[:, 2]).all()

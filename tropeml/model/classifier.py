@@ -70,6 +70,7 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
         C: Inverse regularisation strength of the embedding view's models.
         kernel: The embedding view: ``"rbf"``, a balanced RBF support-vector machine per tag
             (:class:`~tropeml.model.kernel.RbfView`), or ``"linear"``, a logistic regression.
+        gamma_scale: The RBF kernel's width as a multiple of sklearn's ``"scale"``.
         lexical_C: Inverse regularisation strength of the lexical view's regressions.
         class_weight: Passed to each :class:`~sklearn.linear_model.LogisticRegression`.
         embedding_weight: Fixed weight of the standardised embedding view.
@@ -95,6 +96,7 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
         prototypes: ArrayLike | None = None,
         C: float = 1.0,
         kernel: str = "rbf",
+        gamma_scale: float = 1.0,
         lexical_C: float = 1.0,
         class_weight: str | None = "balanced",
         embedding_weight: float = 0.5,
@@ -113,6 +115,7 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
         self.prototypes = prototypes
         self.C = C
         self.kernel = kernel
+        self.gamma_scale = gamma_scale
         self.lexical_C = lexical_C
         self.class_weight = class_weight
         self.embedding_weight = embedding_weight
@@ -277,7 +280,8 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
         if self.kernel not in ("rbf", "linear"):
             raise ValueError(f"kernel must be 'rbf' or 'linear'; got {self.kernel!r}")
         rbf = self.kernel == "rbf"
-        embedding: Any = RbfView.fit(X, Y, learnable, self.C, self.class_weight) if rbf else []
+        args = (X, Y, learnable, self.C, self.class_weight)
+        embedding: Any = RbfView.fit(*args, scale=self.gamma_scale) if rbf else []
         lexical: list[Any] = []
         for j in range(T):
             known, ok = Y[:, j] != UNKNOWN, learnable[j]
@@ -317,10 +321,7 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
         return np.array([self.embedding_weight, self.lexical_weight, self.prototype_weight])
 
     def _weights(self) -> NDArray[np.float64]:
-        """View weights per view and tag, shape ``(3, T)`` (see :meth:`_stack`).
-
-        A classifier saved before the weights were learned has the fixed ones.
-        """
+        """View weights, shape ``(3, T)`` (:meth:`_stack`); fixed ones for older classifiers."""
         fixed = per_tag_weights(self._fixed_weights(), len(self.classes_))
         return np.asarray(getattr(self, "view_weights_", fixed), dtype=np.float64)
 
@@ -335,10 +336,7 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
                 self.view_weights_[:, j] = stack_weights(z[:, ok, j], Y[ok, j], fixed, C)
 
     def _combine(self, views: NDArray[Any]) -> NDArray[np.float64]:
-        """Weighted sum of standardised views, shape ``(n, T)``.
-
-        See :func:`tropeml.model.head.combine_views`.
-        """
+        """Weighted sum of standardised views, shape ``(n, T)`` (``head.combine_views``)."""
         return combine_views(views, self.scale_, self._weights(), self.priors_)
 
     def _out_of_fold(

@@ -57,6 +57,7 @@ class RbfView:
         C: float,
         class_weight: str | None,
         unknown: int = -1,
+        scale: float = 1.0,
     ) -> RbfView:
         """Fit one SVM per learnable tag on its labelled rows, and keep the shared form.
 
@@ -67,6 +68,7 @@ class RbfView:
             C: The SVMs' inverse regularisation strength.
             class_weight: Passed to each SVM (``"balanced"`` by default upstream).
             unknown: The label of rows not judged for a tag.
+            scale: Multiplies sklearn's ``"scale"`` kernel width (larger: narrower kernels).
         """
         from sklearn.svm import SVC  # fitting only: tagging reads the arrays
 
@@ -83,7 +85,7 @@ class RbfView:
                 continue
             known = np.flatnonzero(Y[:, j] != unknown)
             var = float(X64[known].var())
-            gamma[j] = 1.0 / (X64.shape[1] * var) if var > 0 else 1.0  # sklearn's "scale"
+            gamma[j] = scale / (X64.shape[1] * var) if var > 0 else scale  # sklearn's "scale"
             svm = SVC(C=C, kernel="rbf", gamma=gamma[j], class_weight=class_weight)
             svm.fit(X64[known], Y[known, j])
             rows.append(known[svm.support_])
