@@ -61,3 +61,12 @@ def test_an_unknown_kernel_is_a_clear_error() -> None:
     X, Y = _data()
     with pytest.raises(ValueError, match="kernel must be 'rbf' or 'linear'"):
         TropeClassifier(kernel="poly").fit(X, Y)
+
+
+def test_a_classifier_saved_before_gamma_scale_existed_still_clones() -> None:
+    from sklearn.base import clone
+
+    old = TropeClassifier(tags=["a"])
+    del old.__dict__["gamma_scale"]  # as skops restores a head saved by an older release
+    assert old.get_params()["gamma_scale"] == 1.0
+    assert clone(old).gamma_scale == 1.0

@@ -90,6 +90,8 @@ class TropeClassifier(ClassifierMixin, BaseEstimator):
         max_iter: Solver iteration limit.
     """
 
+    gamma_scale = 1.0  # what get_params and clone read on classifiers saved before it existed
+
     def __init__(
         self,
         tags: list[str] | None = None,
