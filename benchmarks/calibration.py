@@ -57,6 +57,7 @@ ROUNDS = {
     "third round": ("devc6-", "devc7-", "devc8-"),
     "fourth round": ("devc9-", "devc10-", "devc11-"),
     "fifth round": ("devc12-", "devc13-", "devc14-", "wc15-", "wc16-"),
+    "sixth round": ("wc17-", "wc18-"),
 }
 """The confirmation set's rounds by work-id prefix (``data/confirm/README.md``): the second was
 judged after the first calibration was committed, the third to fifth after the model they
@@ -230,9 +231,10 @@ def main() -> None:
         + f"{len(set(work_new[rounds['second round']]))} works) was judged after the first "
         "calibration (71e447c) was committed, the third ("
         + f"{len(set(work_new[rounds['third round']]))} works), the fourth ("
-        + f"{len(set(work_new[rounds['fourth round']]))} works) and the fifth ("
+        + f"{len(set(work_new[rounds['fourth round']]))} works), the fifth ("
         + f"{len(set(work_new[rounds['fifth round']]))} works, 6 of them written for the "
-        "project) after the model they test "
+        "project) and the sixth ("
+        + f"{len(set(work_new[rounds['sixth round']]))} written) after the model they test "
         "(`data/confirm/README.md`); every alpha and calibration is chosen on the dev works "
         "alone, so the fresh works choose nothing. The shipped decisions (d >= 0) on the fresh "
         "works: "
