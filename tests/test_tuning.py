@@ -19,7 +19,15 @@ from tropeml.model.encoders import HashingEncoder
 from tropeml.model.persistence import load_head
 from tropeml.model.training import train
 from tropeml.serve.tagger import Tagger, load
-from tropeml.serve.tuning import GRID, choose, evidence, informative, target, tune
+from tropeml.serve.tuning import (
+    GRID,
+    UNCALIBRATED,
+    choose,
+    evidence,
+    informative,
+    target,
+    tune,
+)
 
 
 def _work(rng: random.Random, scenes: int, tag: str = "rain", n: int = 24) -> Work:
@@ -173,3 +181,21 @@ def test_the_cards_work_score_line_follows_the_rollup() -> None:
     assert "alpha 1e-16 / 0.015" in new and "5e-10" not in new
     assert "so a tag is shown from 0.44; prominence is the share" in new
     assert new.endswith("  text in passages over it.\n- Training data: x\n")
+
+
+def test_a_model_left_uncalibrated_gets_no_alpha_its_scores_cannot_resolve(
+    tiny_model: Path,
+) -> None:
+    head, _, taxonomy = load_head(tiny_model)
+    encoder = HashingEncoder(64)
+    rng = random.Random(4)
+    background = [make_passage(rng, [], 60) for _ in range(200)]
+    mu, sigma = fit_null(head.predict_proba(encoder.embed(background), background))
+    tagger = Tagger(head, taxonomy, encoder, null=(mu, sigma), k=2, mask_names=False)
+    assert tagger.calibration is None
+    # every work is full of rain and judged not to show it: the rule alone would go as deep
+    # as their evidence, and with no positive pair there is no calibration to fit
+    judged = {"rain": 0, "cake": -1, "sword": -1}
+    items = [DevItem(f"n{i}", "pd", _work(rng, 20), judged, "B") for i in range(8)]
+    rain = next(c for c in tune(tagger, items).choices if c.tag == "rain")
+    assert rain.alpha >= UNCALIBRATED

@@ -13,7 +13,8 @@ by the same written rule:
   rest), then moved :data:`MARGIN` of the way towards the weakest work it finds, keeping
   the same works found (:func:`choose`); the rate counts only works of the kinds that
   show the tag somewhere (:func:`informative`), and the evidence is kept in decades so
-  that it never saturates (:func:`work_evidence`);
+  that it never saturates (:func:`work_evidence`); a model left without a calibration,
+  which decides on ``1 - chance``, gets no alpha under :data:`UNCALIBRATED`;
 - **calibration**: one intercept and slope pooled over the tags, by maximum likelihood on
   every judged (work, tag) pair at the alphas chosen (:func:`fit_calibration`).
 
@@ -55,6 +56,10 @@ far below its observed rate: A/B/O's written look-alikes reach 1e-19 while the w
 show it sit beyond 1e-38, so the grid goes as deep as the chances (kept in logs) do."""
 
 AU_TAGS = ("mates", "alpha_beta_omega", "soulmates")
+
+UNCALIBRATED = 1e-15
+"""The smallest alpha a model without a calibration can use: it decides on ``1 - chance``,
+which float64 cannot tell from 1 for chances much under ``1e-16``."""
 
 MARGIN = 0.25
 """How far into the gap the chosen alpha moves (see :func:`choose`)."""
@@ -199,27 +204,31 @@ def tune(tagger: Tagger, items: Sequence[DevItem]) -> Tuning:
     E = work_evidence(log_c)
     kinds = [s.item.kind for s in scored]
     col = {t: j for j, t in enumerate(tagger.tags)}
-    alpha = tagger.alpha.copy()
-    choices = []
-    for t in items[0].judgments:
-        if t not in col:
-            continue
-        j = col[t]
-        y = informative(np.array([s.item.judgments[t] for s in scored]), kinds)
-        if (y == 0).any():
-            alpha[j] = choose(E[:, j], y, t)
-        fire = E[:, j] >= evidence(alpha[j])
-        choices.append(
-            TagChoice(
-                t,
-                float(tagger.alpha[j]),
-                float(alpha[j]),
-                int((fire & (y == 1)).sum()),
-                int((y == 1).sum()),
-                int((fire & (y == 0)).sum()),
-                int((y == 0).sum()),
+
+    def pick(floor: float) -> tuple[NDArray[np.float64], list[TagChoice]]:
+        alpha, choices = tagger.alpha.copy(), []
+        for t in items[0].judgments:
+            if t not in col:
+                continue
+            j = col[t]
+            y = informative(np.array([s.item.judgments[t] for s in scored]), kinds)
+            if (y == 0).any():
+                alpha[j] = max(choose(E[:, j], y, t), floor)
+            fire = E[:, j] >= evidence(alpha[j])
+            choices.append(
+                TagChoice(
+                    t,
+                    float(tagger.alpha[j]),
+                    float(alpha[j]),
+                    int((fire & (y == 1)).sum()),
+                    int((y == 1).sum()),
+                    int((fire & (y == 0)).sum()),
+                    int((y == 0).sum()),
+                )
             )
-        )
+        return alpha, choices
+
+    alpha, choices = pick(0.0)
     d, y_pairs = [], []
     for i, s in enumerate(scored):
         ahead = beyond(log_c[i], alpha)
@@ -233,6 +242,8 @@ def tune(tagger: Tagger, items: Sequence[DevItem]) -> Tuning:
     if 0 < sum(y_pairs) < len(y_pairs):
         fitted = fit_calibration(np.array(d), np.array(y_pairs))
         calib = fitted if fitted[1] > 0 else before
+    if calib is None:  # its decisions compare 1 - chance, which is 1.0 beyond UNCALIBRATED
+        _, choices = pick(UNCALIBRATED)
     return Tuning(choices, calib, before, len(items), len(d))
 
 
