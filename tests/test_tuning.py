@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -70,17 +71,22 @@ def test_informative_drops_the_trope_free_works_of_kinds_that_never_show_the_tag
     assert informative(none, ["pd", "pd", "written"]).tolist() == none.tolist()
 
 
+def _tagger(model: Path, rng: random.Random, floor: bool = False, **kw: Any) -> Tagger:
+    """The tiny model with a null from 200 filler passages (``floor``: kept off the extremes)."""
+    head, _, taxonomy = load_head(model)
+    encoder = HashingEncoder(64)
+    background = [make_passage(rng, [], 60) for _ in range(200)]
+    mu, sigma = fit_null(head.predict_proba(encoder.embed(background), background))
+    null = (np.maximum(mu, -8.0), np.maximum(sigma, 1.0)) if floor else (mu, sigma)
+    return Tagger(head, taxonomy, encoder, null=null, k=2, mask_names=False, **kw)
+
+
 def test_tune_chooses_alphas_that_find_the_works_and_a_positive_calibration(
     tiny_model: Path,
 ) -> None:
-    head, _, taxonomy = load_head(tiny_model)
-    encoder = HashingEncoder(64)
     rng = random.Random(3)
-    background = [make_passage(rng, [], 60) for _ in range(200)]
-    mu, sigma = fit_null(head.predict_proba(encoder.embed(background), background))
-    null = (np.maximum(mu, -8.0), np.maximum(sigma, 1.0))
     alpha = {"rain": 1e-12, "cake": 0.5, "sword": 0.05}  # far too strict / too loose
-    tagger = Tagger(head, taxonomy, encoder, null=null, alpha=alpha, k=2, mask_names=False)
+    tagger = _tagger(tiny_model, rng, floor=True, alpha=alpha)
     judged = {"rain": 1, "cake": -1, "sword": 0}
     items = [DevItem(f"r{i}", "pd", _work(rng, 4), judged, "B") for i in range(6)]
     items += [DevItem(f"n{i}", "pd", _work(rng, 0), judged | {"rain": 0}, "B") for i in range(10)]
@@ -186,12 +192,8 @@ def test_the_cards_work_score_line_follows_the_rollup() -> None:
 def test_a_model_left_uncalibrated_gets_no_alpha_its_scores_cannot_resolve(
     tiny_model: Path,
 ) -> None:
-    head, _, taxonomy = load_head(tiny_model)
-    encoder = HashingEncoder(64)
     rng = random.Random(4)
-    background = [make_passage(rng, [], 60) for _ in range(200)]
-    mu, sigma = fit_null(head.predict_proba(encoder.embed(background), background))
-    tagger = Tagger(head, taxonomy, encoder, null=(mu, sigma), k=2, mask_names=False)
+    tagger = _tagger(tiny_model, rng)
     assert tagger.calibration is None
     # every work is full of rain and judged not to show it: the rule alone would go as deep
     # as their evidence, and with no positive pair there is no calibration to fit
