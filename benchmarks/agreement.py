@@ -142,10 +142,7 @@ def main() -> None:
     }
     items = [it for it in load_dev_works(ROOT / "data" / "confirm") if it.id in second]
     tagger = load(None)
-    fired = {}
-    for s in score_items(tagger, items):
-        w = tagger.work_scores(s.scores) >= tagger.work_thresholds
-        fired[s.item.id] = {t: bool(w[tagger.tags.index(t)]) for t in TAGS}
+    fired = {s.item.id: {t: t in s.fired for t in TAGS} for s in score_items(tagger, items)}
     lines = [
         "# Two judges, on the fresh works and on the dev passages",
         "",

@@ -42,12 +42,8 @@ REPS = 2000
 
 def decisions(folder: str, items: list[DevItem]) -> NDArray[np.bool_]:
     """Which required tags the model in ``folder`` gives each work, shape ``(works, 10)``."""
-    tagger = load(folder)
-    col = [tagger.tags.index(t) for t in REQUIRED_TAGS]
-    out = []
-    for s in score_items(tagger, items):
-        out.append((tagger.work_scores(s.scores) >= tagger.work_thresholds)[col])
-    return np.array(out)
+    scored = score_items(load(folder), items)
+    return np.array([[t in s.fired for t in REQUIRED_TAGS] for s in scored])
 
 
 def counts(F: NDArray[np.bool_], Y: NDArray[np.int_]) -> NDArray[np.int_]:

@@ -1,7 +1,8 @@
 """Compare two model folders (two encoder tiers) on the dev set and the fresh works.
 
-For each model, as ``tropeml tag`` serves it: every dev passage's best window, and the chance
-score of every dev work and fresh work (``data/confirm``). Then:
+For each model, as ``tropeml tag`` serves it: every dev passage's best window, and the work
+evidence in decades (``tuning.work_evidence``) of every dev work and fresh work
+(``data/confirm``). Then:
 
 - passage AP per tag, core AP and all-8 AP, and the paired book-bootstrap CI of the second
   model minus the first (and, for information, of the two models' passage logits averaged);
@@ -9,8 +10,8 @@ score of every dev work and fresh work (``data/confirm``). Then:
   :func:`tropeml.serve.tuning.choose` (the first also with the alphas in its config): dev
   recall in-sample and held out (``benchmarks/alpha.py``'s split halves), per-tag held-out
   false-tag rates, and found / false on the fresh works, which chose nothing;
-- the two work scores averaged on ``-log10(1 - score)`` (second model's weight 0.3, 0.5,
-  0.7), alphas chosen the same way;
+- the two models' work evidence averaged (second model's weight 0.3, 0.5, 0.7), alphas
+  chosen the same way;
 - paired bootstrap CIs over fresh works of each candidate's recall and false-tag rate minus
   the first model's (as configured).
 
