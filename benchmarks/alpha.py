@@ -36,7 +36,7 @@ from tropeml.io.devset import REQUIRED_TAGS, load_dev_works
 from tropeml.model.decision import log_chance
 from tropeml.serve.deveval import score_items
 from tropeml.serve.tagger import load
-from tropeml.serve.tuning import GRID, MARGIN, choose, evidence, informative, work_evidence
+from tropeml.serve.tuning import GRID, MARGIN, choose, evidence, judged, work_evidence
 
 __all__ = ["GRID", "choose", "held_out", "rates"]  # variants.py imports these from here
 
@@ -70,7 +70,7 @@ def held_out(
     Args:
         W: Work evidence in decades (``tuning.work_evidence``), shape ``(works, T)``.
         Y: Judgments per required tag, each shape ``(works,)``: 1, 0 or -1 (after
-            ``tuning.informative``).
+            ``tuning.judged``).
         col: Column of ``W`` for each tag.
         margin: As for :func:`choose`.
     """
@@ -110,11 +110,7 @@ def main() -> None:
     scored = score_items(tagger, items)
     col = {t: j for j, t in enumerate(tagger.tags)}
     W = work_evidence(np.array([log_chance(s.scores, mu, sigma, tagger.k) for s in scored]))
-    kinds = [s.item.kind for s in scored]
-    Y = {
-        t: informative(np.array([s.item.judgments[t] for s in scored]), kinds)
-        for t in REQUIRED_TAGS
-    }
+    Y = judged([s.item for s in scored], REQUIRED_TAGS)
     chosen = {t: choose(W[:, col[t]], Y[t], t, args.margin) for t in REQUIRED_TAGS}
 
     n = len(items)

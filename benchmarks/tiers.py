@@ -39,7 +39,7 @@ from tropeml.io.devset import REQUIRED_TAGS, load_dev_passages, load_dev_works
 from tropeml.model.decision import log_chance
 from tropeml.serve.deveval import score_items
 from tropeml.serve.tagger import load
-from tropeml.serve.tuning import choose, evidence, informative, work_evidence
+from tropeml.serve.tuning import choose, evidence, judged, work_evidence
 
 CORE = ("hurt_comfort", "fake_death", "reunion", "soulmates")
 PASSAGE_TAGS = tuple(t for t in REQUIRED_TAGS if t not in ("mates", "alpha_beta_omega"))
@@ -65,11 +65,7 @@ def capture(folder: str, out: str) -> None:
         scored = score_items(tagger, items)
         res[name + "_ids"] = [s.item.id for s in scored]
         res[name + "_book"] = [s.item.title for s in scored]
-        kinds = [s.item.kind for s in scored]
-        res[name + "_J"] = {
-            t: informative(np.array([s.item.judgments.get(t, -1) for s in scored]), kinds)
-            for t in REQUIRED_TAGS
-        }
+        res[name + "_J"] = judged([s.item for s in scored], REQUIRED_TAGS)
         if name == "pass":
             res["pass_best"] = np.array([s.scores.max(axis=0) for s in scored])
         else:

@@ -55,7 +55,7 @@ from tropeml.model import encoders, training
 from tropeml.model.backends import load_encoder
 from tropeml.model.classifier import TropeClassifier
 from tropeml.model.decision import fit_null, log_chance
-from tropeml.serve.tuning import informative, work_evidence
+from tropeml.serve.tuning import judged, work_evidence
 
 CORE = ("hurt_comfort", "fake_death", "reunion", "soulmates")
 PASSAGE_TAGS = tuple(t for t in REQUIRED_TAGS if t not in ("mates", "alpha_beta_omega"))
@@ -99,11 +99,7 @@ def capture(data: str, out: str, window: int | None, encoder: str | None = None)
         t: np.array([it.judgments.get(t, -1) for it in dev_passages]) for t in REQUIRED_TAGS
     }
     rows["dev_w"] = [passages(it.work) for it in dev_works]
-    kinds = [it.kind for it in dev_works]
-    rows["dev_w_J"] = {
-        t: informative(np.array([it.judgments[t] for it in dev_works]), kinds)
-        for t in REQUIRED_TAGS
-    }
+    rows["dev_w_J"] = judged(dev_works, REQUIRED_TAGS)
     with open(out + ".rows.pkl", "wb") as fh:
         pickle.dump(rows, fh)
     print(f"{out}: {len(rows['Y'])} training rows, {len(rows['BX'])} background passages")

@@ -26,6 +26,7 @@ from tropeml.serve.tuning import (
     choose,
     evidence,
     informative,
+    judged,
     target,
     tune,
 )
@@ -69,6 +70,13 @@ def test_informative_drops_the_trope_free_works_of_kinds_that_never_show_the_tag
     assert informative(both, ["written", "written", "pd", "pd", "pd"]).tolist() == both.tolist()
     none = np.array([0, 0, 0])  # nothing shows the tag: nothing to go by, nothing dropped
     assert informative(none, ["pd", "pd", "written"]).tolist() == none.tolist()
+    work = parse_text("A line.", source="w")
+    items = [
+        DevItem("a", "written", work, {"mates": 1}, "T"),
+        DevItem("b", "pd", work, {"mates": 0}, "T"),
+        DevItem("c", "written", work, {}, "T"),
+    ]
+    assert {t: y.tolist() for t, y in judged(items, ["mates"]).items()} == {"mates": [1, -1, -1]}
 
 
 def _tagger(model: Path, rng: random.Random, floor: bool = False, **kw: Any) -> Tagger:

@@ -105,6 +105,19 @@ def informative(y: NDArray[np.int_], kinds: Sequence[str]) -> NDArray[np.int_]:
     return np.where((y == 0) & ~np.isin(k, k[y == 1]), -1, y)
 
 
+def judged(items: Sequence[DevItem], tags: Sequence[str]) -> dict[str, NDArray[np.int_]]:
+    """Each tag's judgments of ``items`` as the rule counts them (:func:`informative`).
+
+    Returns:
+        Per tag, shape ``(items,)``: 1, 0 or -1 (unknown, unjudged, or a trope-free work of
+        a kind that never shows the tag).
+    """
+    kinds = [it.kind for it in items]
+    return {
+        t: informative(np.array([it.judgments.get(t, -1) for it in items]), kinds) for t in tags
+    }
+
+
 def choose(ev: NDArray[np.float64], y: NDArray[np.int_], tag: str, margin: float = MARGIN) -> float:
     """The alpha for ``tag``: met target, then a margin inside the gap the works leave.
 
@@ -202,16 +215,13 @@ def tune(tagger: Tagger, items: Sequence[DevItem]) -> Tuning:
     scored = score_items(tagger, items)
     log_c = np.array([log_chance(s.scores, mu, sigma, tagger.k) for s in scored])
     E = work_evidence(log_c)
-    kinds = [s.item.kind for s in scored]
     col = {t: j for j, t in enumerate(tagger.tags)}
+    J = judged([s.item for s in scored], [t for t in items[0].judgments if t in col])
 
     def pick(floor: float) -> tuple[NDArray[np.float64], list[TagChoice]]:
         alpha, choices = tagger.alpha.copy(), []
-        for t in items[0].judgments:
-            if t not in col:
-                continue
+        for t, y in J.items():
             j = col[t]
-            y = informative(np.array([s.item.judgments[t] for s in scored]), kinds)
             if (y == 0).any():
                 alpha[j] = max(choose(E[:, j], y, t), floor)
             fire = E[:, j] >= evidence(alpha[j])
