@@ -58,6 +58,7 @@ ROUNDS = {
     "fourth round": ("devc9-", "devc10-", "devc11-"),
     "fifth round": ("devc12-", "devc13-", "devc14-", "wc15-", "wc16-"),
     "sixth round": ("wc17-", "wc18-"),
+    "seventh round": ("devc19-", "devc20-", "devc21-"),
 }
 """The confirmation set's rounds by work-id prefix (``data/confirm/README.md``): the second was
 judged after the first calibration was committed, the third to fifth after the model they
