@@ -1,6 +1,8 @@
-"""The real-prose development set (``data/dev/``): judged passages and judged whole works.
+"""Judged passages and judged whole works: the real-prose dev set and its kin.
 
-Used to choose models, rules and thresholds, never to fit them (see ``data/dev/README.md``).
+``data/dev/`` chooses models, rules and thresholds and never fits them (see
+``data/dev/README.md``); ``data/confirm/`` (fresh works) only reports; ``data/judged/`` (whole
+works judged the same way) is training data. All three share one format:
 
 - ``passages.jsonl``: public-domain passages with provenance, each judged ``yes``, ``no``
   or ``unknown`` for every required tag.
@@ -46,6 +48,7 @@ class DevItem:
         work: The text, as a :class:`Work`.
         judgments: Per required tag: 1 shows it, 0 does not, -1 unknown.
         title: Book or work title.
+        book: The source it was cut from (its repository; the text file when there is none).
     """
 
     id: str
@@ -53,14 +56,18 @@ class DevItem:
     work: Work
     judgments: dict[str, int]
     title: str
+    book: str = ""
 
 
-def _judgments(obj: dict[str, object], where: str) -> dict[str, int]:
+def _judgments(
+    obj: dict[str, object], where: str, required: tuple[str, ...] | None = REQUIRED_TAGS
+) -> dict[str, int]:
     raw = obj.get("judgments")
-    if not isinstance(raw, dict) or set(raw) != set(REQUIRED_TAGS):
-        raise TropemlError(f"{where}: 'judgments' must judge exactly {', '.join(REQUIRED_TAGS)}")
+    if not isinstance(raw, dict) or (required is not None and set(raw) != set(required)):
+        need = "exactly " + ", ".join(required) if required else "tags"
+        raise TropemlError(f"{where}: 'judgments' must judge {need}")
     try:
-        return {t: _VALUE[str(raw[t])] for t in REQUIRED_TAGS}
+        return {str(t): _VALUE[str(raw[t])] for t in (required or raw)}
     except KeyError as exc:
         raise TropemlError(f"{where}: judgments are yes, no or unknown, not {exc}") from None
 
@@ -91,8 +98,15 @@ def load_dev_passages(dev_dir: str | Path = "data/dev") -> list[DevItem]:
     return items
 
 
-def load_dev_works(dev_dir: str | Path = "data/dev") -> list[DevItem]:
-    """Load the judged dev works (``works/*.jsonl``; paths in ``file`` are repo-relative)."""
+def load_dev_works(
+    dev_dir: str | Path = "data/dev", required: tuple[str, ...] | None = REQUIRED_TAGS
+) -> list[DevItem]:
+    """Load the judged whole works of ``dev_dir/works/*.jsonl`` (none without that folder).
+
+    ``file`` paths are relative to the folder two levels above ``dev_dir``: the project root
+    for ``data/dev``, ``data/confirm`` and ``data/judged``. Each work must judge exactly the
+    ``required`` tags (``None``: any tags; training checks them against its taxonomy).
+    """
     dev_dir = Path(dev_dir)
     root = dev_dir.resolve().parent.parent
     items = []
@@ -103,7 +117,15 @@ def load_dev_works(dev_dir: str | Path = "data/dev") -> list[DevItem]:
                 raise TropemlError(f"{where}: {file} is missing")
             kind = "written" if obj.get("source") == "written" else "pd"
             work = parse_text(file.read_text(encoding="utf-8"), source=str(obj["file"]))
+            book = str(obj.get("repo") or obj["file"])
             items.append(
-                DevItem(str(obj["id"]), kind, work, _judgments(obj, where), str(obj["title"]))
+                DevItem(
+                    str(obj["id"]),
+                    kind,
+                    work,
+                    _judgments(obj, where, required),
+                    str(obj["title"]),
+                    book,
+                )
             )
     return items

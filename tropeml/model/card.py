@@ -10,7 +10,7 @@ from typing import Any
 from tropeml.core.taxonomy import Taxonomy
 from tropeml.io.sources import LabelledWork, Sources
 from tropeml.model.classifier import TropeClassifier
-from tropeml.model.dataset import ANSWER, EXEMPLAR, SEED, WORK, TrainingSet
+from tropeml.model.dataset import ANSWER, EXEMPLAR, JUDGED, SEED, WORK, TrainingSet
 from tropeml.model.encoders import encoder_id
 from tropeml.model.evaluation import EvalReport, nan_to_none
 from tropeml.model.mil import WorkCheck
@@ -62,6 +62,7 @@ def model_config(
             "n_rows": len(ts),
             "n_seed_passages": ts.kinds.count(SEED),
             "n_exemplars": ts.kinds.count(EXEMPLAR),
+            "n_judged_passages": ts.kinds.count(JUDGED),
             "positives": ts.counts(),
         },
         "evaluation": evaluation,
@@ -134,8 +135,8 @@ Tags fan-fiction passages with tropes and rolls them up to work-level tags with 
   text in passages over the tag's passage threshold.
 - Training data: {ts.kinds.count(SEED)} labelled passages of
   {len({g for g, k in zip(ts.groups, ts.kinds, strict=True) if k == SEED})} seed fics and
-  {ts.kinds.count(EXEMPLAR)} hand-written exemplar passages; data hash
-  `{ts.data_hash[:16]}`.
+  {ts.kinds.count(EXEMPLAR)} exemplar passages (written for the project, or public-domain
+  with provenance){_judged_line(ts)}; data hash `{ts.data_hash[:16]}`.
 
 ## Tags and training counts
 
@@ -162,6 +163,18 @@ def refresh_work_score(card: str, rollup: dict[str, Any]) -> str:
         card,
         count=1,
         flags=re.MULTILINE,
+    )
+
+
+def _judged_line(ts: TrainingSet) -> str:
+    """The card's words for the judged whole works' passages (empty when there are none)."""
+    n = ts.kinds.count(JUDGED)
+    books = {g for g, k in zip(ts.groups, ts.kinds, strict=True) if k == JUDGED}
+    return (
+        f", and {n} passages of whole works from {len(books)} books judged per tag "
+        "(negatives for the tags each work does not show)"
+        if n
+        else ""
     )
 
 

@@ -6,6 +6,8 @@ Every kind of label becomes rows of one :class:`TrainingSet`, with a target per 
 - ``seed``: passages of a fic with span labels;
 - ``exemplar``: written passages;
 - ``answer``: passages answered yes/no in ``tropeml label``;
+- ``judged``: passages of whole works judged per tag (``data/judged/``): each is negative
+  for every tag its work is judged not to show anywhere, unknown for the rest;
 - ``work``: passages of fics labelled only at work level (author tags). They start as
   :class:`WorkBag` (every passage unknown) and become rows once multiple-instance selection
   (:mod:`tropeml.model.mil`) has chosen their positives.
@@ -25,6 +27,7 @@ from numpy.typing import NDArray
 from tropeml.core.errors import TropemlError
 from tropeml.core.taxonomy import Taxonomy
 from tropeml.core.types import UNKNOWN
+from tropeml.io.devset import load_dev_works
 from tropeml.io.labels import load_exemplars, load_span_labels, span_targets
 from tropeml.io.readers import DEFAULT_MAX_BYTES, read_work
 from tropeml.io.sources import LabelledWork, load_answers
@@ -38,6 +41,8 @@ ANSWER = "answer"
 """Row kind: a passage answered yes/no in ``tropeml label``."""
 WORK = "work"
 """Row kind: a passage of a work labelled by its author's tags (multiple-instance)."""
+JUDGED = "judged"
+"""Row kind: a passage of a whole work judged per tag (negatives only)."""
 
 
 @dataclass
@@ -87,8 +92,9 @@ def build_training_set(
     count_tokens: Any = count_words,
     max_tokens: int = 254,
     mask_names: bool = True,
+    judged_dir: str | Path | None = None,
 ) -> TrainingSet:
-    """Turn span labels and exemplars into training rows.
+    """Turn span labels, exemplars and judged whole works into training rows.
 
     Args:
         taxonomy: Defines the tags (columns).
@@ -99,6 +105,8 @@ def build_training_set(
         max_tokens: The encoder's token budget.
         mask_names: Replace character and place names with stand-ins (see
             :mod:`tropeml.text.masking`) in the text that gets embedded.
+        judged_dir: Folder of judged whole works (``works/*.jsonl``, as ``data/dev``):
+            every passage becomes a row, grouped by its book (:func:`judged_targets`).
     """
     root = Path(root)
     tags = taxonomy.ids
@@ -140,6 +148,22 @@ def build_training_set(
                 groups.append(ex.group)
                 kinds.append(EXEMPLAR)
                 blocks.append(row[None, :])
+    if judged_dir is not None:
+        for path in sorted((Path(judged_dir) / "works").glob("*.jsonl")):
+            digest.update(path.read_bytes())
+            files.append(_relative(path, root))
+        for item in load_dev_works(judged_dir, required=None):
+            taxonomy.check_ids(list(item.judgments), f"{item.id} (judged work)")
+            row = judged_targets(item.judgments, taxonomy)
+            mask_work = masker(work_names(item.work) if mask_names else {})
+            passages = split_passages(item.work, count_tokens, max_tokens)
+            if not passages or not (row != UNKNOWN).any():
+                continue
+            digest.update(item.work.text.encode())
+            chunks += [[mask_work(p.text)] for p in passages]
+            groups += [item.book] * len(passages)
+            kinds += [JUDGED] * len(passages)
+            blocks.append(np.repeat(row[None, :], len(passages), axis=0))
     if not chunks:
         raise TropemlError("no labelled passages found: add span labels or exemplars")
     Y_all = np.concatenate(blocks).astype(np.int8)
@@ -167,6 +191,15 @@ def exemplar_targets(
         ],
         dtype=np.int8,
     )
+
+
+def judged_targets(judgments: dict[str, int], taxonomy: Taxonomy) -> NDArray[np.int8]:
+    """Targets of each passage of a judged work, shape ``(T,)``.
+
+    0 where the work is judged not to show the tag anywhere; else unknown (where it shows
+    the tag, which of its passages do is not known).
+    """
+    return np.array([0 if judgments.get(t) == 0 else UNKNOWN for t in taxonomy.ids], dtype=np.int8)
 
 
 def _relative(path: Path, root: Path) -> str:

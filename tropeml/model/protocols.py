@@ -63,7 +63,8 @@ def prepare(
     """Load ``data_dir``, build the training set and embed it (through the cache).
 
     Args:
-        data_dir: Holds ``tropes.toml``, ``labels/*.jsonl`` and ``exemplars/*.jsonl``.
+        data_dir: Holds ``tropes.toml``, ``labels/*.jsonl``, ``exemplars/*.jsonl`` and
+            (optionally) ``judged/works/*.jsonl``.
         root: Folder that span labels' file paths are relative to (default: the data
             folder's parent, the project root).
         encoder: Encoder to use (default: :func:`default_encoder`).
@@ -82,6 +83,7 @@ def prepare(
         root=root,
         count_tokens=getattr(base, "count_tokens", count_words),
         max_tokens=int(getattr(base, "max_tokens", 254)),
+        judged_dir=data_dir / "judged",
     )
     X = embed_training_set(ts, enc)
     prototypes = embed_prototypes(taxonomy, enc)
@@ -132,7 +134,8 @@ def evaluate(
     """Cross-validate tropeml's classifier on ``data_dir`` without saving a model.
 
     Args:
-        data_dir: Holds ``tropes.toml``, ``labels/*.jsonl`` and ``exemplars/*.jsonl``.
+        data_dir: Holds ``tropes.toml``, ``labels/*.jsonl``, ``exemplars/*.jsonl`` and
+            (optionally) ``judged/works/*.jsonl``.
         root: Folder that span labels' file paths are relative to (default: the data
             folder's parent).
         protocol: One of :data:`PROTOCOLS`.
