@@ -36,9 +36,9 @@ from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from alpha import held_out, rates  # the work-rule benchmark's split halves
-from quality import SEED_VALUE, ap_fast, boot_samples, git
+from quality import SEED_VALUE, ap_fast, boot_samples, git, passage_eval
 
-from tropeml.io.devset import CORE_TAGS, REQUIRED_TAGS, DevItem, load_dev_passages, load_dev_works
+from tropeml.io.devset import REQUIRED_TAGS, DevItem, load_dev_passages, load_dev_works
 from tropeml.model.dataset import background_rows
 from tropeml.model.decision import fit_null, log_chance
 from tropeml.serve.tagger import Tagger, load
@@ -51,7 +51,6 @@ WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 REPS = 1000
 PASSAGE_TAGS = [t for t in REQUIRED_TAGS if t not in ("mates", "alpha_beta_omega")]
 """The eight tags the dev passages are judged for (no public-domain passage shows the AU tags)."""
-PASSAGE_CORE = [t for t in CORE_TAGS if t in PASSAGE_TAGS]
 
 
 class Scales:
@@ -124,7 +123,7 @@ def averaged(a: Array, b: Array) -> Array:
 
 
 def passage_table(
-    rules: dict[str, Array], items: list[DevItem], col: dict[str, int], base: str
+    rules: dict[str, Array], items: list[DevItem], tags: list[str], base: str
 ) -> list[str]:
     """AP rows of each rule, and the paired book-bootstrap CI of each against ``base``."""
     samples = boot_samples([it.title for it in items], REPS)
@@ -132,41 +131,32 @@ def passage_table(
         "| rule | core AP | all-8 AP | " + " | ".join(PASSAGE_TAGS) + " |",
         "|---|---:|---:|" + "---:|" * len(PASSAGE_TAGS),
     ]
-    cores: dict[str, NDArray[np.float64]] = {}
-    for name, best in rules.items():
-        aps, boots = {}, {}
-        for tag in PASSAGE_TAGS:
-            y = np.array([it.judgments[tag] for it in items])
-            ok = y != -1
-            aps[tag] = ap_fast(y[ok], best[ok, col[tag]])
-            boots[tag] = np.array([ap_fast(y[i][ok[i]], best[i][ok[i], col[tag]]) for i in samples])
-        cores[name] = np.nanmean([boots[t] for t in PASSAGE_CORE], axis=0)
-        core = np.mean([aps[t] for t in PASSAGE_CORE])
+    evals = {name: passage_eval(best, items, tags, samples) for name, best in rules.items()}
+    for name, ev in evals.items():
         lines.append(
-            f"| {name} | {core:.3f} | {np.mean(list(aps.values())):.3f} | "
-            + " | ".join(f"{aps[t]:.2f}" for t in PASSAGE_TAGS)
+            f"| {name} | {ev.ap['core']:.3f} | {np.mean([ev.ap[t] for t in PASSAGE_TAGS]):.3f} | "
+            + " | ".join(f"{ev.ap[t]:.2f}" for t in PASSAGE_TAGS)
             + " |"
         )
     lines += [
         "",
         f"Core AP minus {base}'s, paired 95% CI over books ({REPS} resamples, seed {SEED_VALUE}):",
     ]
-    for name in rules:
+    for name, ev in evals.items():
         if name != base:
-            lo, hi = np.nanpercentile(cores[name] - cores[base], [2.5, 97.5])
+            lo, hi = np.nanpercentile(ev.boot["core"] - evals[base].boot["core"], [2.5, 97.5])
             lines.append(f"- {name}: [{lo:+.3f}, {hi:+.3f}]")
     return [*lines, ""]
 
 
 def passage_section(scales: Scales, items: list[DevItem], also: Scales | None = None) -> list[str]:
     """Passage AP tables for one chunk size (and, with ``also``, the two models averaged)."""
-    col = {t: j for j, t in enumerate(scales.tagger.tags)}
     rules = best_scores(scales, items)
     base = "window (shipped)"
     lines = [
         f"### Chunks of at most {scales.tokens} tokens ({scales.chunks} chunks)",
         "",
-        *passage_table(rules, items, col, base),
+        *passage_table(rules, items, scales.tagger.tags, base),
     ]
     if also is not None:
         other = best_scores(also, items)
@@ -192,7 +182,7 @@ def passage_section(scales: Scales, items: list[DevItem], also: Scales | None = 
             *passage_table(
                 {"window (shipped)": rules["window (shipped)"]} | both,
                 items,
-                col,
+                scales.tagger.tags,
                 "window (shipped)",
             ),
         ]
