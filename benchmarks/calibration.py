@@ -60,6 +60,7 @@ ROUNDS = {
     "sixth round": ("wc17-", "wc18-"),
     "seventh round": ("devc19-", "devc20-", "devc21-"),
     "eighth round": ("devc24-", "wc22-", "wc23-"),
+    "ninth round": ("devc25-", "devc26-"),
 }
 """The confirmation set's rounds by work-id prefix (``data/confirm/README.md``): the second was
 judged after the first calibration was committed, the third to fifth after the model they
