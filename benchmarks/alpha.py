@@ -63,6 +63,8 @@ def held_out(
     Y: dict[str, NDArray[np.int_]],
     col: dict[str, int],
     margin: float = MARGIN,
+    kinds: NDArray[np.str_] | None = None,
+    within: NDArray[np.bool_] | None = None,
 ) -> dict[str, list[tuple[int, int, int, int]]]:
     """What choosing costs: per tag, the :func:`rates` on one half of the works at the alpha
     chosen on the other, both ways, :data:`SPLITS` random splits (seed 0).
@@ -73,6 +75,9 @@ def held_out(
             ``tuning.judged``).
         col: Column of ``W`` for each tag.
         margin: As for :func:`choose`.
+        kinds: Each work's kind, shape ``(works,)``, to hold the target on each kind too
+            (``tropeml tune --per-kind``); ``None`` pools them.
+        within: Measure only on these works, shape ``(works,)`` (default: all).
     """
     rng = np.random.default_rng(0)
     n = len(W)
@@ -82,7 +87,9 @@ def held_out(
         for a, b in ((perm[: n // 2], perm[n // 2 :]), (perm[n // 2 :], perm[: n // 2])):
             for t in REQUIRED_TAGS:
                 s, y = W[:, col[t]], Y[t]
-                held[t].append(rates(s[b], y[b], choose(s[a], y[a], t, margin)))
+                k = None if kinds is None else kinds[a]
+                b = b if within is None else b[within[b]]
+                held[t].append(rates(s[b], y[b], choose(s[a], y[a], t, margin, k)))
     return held
 
 
@@ -101,6 +108,11 @@ def main() -> None:
         default=[Path("data/dev")],
         help="folders laid out like data/dev whose works choose (default: data/dev)",
     )
+    parser.add_argument(
+        "--per-kind",
+        action="store_true",
+        help="hold each target on each kind of work too (tropeml tune --per-kind)",
+    )
     args = parser.parse_args()
     tagger = load(args.model)
     if tagger.null is None:
@@ -111,10 +123,12 @@ def main() -> None:
     col = {t: j for j, t in enumerate(tagger.tags)}
     W = work_evidence(np.array([log_chance(s.scores, mu, sigma, tagger.k) for s in scored]))
     Y = judged([s.item for s in scored], REQUIRED_TAGS)
-    chosen = {t: choose(W[:, col[t]], Y[t], t, args.margin) for t in REQUIRED_TAGS}
+    every = np.array([s.item.kind for s in scored])
+    kinds = every if args.per_kind else None
+    chosen = {t: choose(W[:, col[t]], Y[t], t, args.margin, kinds) for t in REQUIRED_TAGS}
 
     n = len(items)
-    held = held_out(W, Y, col, args.margin)
+    held = held_out(W, Y, col, args.margin, kinds)
 
     commit = git("rev-parse", "--short", "HEAD")
     lines = [
@@ -128,8 +142,14 @@ def main() -> None:
         "show the tag (`informative`: public-domain prose is left out for the AU tags) "
         "is at most 5% (mates, alpha_beta_omega, soulmates) "
         f"or 10% (the rest), then moved {args.margin} of the way (in -log10 alpha) towards the "
-        "weakest work it finds with the tag, keeping the same works found (`choose`). "
-        "Held out: alphas chosen on a random half of the works and "
+        "weakest work it finds with the tag, keeping the same works found (`choose`)"
+        + (
+            "; the target also holds on each kind of work (public-domain, written) with at "
+            "least 1/target trope-free works (`tropeml tune --per-kind`). "
+            if args.per_kind
+            else ". "
+        )
+        + "Held out: alphas chosen on a random half of the works and "
         f"measured on the other, both ways, {SPLITS} splits (means).",
         "",
         "| tag | alpha | recall (in-sample) | false-tag rate (in-sample) "
@@ -151,9 +171,22 @@ def main() -> None:
     lines += [
         f"| **pooled recall** | | {tp_in / pos_in:.2f} | | {tp_out / pos_out:.2f} | |",
         "",
+        "Pooled over the ten tags, by kind of work (recall, false-tag rate):",
+        "",
     ]
+    for kind in np.unique(every):
+        m = every == kind
+        c_in = np.sum([rates(W[m, col[t]], Y[t][m], chosen[t]) for t in REQUIRED_TAGS], axis=0)
+        h_k = held_out(W, Y, col, args.margin, kinds, within=m)
+        c_out = np.sum([np.sum(h_k[t], axis=0) for t in REQUIRED_TAGS], axis=0)
+        lines.append(
+            f"- {kind} ({int(m.sum())} works): in-sample {c_in[0] / c_in[1]:.3f}, "
+            f"{c_in[2] / c_in[3]:.3f}; held out {c_out[0] / c_out[1]:.3f}, "
+            f"{c_out[2] / c_out[3]:.3f}"
+        )
+    lines.append("")
     if args.margin:  # what the margin costs and buys, against alphas chosen at the edge
-        edge = held_out(W, Y, col, 0.0)
+        edge = held_out(W, Y, col, 0.0, kinds)
         tp_e = sum(r[0] for t in REQUIRED_TAGS for r in edge[t])
         pos_e = sum(r[1] for t in REQUIRED_TAGS for r in edge[t])
         ftr = " ".join(

@@ -27,6 +27,7 @@ from tropeml.serve.tuning import (
     evidence,
     informative,
     judged,
+    meets,
     target,
     tune,
 )
@@ -60,6 +61,23 @@ def test_choose_separates_works_far_beyond_float64s_resolution() -> None:
     alpha = choose(ev, y, "alpha_beta_omega")
     assert 1e-39 < alpha < 1e-19
     assert (pos >= evidence(alpha)).all() and not (neg >= evidence(alpha)).any()
+
+
+def test_per_kind_the_target_holds_on_each_kind_with_enough_trope_free_works() -> None:
+    # 20 public-domain works without the tag, 3 of them look-alikes at 2.5 decades; 30
+    # written works without it, all far under; 4 works show it, at 4 decades
+    pd_neg, wr_neg = np.r_[np.full(3, 2.5), np.zeros(17)], np.zeros(30)
+    ev = np.r_[pd_neg, wr_neg, np.full(4, 4.0)]
+    y = np.r_[np.zeros(50, int), np.ones(4, int)]
+    kinds = ["pd"] * 20 + ["written"] * 30 + ["pd"] * 4
+    pooled, per_kind = choose(ev, y, "reunion", margin=0), choose(ev, y, "reunion", 0, kinds)
+    assert ev[:20][:3].min() >= evidence(pooled)  # pooled: 3 of 50 = 6%, fires on 15% of pd
+    assert not (pd_neg >= evidence(per_kind)).any() and (ev[-4:] >= evidence(per_kind)).all()
+    fired = ev >= evidence(pooled)
+    assert meets(fired, y, "reunion") and not meets(fired, y, "reunion", kinds)
+    # a kind with fewer than 1/target trope-free works is not measured on its own
+    small = ["pd"] * 5 + ["written"] * 49
+    assert meets(np.r_[np.ones(1, bool), np.zeros(53, bool)], y, "reunion", small)
 
 
 def test_informative_drops_the_trope_free_works_of_kinds_that_never_show_the_tag() -> None:

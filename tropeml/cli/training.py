@@ -213,6 +213,14 @@ def tune(
         bool,
         typer.Option("--overwrite-default", help="Allow tuning the shipped default model."),
     ] = False,
+    per_kind: Annotated[
+        bool,
+        typer.Option(
+            "--per-kind",
+            help="Also hold each tag's target on each kind of work (public-domain, "
+            "written) with enough trope-free works to measure it.",
+        ),
+    ] = False,
     no_cache: NoCacheOpt = False,
     backend: EvalBackendOpt = None,
 ) -> None:
@@ -241,7 +249,7 @@ def tune(
             "see data/dev/README.md)"
         )
     tagger = load(folder, cache=not no_cache, backend=backend_from(backend, "auto"))
-    result = run_tune(tagger, load_dev_works(works))
+    result = run_tune(tagger, load_dev_works(works), per_kind=per_kind)
     typer.echo(f"{result.works} judged works, {result.pairs} judged (work, tag) pairs")
     typer.echo(f"{'tag':18} {'alpha':>19}  found  false tags")
     for c in result.choices:

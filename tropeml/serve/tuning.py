@@ -57,6 +57,9 @@ show it sit beyond 1e-38, so the grid goes as deep as the chances (kept in logs)
 
 AU_TAGS = ("mates", "alpha_beta_omega", "soulmates")
 
+Kinds = Sequence[str] | NDArray[np.str_] | None
+"""Each work's kind (:attr:`~tropeml.io.devset.DevItem.kind`), or ``None`` to pool them."""
+
 UNCALIBRATED = 1e-15
 """The smallest alpha a model without a calibration can use: it decides on ``1 - chance``,
 which float64 cannot tell from 1 for chances much under ``1e-16``."""
@@ -118,7 +121,38 @@ def judged(items: Sequence[DevItem], tags: Sequence[str]) -> dict[str, NDArray[n
     }
 
 
-def choose(ev: NDArray[np.float64], y: NDArray[np.int_], tag: str, margin: float = MARGIN) -> float:
+def meets(fired: NDArray[np.bool_], y: NDArray[np.int_], tag: str, kinds: Kinds = None) -> bool:
+    """Whether firing ``fired`` meets ``tag``'s false-tag target on the works judged ``y``.
+
+    Pooled over the trope-free works, and, given ``kinds``, also on each kind of work with
+    enough trope-free works to measure it (at least ``1 / target``: 10 for the prose tags,
+    20 for the AU tags), so that easy look-alikes of one kind (written works without a
+    reunion) cannot let a tag fire more often than the target on another (public-domain
+    prose).
+
+    Args:
+        fired: Whether each work gets the tag, shape ``(works,)``.
+        y: Judgments, shape ``(works,)``: 1, 0 or -1.
+        tag: The tag id (sets the target).
+        kinds: Each work's kind, length ``works``; ``None`` pools every work.
+    """
+    neg = y == 0
+    if neg.any() and fired[neg].mean() > target(tag):
+        return False
+    if kinds is None:
+        return True
+    k = np.asarray(kinds)
+    groups = (neg & (k == kind) for kind in np.unique(k))
+    return all(fired[g].mean() <= target(tag) for g in groups if g.sum() >= round(1 / target(tag)))
+
+
+def choose(
+    ev: NDArray[np.float64],
+    y: NDArray[np.int_],
+    tag: str,
+    margin: float = MARGIN,
+    kinds: Kinds = None,
+) -> float:
     """The alpha for ``tag``: met target, then a margin inside the gap the works leave.
 
     First the largest alpha of the grid whose false-tag rate on these works meets the target
@@ -136,12 +170,9 @@ def choose(ev: NDArray[np.float64], y: NDArray[np.int_], tag: str, margin: float
         y: Judgments, shape ``(works,)``: 1 shows the tag, 0 does not, -1 unknown.
         tag: The tag id (sets the target).
         margin: Share of the gap to move; 0 keeps the edge.
+        kinds: Each work's kind: the target must also hold on each kind (:func:`meets`).
     """
-    neg = y == 0
-    edge = next(
-        (a for a in GRID if not neg.any() or (ev[neg] >= evidence(a)).mean() <= target(tag)),
-        GRID[-1],
-    )
+    edge = next((a for a in GRID if meets(ev >= evidence(a), y, tag, kinds)), GRID[-1])
     found = ev[(y == 1) & (ev >= evidence(edge))]
     if margin <= 0 or not len(found):
         return edge
@@ -194,8 +225,10 @@ class Tuning:
         return {c.tag: c.alpha for c in self.choices}
 
 
-def tune(tagger: Tagger, items: Sequence[DevItem]) -> Tuning:
+def tune(tagger: Tagger, items: Sequence[DevItem], per_kind: bool = False) -> Tuning:
     """Choose alphas (:func:`choose`) and then the calibration for ``tagger`` on ``items``.
+
+    With ``per_kind``, each tag's target must also hold on each kind of work (:func:`meets`).
 
     Tags the model lacks, and tags no work is judged not to show, keep their alpha. The
     calibration is kept (``None`` if the model has none) when the judged pairs are all of
@@ -217,13 +250,14 @@ def tune(tagger: Tagger, items: Sequence[DevItem]) -> Tuning:
     E = work_evidence(log_c)
     col = {t: j for j, t in enumerate(tagger.tags)}
     J = judged([s.item for s in scored], [t for t in items[0].judgments if t in col])
+    kinds = [s.item.kind for s in scored]
 
     def pick(floor: float) -> tuple[NDArray[np.float64], list[TagChoice]]:
         alpha, choices = tagger.alpha.copy(), []
         for t, y in J.items():
             j = col[t]
             if (y == 0).any():
-                alpha[j] = max(choose(E[:, j], y, t), floor)
+                alpha[j] = max(choose(E[:, j], y, t, kinds=kinds if per_kind else None), floor)
             fire = E[:, j] >= evidence(alpha[j])
             choices.append(
                 TagChoice(
