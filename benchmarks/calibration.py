@@ -61,6 +61,7 @@ ROUNDS = {
     "seventh round": ("devc19-", "devc20-", "devc21-"),
     "eighth round": ("devc24-", "wc22-", "wc23-"),
     "ninth round": ("devc25-", "devc26-"),
+    "tenth round": ("wc27-", "wc28-"),
 }
 """The confirmation set's rounds by work-id prefix (``data/confirm/README.md``): the second was
 judged after the first calibration was committed, the third to fifth after the model they
