@@ -62,6 +62,7 @@ ROUNDS = {
     "eighth round": ("devc24-", "wc22-", "wc23-"),
     "ninth round": ("devc25-", "devc26-"),
     "tenth round": ("wc27-", "wc28-"),
+    "eleventh round": ("devc29-", "devc30-"),
 }
 """The confirmation set's rounds by work-id prefix (``data/confirm/README.md``): the second was
 judged after the first calibration was committed, the third to fifth after the model they
