@@ -76,7 +76,7 @@ def held_out(
         col: Column of ``W`` for each tag.
         margin: As for :func:`choose`.
         kinds: Each work's kind, shape ``(works,)``, to hold the target on each kind too
-            (``tropeml tune --per-kind``); ``None`` pools them.
+            (``tuning.meets``); ``None`` pools them.
         within: Measure only on these works, shape ``(works,)`` (default: all).
     """
     rng = np.random.default_rng(0)
@@ -109,9 +109,9 @@ def main() -> None:
         help="folders laid out like data/dev whose works choose (default: data/dev)",
     )
     parser.add_argument(
-        "--per-kind",
+        "--pooled",
         action="store_true",
-        help="hold each target on each kind of work too (tropeml tune --per-kind)",
+        help="the rule before 2026-12-04: hold each target pooled only, not on each kind",
     )
     args = parser.parse_args()
     tagger = load(args.model)
@@ -124,7 +124,7 @@ def main() -> None:
     W = work_evidence(np.array([log_chance(s.scores, mu, sigma, tagger.k) for s in scored]))
     Y = judged([s.item for s in scored], REQUIRED_TAGS)
     every = np.array([s.item.kind for s in scored])
-    kinds = every if args.per_kind else None
+    kinds = None if args.pooled else every
     chosen = {t: choose(W[:, col[t]], Y[t], t, args.margin, kinds) for t in REQUIRED_TAGS}
 
     n = len(items)
@@ -145,9 +145,9 @@ def main() -> None:
         "weakest work it finds with the tag, keeping the same works found (`choose`)"
         + (
             "; the target also holds on each kind of work (public-domain, written) with at "
-            "least 1/target trope-free works (`tropeml tune --per-kind`). "
-            if args.per_kind
-            else ". "
+            "least 1/target trope-free works (`tuning.meets`). "
+            if not args.pooled
+            else " (pooled only: the rule before 2026-12-04). "
         )
         + "Held out: alphas chosen on a random half of the works and "
         f"measured on the other, both ways, {SPLITS} splits (means).",

@@ -213,14 +213,6 @@ def tune(
         bool,
         typer.Option("--overwrite-default", help="Allow tuning the shipped default model."),
     ] = False,
-    per_kind: Annotated[
-        bool,
-        typer.Option(
-            "--per-kind",
-            help="Also hold each tag's target on each kind of work (public-domain, "
-            "written) with enough trope-free works to measure it.",
-        ),
-    ] = False,
     no_cache: NoCacheOpt = False,
     backend: EvalBackendOpt = None,
 ) -> None:
@@ -228,7 +220,8 @@ def tune(
 
     A model trained on other labels or with another encoder needs its own: the shipped
     values were chosen for the shipped model. Alpha: the largest whose false-tag rate on
-    the works not showing the tag is at most 5% (AU tags) or 10%; then the calibration.
+    the works not showing the tag is at most 5% (AU tags) or 10%, pooled and on each kind of
+    work (public-domain, written) with enough of them to measure; then the calibration.
     """
     from tropeml.core.errors import TropemlError
     from tropeml.core.resources import default_model_dir
@@ -249,7 +242,7 @@ def tune(
             "see data/dev/README.md)"
         )
     tagger = load(folder, cache=not no_cache, backend=backend_from(backend, "auto"))
-    result = run_tune(tagger, load_dev_works(works), per_kind=per_kind)
+    result = run_tune(tagger, load_dev_works(works))
     typer.echo(f"{result.works} judged works, {result.pairs} judged (work, tag) pairs")
     typer.echo(f"{'tag':18} {'alpha':>19}  found  false tags")
     for c in result.choices:

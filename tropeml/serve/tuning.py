@@ -10,9 +10,11 @@ by the same written rule:
 
 - **alpha** per tag: the largest of :data:`GRID` whose false-tag rate on the judged works
   that do not show the tag is at most :func:`target` (5% for the AU tags, 10% for the
-  rest), then moved :data:`MARGIN` of the way towards the weakest work it finds, keeping
-  the same works found (:func:`choose`); the rate counts only works of the kinds that
-  show the tag somewhere (:func:`informative`), and the evidence is kept in decades so
+  rest), pooled and on each kind of work (public-domain, written) with enough trope-free
+  works to measure it (:func:`meets`), then moved :data:`MARGIN` of the way towards the
+  weakest work it finds, keeping the same works found (:func:`choose`); the rate counts
+  only works of the kinds that show the tag somewhere (:func:`informative`), and the
+  evidence is kept in decades so
   that it never saturates (:func:`work_evidence`); a model left without a calibration,
   which decides on ``1 - chance``, gets no alpha under :data:`UNCALIBRATED`;
 - **calibration**: one intercept and slope pooled over the tags, by maximum likelihood on
@@ -225,10 +227,10 @@ class Tuning:
         return {c.tag: c.alpha for c in self.choices}
 
 
-def tune(tagger: Tagger, items: Sequence[DevItem], per_kind: bool = False) -> Tuning:
+def tune(tagger: Tagger, items: Sequence[DevItem]) -> Tuning:
     """Choose alphas (:func:`choose`) and then the calibration for ``tagger`` on ``items``.
 
-    With ``per_kind``, each tag's target must also hold on each kind of work (:func:`meets`).
+    Each tag's target must hold pooled and on each kind of work (:func:`meets`).
 
     Tags the model lacks, and tags no work is judged not to show, keep their alpha. The
     calibration is kept (``None`` if the model has none) when the judged pairs are all of
@@ -257,7 +259,7 @@ def tune(tagger: Tagger, items: Sequence[DevItem], per_kind: bool = False) -> Tu
         for t, y in J.items():
             j = col[t]
             if (y == 0).any():
-                alpha[j] = max(choose(E[:, j], y, t, kinds=kinds if per_kind else None), floor)
+                alpha[j] = max(choose(E[:, j], y, t, kinds=kinds), floor)
             fire = E[:, j] >= evidence(alpha[j])
             choices.append(
                 TagChoice(
