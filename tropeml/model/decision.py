@@ -49,9 +49,10 @@ ALPHA: dict[str, float] = {
 (0.5, 0.3, 0.2, 0.15, 0.1, 0.07, 0.05, ... 1.5e-60, 1e-60) whose false-tag rate there meets
 the target (5% for the AU tags, 10% for the rest; counted on the kinds of work that show
 the tag, so the AU tags' on the works written for the project, since public-domain prose
-never shows them; pooled and on each kind with enough trope-free works), then moved a quarter of the way (in
-``-log10`` alpha) towards the weakest dev work it finds with the tag, keeping the same works
-found, so that the threshold does not sit on the last trope-free work it lets through. Real
+never shows them; pooled and on each kind with enough trope-free works), then moved a
+quarter of the way (in ``-log10`` alpha) towards the weakest dev work it finds with the
+tag, keeping the same works found, so that the threshold does not sit on the last trope-free
+work it lets through. Real
 works are less independent than the null assumes, so the rates observed are higher than
 alpha; ``benchmarks/alpha.py`` chooses on one half of the dev works and measures on the other
 to estimate what choosing costs (benchmarks/results/alpha.md). A model trained on other data
