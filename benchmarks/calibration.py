@@ -63,6 +63,7 @@ ROUNDS = {
     "ninth round": ("devc25-", "devc26-"),
     "tenth round": ("wc27-", "wc28-"),
     "eleventh round": ("devc29-", "devc30-"),
+    "twelfth round": ("devc31-", "devc32-", "devc33-"),
 }
 """The confirmation set's rounds by work-id prefix (``data/confirm/README.md``): the second was
 judged after the first calibration was committed, the third to fifth after the model they
