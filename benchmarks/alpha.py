@@ -38,7 +38,13 @@ from tropeml.serve.deveval import score_items
 from tropeml.serve.tagger import load
 from tropeml.serve.tuning import GRID, MARGIN, choose, evidence, judged, work_evidence
 
-__all__ = ["GRID", "choose", "held_out", "rates"]  # variants.py imports these from here
+__all__ = [
+    "GRID",
+    "choose",
+    "held_alphas",
+    "held_out",
+    "rates",
+]  # variants.py imports these from here
 
 SPLITS = 100
 OUT = Path(__file__).resolve().parent / "results" / "alpha.md"
@@ -58,16 +64,19 @@ def rates(ev: NDArray[np.float64], y: NDArray[np.int_], alpha: float) -> tuple[i
     )
 
 
-def held_out(
+Split = tuple[NDArray[np.intp], dict[str, float]]
+"""One held-out half: the works measured, and each tag's alpha chosen on the other half."""
+
+
+def held_alphas(
     W: NDArray[np.float64],
     Y: dict[str, NDArray[np.int_]],
     col: dict[str, int],
     margin: float = MARGIN,
     kinds: NDArray[np.str_] | None = None,
-    within: NDArray[np.bool_] | None = None,
-) -> dict[str, list[tuple[int, int, int, int]]]:
-    """What choosing costs: per tag, the :func:`rates` on one half of the works at the alpha
-    chosen on the other, both ways, :data:`SPLITS` random splits (seed 0).
+) -> list[Split]:
+    """The alphas chosen on one half of the works, for the other half, both ways,
+    :data:`SPLITS` random splits (seed 0).
 
     Args:
         W: Work evidence in decades (``tuning.work_evidence``), shape ``(works, T)``.
@@ -77,19 +86,44 @@ def held_out(
         margin: As for :func:`choose`.
         kinds: Each work's kind, shape ``(works,)``, to hold the target on each kind too
             (``tuning.meets``); ``None`` pools them.
-        within: Measure only on these works, shape ``(works,)`` (default: all).
     """
     rng = np.random.default_rng(0)
     n = len(W)
-    held: dict[str, list[tuple[int, int, int, int]]] = {t: [] for t in REQUIRED_TAGS}
+    splits: list[Split] = []
     for _ in range(SPLITS):
         perm = rng.permutation(n)
         for a, b in ((perm[: n // 2], perm[n // 2 :]), (perm[n // 2 :], perm[: n // 2])):
-            for t in REQUIRED_TAGS:
-                s, y = W[:, col[t]], Y[t]
-                k = None if kinds is None else kinds[a]
-                b = b if within is None else b[within[b]]
-                held[t].append(rates(s[b], y[b], choose(s[a], y[a], t, margin, k)))
+            k = None if kinds is None else kinds[a]
+            splits.append(
+                (b, {t: choose(W[a, col[t]], Y[t][a], t, margin, k) for t in REQUIRED_TAGS})
+            )
+    return splits
+
+
+def held_out(
+    W: NDArray[np.float64],
+    Y: dict[str, NDArray[np.int_]],
+    col: dict[str, int],
+    margin: float = MARGIN,
+    kinds: NDArray[np.str_] | None = None,
+    within: NDArray[np.bool_] | None = None,
+    splits: list[Split] | None = None,
+) -> dict[str, list[tuple[int, int, int, int]]]:
+    """What choosing costs: per tag, the :func:`rates` on one half of the works at the alpha
+    chosen on the other (:func:`held_alphas`).
+
+    Args:
+        W, Y, col, margin, kinds: As for :func:`held_alphas`.
+        within: Measure only on these works, shape ``(works,)`` (default: all).
+        splits: :func:`held_alphas`'s result, to measure the same choices again (for
+            another ``within``) without choosing again.
+    """
+    splits = splits if splits is not None else held_alphas(W, Y, col, margin, kinds)
+    held: dict[str, list[tuple[int, int, int, int]]] = {t: [] for t in REQUIRED_TAGS}
+    for b, chosen in splits:
+        b = b if within is None else b[within[b]]
+        for t in REQUIRED_TAGS:
+            held[t].append(rates(W[b, col[t]], Y[t][b], chosen[t]))
     return held
 
 
@@ -128,7 +162,8 @@ def main() -> None:
     chosen = {t: choose(W[:, col[t]], Y[t], t, args.margin, kinds) for t in REQUIRED_TAGS}
 
     n = len(items)
-    held = held_out(W, Y, col, args.margin, kinds)
+    splits = held_alphas(W, Y, col, args.margin, kinds)
+    held = held_out(W, Y, col, splits=splits)
 
     commit = git("rev-parse", "--short", "HEAD")
     lines = [
@@ -171,13 +206,12 @@ def main() -> None:
     lines += [
         f"| **pooled recall** | | {tp_in / pos_in:.2f} | | {tp_out / pos_out:.2f} | |",
         "",
-        "Pooled over the ten tags, by kind of work (recall, false-tag rate):",
+        "Pooled over the ten tags, all works and by kind of work (recall, false-tag rate):",
         "",
     ]
-    for kind in np.unique(every):
-        m = every == kind
+    for kind, m in [("all", np.ones(n, bool))] + [(k, every == k) for k in np.unique(every)]:
         c_in = np.sum([rates(W[m, col[t]], Y[t][m], chosen[t]) for t in REQUIRED_TAGS], axis=0)
-        h_k = held_out(W, Y, col, args.margin, kinds, within=m)
+        h_k = held if kind == "all" else held_out(W, Y, col, within=m, splits=splits)
         c_out = np.sum([np.sum(h_k[t], axis=0) for t in REQUIRED_TAGS], axis=0)
         lines.append(
             f"- {kind} ({int(m.sum())} works): in-sample {c_in[0] / c_in[1]:.3f}, "

@@ -52,11 +52,11 @@ the tag, so the AU tags' on the works written for the project, since public-doma
 never shows them; pooled and on each kind with enough trope-free works), then moved a
 quarter of the way (in ``-log10`` alpha) towards the weakest dev work it finds with the
 tag, keeping the same works found, so that the threshold does not sit on the last trope-free
-work it lets through. Real
-works are less independent than the null assumes, so the rates observed are higher than
-alpha; ``benchmarks/alpha.py`` chooses on one half of the dev works and measures on the other
-to estimate what choosing costs (benchmarks/results/alpha.md). A model trained on other data
-or with another encoder gets these as defaults until ``tropeml tune`` chooses its own."""
+work it lets through. Real works are less independent than the null assumes, so the rates
+observed are higher than alpha; ``benchmarks/alpha.py`` chooses on one half of the dev works
+and measures on the other to estimate what choosing costs (benchmarks/results/alpha.md). A
+model trained on other data or with another encoder gets these as defaults until ``tropeml
+tune`` chooses its own."""
 CALIBRATION: tuple[float, float] = (-0.1924, 0.8007)
 """``(intercept, slope)`` of :func:`work_probability`, chosen on the dev works by
 ``tropeml tune`` (checked in ``benchmarks/calibration.py``): a logistic regression of

@@ -14,9 +14,9 @@ by the same written rule:
   works to measure it (:func:`meets`), then moved :data:`MARGIN` of the way towards the
   weakest work it finds, keeping the same works found (:func:`choose`); the rate counts
   only works of the kinds that show the tag somewhere (:func:`informative`), and the
-  evidence is kept in decades so
-  that it never saturates (:func:`work_evidence`); a model left without a calibration,
-  which decides on ``1 - chance``, gets no alpha under :data:`UNCALIBRATED`;
+  evidence is kept in decades so that it never saturates (:func:`work_evidence`); a model
+  left without a calibration, which decides on ``1 - chance``, gets no alpha under
+  :data:`UNCALIBRATED`;
 - **calibration**: one intercept and slope pooled over the tags, by maximum likelihood on
   every judged (work, tag) pair at the alphas chosen (:func:`fit_calibration`).
 
