@@ -195,6 +195,28 @@ def test_tune_refuses_the_shipped_model_and_a_model_without_a_null(
     assert empty.exit_code != 0 and "no judged works (works/*.jsonl" in stderr_of(empty)
 
 
+def test_tune_pools_the_works_of_several_folders_and_refuses_an_id_judged_twice(
+    chance_model: Path,
+) -> None:
+    root = chance_model.parent.parent
+    dev = root / "data" / "dev"
+    one = run("tune", dev, "--model", chance_model, "--dry-run", "--no-cache")
+    assert "8 judged works" in stdout_of(one)
+    more = root / "data" / "more"
+    (more / "works").mkdir(parents=True)
+    rows = (dev / "works" / "pd.jsonl").read_text(encoding="utf-8").splitlines()
+    renamed = [json.dumps(json.loads(r) | {"id": "m" + json.loads(r)["id"]}) for r in rows]
+    (more / "works" / "pd.jsonl").write_text("\n".join(renamed) + "\n", encoding="utf-8")
+    both = run("tune", dev, more, "--model", chance_model, "--dry-run", "--no-cache")
+    assert both.exit_code == 0, both.output
+    assert "16 judged works" in stdout_of(both)
+    (more / "works" / "pd.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    twice = run("tune", dev, more, "--model", chance_model, "--dry-run", "--no-cache")
+    assert twice.exit_code != 0
+    assert "judged twice across the folders: w0, w1" in stderr_of(twice)
+    assert len(stderr_of(twice).strip().splitlines()) == 1
+
+
 def test_the_cards_work_score_line_follows_the_rollup() -> None:
     from tropeml.model.card import refresh_work_score
 

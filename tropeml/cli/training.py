@@ -199,12 +199,13 @@ def _print_report(report: EvalReport) -> None:
 @friendly_errors
 def tune(
     works: Annotated[
-        Path,
+        list[Path] | None,
         typer.Argument(
-            help="A folder laid out like data/dev: works/*.jsonl, each line a work judged "
-            "yes/no/unknown for the required tags (data/dev/README.md)."
+            help="Folders laid out like data/dev: works/*.jsonl, each line a work judged "
+            "yes/no/unknown for the required tags (data/dev/README.md); their works are "
+            "pooled. Default: data/dev."
         ),
-    ] = Path("data/dev"),
+    ] = None,
     model: ModelOpt = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be chosen; write nothing.")
@@ -236,13 +237,20 @@ def tune(
             f"{folder}: refusing to change the shipped default model; pass --model, "
             "--dry-run or --overwrite-default"
         )
-    if not any((works / "works").glob("*.jsonl")):
-        raise TropemlError(
-            f"{works}: no judged works (works/*.jsonl, laid out like data/dev; "
-            "see data/dev/README.md)"
-        )
+    folders = works or [Path("data/dev")]
+    for where in folders:
+        if not any((where / "works").glob("*.jsonl")):
+            raise TropemlError(
+                f"{where}: no judged works (works/*.jsonl, laid out like data/dev; "
+                "see data/dev/README.md)"
+            )
+    items = [item for where in folders for item in load_dev_works(where)]
+    ids = [item.id for item in items]
+    if len(set(ids)) < len(ids):
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        raise TropemlError(f"work ids judged twice across the folders: {', '.join(twice[:5])}")
     tagger = load(folder, cache=not no_cache, backend=backend_from(backend, "auto"))
-    result = run_tune(tagger, load_dev_works(works))
+    result = run_tune(tagger, items)
     typer.echo(f"{result.works} judged works, {result.pairs} judged (work, tag) pairs")
     typer.echo(f"{'tag':18} {'alpha':>19}  found  false tags")
     for c in result.choices:
