@@ -123,6 +123,10 @@ def test_tune_chooses_alphas_that_find_the_works_and_a_positive_calibration(
     cake = next(c for c in result.choices if c.tag == "cake")
     assert cake.alpha == cake.before == 0.5  # no work judged not to show it: kept
     assert result.works == 16 and result.pairs == 32  # cake is unknown everywhere
+    kept = tune(tagger, items, only=["sword"])  # rain's alpha is not chosen, only judged
+    rain_kept = next(c for c in kept.choices if c.tag == "rain")
+    assert rain_kept.alpha == rain_kept.before == 1e-12
+    assert kept.pairs == result.pairs
     assert result.calibration is not None and result.calibration[1] > 0
 
 

@@ -214,6 +214,15 @@ def tune(
         bool,
         typer.Option("--overwrite-default", help="Allow tuning the shipped default model."),
     ] = False,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tag",
+            "-t",
+            help="Choose only this tag's alpha (repeatable); the others keep theirs. The "
+            "calibration is fitted with every judged tag.",
+        ),
+    ] = None,
     no_cache: NoCacheOpt = False,
     backend: EvalBackendOpt = None,
 ) -> None:
@@ -250,7 +259,10 @@ def tune(
         twice = sorted({i for i in ids if ids.count(i) > 1})
         raise TropemlError(f"work ids judged twice across the folders: {', '.join(twice[:5])}")
     tagger = load(folder, cache=not no_cache, backend=backend_from(backend, "auto"))
-    result = run_tune(tagger, items)
+    unknown = sorted(set(only or ()) - set(tagger.tags))
+    if unknown:
+        raise TropemlError(f"--tag: the model has no tag {', '.join(unknown)}")
+    result = run_tune(tagger, items, only)
     typer.echo(f"{result.works} judged works, {result.pairs} judged (work, tag) pairs")
     typer.echo(f"{'tag':18} {'alpha':>19}  found  false tags")
     for c in result.choices:

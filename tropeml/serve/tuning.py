@@ -227,12 +227,13 @@ class Tuning:
         return {c.tag: c.alpha for c in self.choices}
 
 
-def tune(tagger: Tagger, items: Sequence[DevItem]) -> Tuning:
+def tune(tagger: Tagger, items: Sequence[DevItem], only: Sequence[str] | None = None) -> Tuning:
     """Choose alphas (:func:`choose`) and then the calibration for ``tagger`` on ``items``.
 
     Each tag's target must hold pooled and on each kind of work (:func:`meets`).
 
-    Tags the model lacks, and tags no work is judged not to show, keep their alpha. The
+    Tags the model lacks, tags no work is judged not to show, and tags not in ``only`` (when
+    given) keep their alpha; the calibration is fitted with every judged tag. The
     calibration is kept (``None`` if the model has none) when the judged pairs are all of
     one kind or the fitted slope is not positive.
 
@@ -258,7 +259,7 @@ def tune(tagger: Tagger, items: Sequence[DevItem]) -> Tuning:
         alpha, choices = tagger.alpha.copy(), []
         for t, y in J.items():
             j = col[t]
-            if (y == 0).any():
+            if (y == 0).any() and (only is None or t in only):
                 alpha[j] = max(choose(E[:, j], y, t, kinds=kinds), floor)
             fire = E[:, j] >= evidence(alpha[j])
             choices.append(
