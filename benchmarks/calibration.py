@@ -65,6 +65,7 @@ ROUNDS = {
     "eleventh round": ("devc29-", "devc30-"),
     "twelfth round": ("devc31-", "devc32-", "devc33-"),
     "thirteenth round": ("devc34-", "wc35-", "devc36-", "devc38-"),
+    "fourteenth round": ("devc37-", "wc39-"),
 }
 """The confirmation set's rounds by work-id prefix (``data/confirm/README.md``): the second was
 judged after the first calibration was committed, the third to fifth after the model they
