@@ -219,6 +219,8 @@ def test_tune_pools_the_works_of_several_folders_and_refuses_an_id_judged_twice(
     assert twice.exit_code != 0
     assert "judged twice across the folders: w0, w1" in stderr_of(twice)
     assert len(stderr_of(twice).strip().splitlines()) == 1
+    nope = run("tune", dev, "--model", chance_model, "--tag", "nope", "--dry-run", "--no-cache")
+    assert nope.exit_code != 0 and "--tag: the model has no tag nope" in stderr_of(nope)
 
 
 def test_the_cards_work_score_line_follows_the_rollup() -> None:

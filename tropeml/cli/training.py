@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -254,9 +255,8 @@ def tune(
                 "see data/dev/README.md)"
             )
     items = [item for where in folders for item in load_dev_works(where)]
-    ids = [item.id for item in items]
-    if len(set(ids)) < len(ids):
-        twice = sorted({i for i in ids if ids.count(i) > 1})
+    twice = sorted(i for i, n in Counter(item.id for item in items).items() if n > 1)
+    if twice:
         raise TropemlError(f"work ids judged twice across the folders: {', '.join(twice[:5])}")
     tagger = load(folder, cache=not no_cache, backend=backend_from(backend, "auto"))
     unknown = sorted(set(only or ()) - set(tagger.tags))
