@@ -79,6 +79,10 @@ def test_sigkill_during_write_leaves_each_epub_old_or_new(tiny_model: Path, tmp_
         for name, data in now.items():
             assert data in (old[name], new[name]), f"kill {i} at {at:.2f}s tore {name}"
             outcomes["old" if data == old[name] else "new"] += 1
+        if i % 2 == 0 and proc.returncode != 0 and all(now[k] == old[k] for k in now):
+            # a late kill that found nothing written: this machine is slower now than when the
+            # reference was timed (other jobs), so aim the next kills later
+            duration *= 1.2
         leftovers = [p.name for p in work.iterdir() if p.name.startswith(".")]
         assert all(n.endswith(".tmp") for n in leftovers), leftovers
     print(f"\n{KILLS} kills over a {duration:.1f}s write of {len(old)} EPUBs: {outcomes}")
