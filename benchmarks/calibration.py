@@ -1,5 +1,9 @@
 """Choose the work-score calibration on the dev works, and check it where it was not chosen.
 
+(The release before's score. The shipped model now reports a work calibrator,
+``tropeml.model.workcal``, compared with this one in ``benchmarks/workscore.py``; this script
+stays to measure the pooled form, and its ``ROUNDS`` name the confirmation rounds.)
+
 The chance rule (``tropeml.model.decision``) decides well but its score does not mean what a
 reader takes it to mean: it is one minus the chance that a trope-free work of the same
 length shows evidence as strong, not the probability that the work shows the trope. The
@@ -66,6 +70,7 @@ ROUNDS = {
     "twelfth round": ("devc31-", "devc32-", "devc33-"),
     "thirteenth round": ("devc34-", "wc35-", "devc36-", "devc38-"),
     "fourteenth round": ("devc37-", "wc39-"),
+    "fifteenth round": ("devc40-", "devc41-", "devc42-", "wc43-"),
 }
 """The confirmation set's rounds by work-id prefix (``data/confirm/README.md``): the second was
 judged after the first calibration was committed, the third to fifth after the model they

@@ -19,6 +19,7 @@ from tropeml.model.decision import fit_null
 from tropeml.model.encoders import HashingEncoder
 from tropeml.model.persistence import load_head
 from tropeml.model.training import train
+from tropeml.model.workcal import FEATURES, WORK_CALIBRATOR, WorkCalibrator
 from tropeml.serve.tagger import Tagger, load
 from tropeml.serve.tuning import (
     GRID,
@@ -107,7 +108,7 @@ def _tagger(model: Path, rng: random.Random, floor: bool = False, **kw: Any) -> 
     return Tagger(head, taxonomy, encoder, null=null, k=2, mask_names=False, **kw)
 
 
-def test_tune_chooses_alphas_that_find_the_works_and_a_positive_calibration(
+def test_tune_chooses_alphas_that_find_the_works_and_fits_a_calibrator(
     tiny_model: Path,
 ) -> None:
     rng = random.Random(3)
@@ -127,7 +128,11 @@ def test_tune_chooses_alphas_that_find_the_works_and_a_positive_calibration(
     rain_kept = next(c for c in kept.choices if c.tag == "rain")
     assert rain_kept.alpha == rain_kept.before == 1e-12
     assert kept.pairs == result.pairs
-    assert result.calibration is not None and result.calibration[1] > 0
+    assert result.calibrator is not None and set(result.calibrator.tags) == {"rain", "sword"}
+    # the works full of rain are scored as likelier to show it than the trope-free ones
+    scoring = _tagger(tiny_model, random.Random(3), floor=True, calibrator=result.calibrator)
+    full, empty = (scoring.tag(_work(rng, n)).scores["rain"] for n in (4, 0))
+    assert full > empty
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +167,8 @@ def test_tune_from_the_cli_writes_the_config_and_the_model_still_loads(
     config = chance_model / "config.json"
     dev = chance_model.parent.parent / "data" / "dev"
     before = config.read_bytes()
-    old = json.loads(before)["rollup"]["calibration"]["intercept"]
+    old = json.loads(before)["rollup"]["calibrator"]
+    assert old == WORK_CALIBRATOR.to_config()  # a new model gets the shipped calibrator
     dry = run("tune", dev, "--model", chance_model, "--dry-run", "--no-cache")
     assert dry.exit_code == 0, dry.output
     assert "hurt_comfort" in stdout_of(dry) and "dry run: nothing written" in stdout_of(dry)
@@ -174,11 +180,11 @@ def test_tune_from_the_cli_writes_the_config_and_the_model_still_loads(
     tagger = load(chance_model, cache=False)  # still verifies: alphas are not hashed
     j = list(tagger.tags).index("hurt_comfort")
     assert tagger.alpha[j] == rollup["alpha"]["hurt_comfort"]
-    assert set(rollup["calibration"]) == {"intercept", "slope"}
+    assert "calibration" not in rollup and rollup["calibrator"]["features"] == list(FEATURES)
+    assert rollup["calibrator"] != old  # fitted on these works
+    assert tagger.calibrator == WorkCalibrator.from_config(rollup["calibrator"])
     card = (chance_model / "README.md").read_text(encoding="utf-8")
-    a = rollup["calibration"]["intercept"]
-    assert f"1 / (1 + exp(-({a:g} + " in card  # the card says what the config does
-    assert a == old or f"1 / (1 + exp(-({old:g} + " not in card
+    assert "a logistic regression on its evidence" in card  # the card says what it does
     assert card.count("- Work score: ") == 1
     again = run("tune", dev, "--model", chance_model, "--no-cache")
     assert again.exit_code == 0, again.output
@@ -241,6 +247,10 @@ def test_the_cards_work_score_line_follows_the_rollup() -> None:
     assert "alpha 1e-16 / 0.015" in new and "5e-10" not in new
     assert "so a tag is shown from 0.44; prominence is the share" in new
     assert new.endswith("  text in passages over it.\n- Training data: x\n")
+    rollup["calibrator"] = WORK_CALIBRATOR.to_config()
+    newer = refresh_work_score(new, rollup)
+    assert "logistic regression on its evidence" in newer and "shown from" not in newer
+    assert newer.endswith("  text in passages over it.\n- Training data: x\n")
 
 
 def test_a_model_left_uncalibrated_gets_no_alpha_its_scores_cannot_resolve(

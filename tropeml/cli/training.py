@@ -221,18 +221,19 @@ def tune(
             "--tag",
             "-t",
             help="Choose only this tag's alpha (repeatable); the others keep theirs. The "
-            "calibration is fitted with every judged tag.",
+            "score calibrator is fitted with every judged tag.",
         ),
     ] = None,
     no_cache: NoCacheOpt = False,
     backend: EvalBackendOpt = None,
 ) -> None:
-    """Choose a model's per-tag alphas and score calibration on works judged for its tags.
+    """Choose a model's per-tag alphas and score calibrator on works judged for its tags.
 
     A model trained on other labels or with another encoder needs its own: the shipped
     values were chosen for the shipped model. Alpha: the largest whose false-tag rate on
     the works not showing the tag is at most 5% (AU tags) or 10%, pooled and on each kind of
-    work (public-domain, written) with enough of them to measure; then the calibration.
+    work (public-domain, written) with enough of them to measure; then the score calibrator
+    (a logistic regression on each work's evidence).
     """
     from tropeml.core.errors import TropemlError
     from tropeml.core.resources import default_model_dir
@@ -270,12 +271,11 @@ def tune(
             f"{c.tag:18} {c.before:>8.2g} -> {c.alpha:<8.2g}  {c.found:>2}/{c.shown:<3}"
             f"  {c.false:>2}/{c.trope_free}"
         )
-    if result.calibration is not None:
-        before = result.calibration_before or (float("nan"), float("nan"))
+    if result.calibrator is not None:
+        offsets = ", ".join(f"{t} {v:+.2f}" for t, v in result.calibrator.tags.items())
         typer.echo(
-            "calibration (intercept, slope): "
-            f"({before[0]:.4f}, {before[1]:.4f}) -> "
-            f"({result.calibration[0]:.4f}, {result.calibration[1]:.4f})"
+            f"score calibrator fitted on the {result.pairs} pairs: intercept "
+            f"{result.calibrator.intercept:.4f}; per tag {offsets}"
         )
     if dry_run:
         typer.echo("dry run: nothing written")

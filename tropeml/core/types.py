@@ -149,7 +149,10 @@ class TagResult:
         name: The AO3-style display tag, e.g. ``"Hurt/Comfort"``.
         score: How likely the work shows the tag, from its evidence (a calibrated
             probability for models with a calibration; see :mod:`tropeml.model.decision`).
-        threshold: The score the tag is shown from.
+        threshold: The score the tag is shown from; ``None`` where no score decides (models
+            with a work calibrator: the tag fires when its evidence beats chance at its
+            alpha, and the score says how likely it is right; see
+            :mod:`tropeml.model.workcal`).
         prominence: Share of the work's text in passages over the tag's passage threshold
             (0..1).
         evidence: The passages that justify the tag, best first.
@@ -159,7 +162,7 @@ class TagResult:
     id: str
     name: str
     score: float
-    threshold: float
+    threshold: float | None
     prominence: float
     evidence: tuple[Evidence, ...] = ()
     spoiler: bool = False
@@ -170,7 +173,7 @@ class TagResult:
             "id": self.id,
             "name": self.name,
             "score": round(self.score, 4),
-            "threshold": round(self.threshold, 4),
+            "threshold": None if self.threshold is None else round(self.threshold, 4),
             "prominence": round(self.prominence, 4),
             "evidence": [e.to_dict() for e in self.evidence],
         }

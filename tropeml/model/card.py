@@ -191,6 +191,15 @@ def _work_score_line(rollup: dict[str, Any]) -> str:
         f"public-domain background texts); a tag fires at 1 - alpha, alpha "
         f"{' / '.join(f'{a:g}' for a in alphas)}"
     )
+    if rollup.get("calibrator") is not None:
+        return (
+            f"{line}. The score reported is a probability that the work shows the tag, from a "
+            "logistic regression on its evidence (how far its four best passages beat chance, "
+            "how many passages show the trope, the work's length, and the tag) fitted on "
+            "judged whole works (`tropeml.model.workcal`); the decisions are the chance "
+            "rule's, so a tag can fire with a low score: evidence beyond chance of a kind that "
+            "often misleads"
+        )
     cal = rollup.get("calibration")
     if cal is None:
         return line

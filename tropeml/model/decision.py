@@ -14,8 +14,9 @@ when that score reaches ``1 - alpha``, so on works without the trope it fires at
 about ``alpha`` whatever their length (less where passages of one work are alike).
 
 That chance is not the probability that the work shows the trope (on the dev works, pairs
-scored over 0.9 showed the tag about half the time), so what a reader sees is
-:func:`work_probability`: a logistic function of how many decades the chance lies beyond the
+scored over 0.9 showed the tag about half the time), so what a reader sees is a probability:
+in current models the work calibrator of :mod:`tropeml.model.workcal`; in older ones
+:func:`work_probability`, a logistic function of how many decades the chance lies beyond the
 tag's alpha, calibrated on the dev works (:data:`CALIBRATION`). It is monotone in the chance
 and equals the same value for every tag at its alpha, so the decisions do not change.
 """
@@ -187,6 +188,26 @@ def chance_scores(
     if not len(np.asarray(probabilities)):
         return np.zeros(len(np.atleast_1d(mu)))
     return np.asarray(np.clip(-np.expm1(log_chance(probabilities, mu, sigma, k)), 0.0, 1.0))
+
+
+def fires(
+    probabilities: ArrayLike, mu: ArrayLike, sigma: ArrayLike, alpha: ArrayLike, k: int = 1
+) -> NDArray[np.bool_]:
+    """Which tags a work gets: its evidence beats chance at each tag's alpha.
+
+    Args:
+        probabilities: The work's passage probabilities, shape ``(n, T)``.
+        mu: Null location per tag, shape ``(T,)``.
+        sigma: Null scale per tag, shape ``(T,)``.
+        alpha: Per-tag alpha, shape ``(T,)``.
+        k: Evidence rank, as for :func:`log_chance`.
+
+    Returns:
+        Shape ``(T,)``; all false for an empty work.
+    """
+    if not len(np.asarray(probabilities)):
+        return np.zeros(len(np.atleast_1d(mu)), dtype=bool)
+    return np.asarray(log_chance(probabilities, mu, sigma, k) <= np.log(alpha))
 
 
 def beyond(log_chances: ArrayLike, alpha: ArrayLike) -> NDArray[np.float64]:

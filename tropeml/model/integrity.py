@@ -19,6 +19,7 @@ from typing import Any
 from tropeml._version import __version__
 from tropeml.core.errors import TropemlError
 from tropeml.core.lazy import skops_io
+from tropeml.model.workcal import FEATURES
 
 FORMAT = "tropeml-model"
 
@@ -133,6 +134,24 @@ CONFIG_SCHEMA: dict[str, Any] = {
                     },
                     "message": "'rollup.calibration' must give a number 'intercept' and a "
                     "positive 'slope'",
+                },
+                "calibrator": {
+                    "type": "object",
+                    "required": ["features", "intercept", "weights", "tags"],
+                    "properties": {
+                        "features": {"const": list(FEATURES)},
+                        "intercept": {"type": "number"},
+                        "weights": {
+                            "type": "array",
+                            "items": {"type": "number"},
+                            "minItems": len(FEATURES),
+                            "maxItems": len(FEATURES),
+                        },
+                        "tags": {"type": "object", "additionalProperties": {"type": "number"}},
+                    },
+                    "message": "'rollup.calibrator' must give its 'features' "
+                    f"({', '.join(FEATURES)}), a number 'intercept', one number per feature in "
+                    "'weights' and a number per tag in 'tags'",
                 },
             },
         },

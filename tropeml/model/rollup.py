@@ -10,6 +10,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from tropeml.core.taxonomy import Taxonomy
 from tropeml.core.types import Evidence, Passage, TagResult
+from tropeml.model.workcal import WorkCalibrator
 
 
 def pool_scores(scores: ArrayLike, top_k: int = 2) -> NDArray[np.float64]:
@@ -74,8 +75,12 @@ def tag_results(
     work_thresholds: NDArray[np.float64],
     taxonomy: Taxonomy,
     max_evidence: int = 3,
+    fired: NDArray[np.bool_] | None = None,
 ) -> tuple[TagResult, ...]:
     """The work's tags, best first: each tag whose work score reaches its work threshold.
+
+    With ``fired``, the tags it marks instead, whatever their score (a model whose score
+    is not what decides: :mod:`tropeml.model.workcal`); their ``threshold`` is ``None``.
 
     Args:
         scores: Passage scores, shape ``(n, T)``.
@@ -86,13 +91,14 @@ def tag_results(
         work_thresholds: Work thresholds, shape ``(T,)``.
         taxonomy: Names and spoiler flags.
         max_evidence: Evidence passages kept per tag.
+        fired: The tags the work gets, shape ``(T,)`` (default: score over threshold).
     """
     if not len(passages):
         return ()
     prom = prominence(scores, thresholds, [p.end - p.start for p in passages])
     out = []
     for j, tag in enumerate(tags):
-        if work_scores[j] < work_thresholds[j]:
+        if not (work_scores[j] >= work_thresholds[j] if fired is None else fired[j]):
             continue
         evidence = tuple(
             Evidence(
@@ -110,7 +116,7 @@ def tag_results(
                 id=tag,
                 name=trope.name if trope else tag,
                 score=float(work_scores[j]),
-                threshold=float(work_thresholds[j]),
+                threshold=None if fired is not None else float(work_thresholds[j]),
                 prominence=float(prom[j]),
                 evidence=evidence,
                 spoiler=bool(trope and trope.spoiler),
@@ -126,8 +132,9 @@ def rollup_settings(rollup: dict[str, Any], tags: Sequence[str]) -> dict[str, An
 
     A ``"chance"`` roll-up (:mod:`tropeml.model.decision`) gives the null (per-tag location
     and scale, in ``tags`` order), the aimed false-tag rates, the evidence rank and, where
-    the config has one, the work-score calibration; any other is tropeml 0.1's mean of the
-    ``top_k`` best passages.
+    the config has one, the work-score calibration (``calibration``: one intercept and
+    slope; ``calibrator``: a :class:`~tropeml.model.workcal.WorkCalibrator`); any other is
+    tropeml 0.1's mean of the ``top_k`` best passages.
     """
     out: dict[str, Any] = {
         "top_k": int(rollup.get("top_k", 2)),
@@ -141,4 +148,6 @@ def rollup_settings(rollup: dict[str, Any], tags: Sequence[str]) -> dict[str, An
         cal = rollup.get("calibration")
         if cal is not None:
             out["calibration"] = (float(cal["intercept"]), float(cal["slope"]))
+        if rollup.get("calibrator") is not None:
+            out["calibrator"] = WorkCalibrator.from_config(rollup["calibrator"])
     return out

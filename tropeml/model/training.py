@@ -46,7 +46,7 @@ from tropeml.model.dataset import (
     embed_training_set,
     work_bags,
 )
-from tropeml.model.decision import ALPHA, CALIBRATION, DEFAULT_ALPHA, EVIDENCE_RANK, fit_null
+from tropeml.model.decision import ALPHA, DEFAULT_ALPHA, EVIDENCE_RANK, fit_null
 from tropeml.model.evaluation import EvalReport
 from tropeml.model.mil import Rows, WorkCheck, fit_mil, stack, work_checks
 from tropeml.model.persistence import model_lock, save_model
@@ -59,6 +59,7 @@ from tropeml.model.protocols import (
     run_protocol,
 )
 from tropeml.model.screen import Screen, build_screen
+from tropeml.model.workcal import WORK_CALIBRATOR
 from tropeml.text.passages import count_words
 
 
@@ -232,7 +233,7 @@ def chance_rollup(
             "passages": len(texts),
             "files": files,
         },
-        "calibration": {"intercept": CALIBRATION[0], "slope": CALIBRATION[1]},
+        "calibrator": WORK_CALIBRATOR.to_config(),
         "top_k": top_k,
         "max_evidence": 3,
     }

@@ -77,7 +77,7 @@ class AuditFinding:
     name: str
     kind: str
     score: float
-    threshold: float
+    threshold: float | None
     prominence: float
     reason: str
     author_tags: tuple[str, ...] = ()
@@ -90,7 +90,7 @@ class AuditFinding:
             "name": self.name,
             "kind": self.kind,
             "score": round(self.score, 4),
-            "threshold": round(self.threshold, 4),
+            "threshold": None if self.threshold is None else round(self.threshold, 4),
             "prominence": round(self.prominence, 4),
             "reason": self.reason,
             "author_tags": list(self.author_tags),
@@ -139,10 +139,14 @@ def audit_scored(tagger: Tagger, scored: ScoredWork) -> AuditResult:
     for tag in result.tags:
         if tag.id in mapped.ids:
             continue
+        bar = (
+            "its evidence beats chance"
+            if tag.threshold is None
+            else f"threshold {tag.threshold:.2f}"
+        )
         reason = (
-            f"not in the author's tags, but scores {tag.score:.2f} (threshold "
-            f"{tag.threshold:.2f}) and shows in {tag.prominence:.0%} of the text; "
-            f"strongest in {_where(tag.evidence[0])}"
+            f"not in the author's tags, but scores {tag.score:.2f} ({bar}) and shows in "
+            f"{tag.prominence:.0%} of the text; strongest in {_where(tag.evidence[0])}"
         )
         unlisted.append(
             AuditFinding(

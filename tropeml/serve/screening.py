@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from tropeml.model.decision import evidence_bars, log_chance, logits
+from tropeml.model.decision import evidence_bars, logits
 from tropeml.model.head import sigmoid
 from tropeml.model.screen import Screen
 
@@ -32,6 +32,8 @@ class _Scorer(Protocol):
     max_evidence: int
 
     def embed_texts(self, texts: Sequence[str]) -> NDArray[np.float32]: ...
+
+    def fired(self, scores: NDArray[np.float64]) -> NDArray[np.bool_]: ...
 
 
 def screened_scores(
@@ -82,9 +84,7 @@ def _evidence(
     need = np.zeros(len(s), dtype=bool)
     if not len(s):
         return need
-    assert tagger.null is not None
-    fired = log_chance(s, tagger.null[0], tagger.null[1], tagger.k) <= np.log(tagger.alpha)
-    for j in np.flatnonzero(fired):
+    for j in np.flatnonzero(tagger.fired(s)):
         need[np.argsort(-s[:, j], kind="stable")[: tagger.max_evidence]] = True
     return need & ~full
 

@@ -16,13 +16,14 @@ from tropeml.core.types import Passage, Work, WorkResult
 from tropeml.io.readers import DEFAULT_MAX_BYTES, expand_paths, parse_text, read_work
 from tropeml.model.backends import BackendError, load_encoder, resolve_backend
 from tropeml.model.cache import CachedEncoder
-from tropeml.model.decision import chance_scores, log_chance, work_probability
+from tropeml.model.decision import chance_scores, fires, log_chance, work_probability
 from tropeml.model.encoders import encoder_id
 from tropeml.model.head import ArrayHead
 from tropeml.model.persistence import CONFIG_FILE, load_head
 from tropeml.model.rollup import pool_scores, rollup_settings, tag_results
 from tropeml.model.screen import SCREEN_DIR, Screen
 from tropeml.model.weights import EncoderMismatchError
+from tropeml.model.workcal import WorkCalibrator, evidence_features
 from tropeml.serve.reading import WorkReader
 from tropeml.serve.screening import screened_scores
 
@@ -56,6 +57,10 @@ class Tagger(WorkReader):
             calibrated probability that the work shows the tag
             (:func:`~tropeml.model.decision.work_probability`) instead of the chance score;
             the decisions are the same.
+        calibrator: A :class:`~tropeml.model.workcal.WorkCalibrator` (with ``null``):
+            report each work score as its probability from the work's evidence (it takes the
+            place of ``calibration``); the decisions are still the chance rule's, so a tag's
+            result has no score threshold (``threshold`` is ``None``).
         screen: A :class:`~tropeml.model.screen.Screen` (with ``null``): the full encoder
             runs only on passages that can change a work's tags (:mod:`.screening`).
     """
@@ -75,6 +80,7 @@ class Tagger(WorkReader):
         k: int = 1,
         screen: Screen | None = None,
         calibration: tuple[float, float] | None = None,
+        calibrator: WorkCalibrator | None = None,
     ) -> None:
         if screen is not None and null is None:
             raise TropemlError("a screen needs a model whose work scores beat chance (a null)")
@@ -104,7 +110,8 @@ class Tagger(WorkReader):
         self.alpha = np.array([alphas.get(t, 0.05) for t in self.tags], dtype=np.float64)
         self.chance_thresholds = 1.0 - self.alpha
         """The chance score (:func:`~tropeml.model.decision.chance_scores`) each tag fires at."""
-        self.calibration = None if self.null is None else calibration
+        self.calibrator = None if self.null is None else calibrator
+        self.calibration = None if self.null is None or calibrator else calibration
         if self.calibration is not None and not self.calibration[1] > 0:
             raise TropemlError("a work-score calibration needs a positive slope")
         self.work_thresholds = (
@@ -313,10 +320,18 @@ class Tagger(WorkReader):
             return np.zeros(len(self.tags))
         if self.null is None:
             return pool_scores(s, self.top_k)
+        if self.calibrator is not None:
+            features = evidence_features(s, self.null[0], self.null[1], self.alpha)
+            return self.calibrator.predict(features, self.tags)
         if self.calibration is None:
             return chance_scores(s, self.null[0], self.null[1], self.k)
         log_c = log_chance(s, self.null[0], self.null[1], self.k)
         return work_probability(log_c, self.alpha, self.calibration)
+
+    def fired(self, scores: ArrayLike) -> NDArray[np.bool_]:
+        """The tags the chance rule gives a work (:func:`~tropeml.model.decision.fires`)."""
+        assert self.null is not None
+        return fires(scores, self.null[0], self.null[1], self.alpha, self.k)
 
     def tag_embedded(
         self,
@@ -351,6 +366,7 @@ class Tagger(WorkReader):
             self.work_thresholds,
             self.taxonomy,
             self.max_evidence,
+            fired=self.fired(scores) if self.calibrator is not None else None,
         )
         return WorkResult(
             source=source or work.source,

@@ -1,12 +1,12 @@
-"""Choose a model's work-rule alphas and score calibration on judged works (``tropeml tune``).
+"""Choose a model's work-rule alphas and score calibrator on judged works (``tropeml tune``).
 
 The chance rule (:mod:`tropeml.model.decision`) fires a tag when a work's evidence beats
-what a trope-free work of the same length shows with chance ``alpha``, and reports a
-calibrated probability, a logistic function of how many decades the chance lies beyond
-``alpha``. Both are properties of one model: its passage scores and its background null.
-The shipped values were chosen for the shipped model on ``data/dev``, so a model trained on
-other labels or with another encoder needs its own, chosen on works judged for its tags,
-by the same written rule:
+what a trope-free work of the same length shows with chance ``alpha``, and reports how
+likely the work shows the tag, from a logistic regression on its evidence
+(:mod:`tropeml.model.workcal`). Both are properties of one model: its passage scores and
+its background null. The shipped values were chosen for the shipped model on judged works,
+so a model trained on other labels or with another encoder needs its own, chosen on works
+judged for its tags, by the same written rule:
 
 - **alpha** per tag: the largest of :data:`GRID` whose false-tag rate on the judged works
   that do not show the tag is at most :func:`target` (5% for the AU tags, 10% for the
@@ -17,8 +17,9 @@ by the same written rule:
   evidence is kept in decades so that it never saturates (:func:`work_evidence`); a model
   left without a calibration, which decides on ``1 - chance``, gets no alpha under
   :data:`UNCALIBRATED`;
-- **calibration**: one intercept and slope pooled over the tags, by maximum likelihood on
-  every judged (work, tag) pair at the alphas chosen (:func:`fit_calibration`).
+- **calibrator**: :func:`~tropeml.model.workcal.fit_work_calibrator` on every judged
+  (work, tag) pair's evidence at the alphas chosen. (:func:`fit_calibration`, the one
+  intercept and slope of earlier models, stays for ``benchmarks/calibration.py``.)
 
 Choosing on the works one then reports on flatters the report: ``benchmarks/alpha.py``
 estimates the cost on split halves, and works that chose nothing (``data/confirm``) test it.
@@ -38,9 +39,10 @@ from tropeml.core.errors import TropemlError
 from tropeml.core.fileio import atomic_write_text
 from tropeml.io.devset import DevItem
 from tropeml.model.card import refresh_work_score
-from tropeml.model.decision import beyond, log_chance
+from tropeml.model.decision import log_chance
 from tropeml.model.integrity import verified_config
 from tropeml.model.persistence import CARD_FILE, CONFIG_FILE, model_lock
+from tropeml.model.workcal import WorkCalibrator, evidence_features, fit_work_calibrator
 from tropeml.serve.deveval import score_items
 from tropeml.serve.tagger import Tagger
 
@@ -216,8 +218,8 @@ class Tuning:
     """The alphas and calibration chosen for a model, and the works they were chosen on."""
 
     choices: list[TagChoice]
-    calibration: tuple[float, float] | None
-    calibration_before: tuple[float, float] | None
+    calibrator: WorkCalibrator | None
+    calibrator_before: WorkCalibrator | None
     works: int
     pairs: int
 
@@ -228,14 +230,14 @@ class Tuning:
 
 
 def tune(tagger: Tagger, items: Sequence[DevItem], only: Sequence[str] | None = None) -> Tuning:
-    """Choose alphas (:func:`choose`) and then the calibration for ``tagger`` on ``items``.
+    """Choose alphas (:func:`choose`) and then the score calibrator for ``tagger`` on ``items``.
 
     Each tag's target must hold pooled and on each kind of work (:func:`meets`).
 
     Tags the model lacks, tags no work is judged not to show, and tags not in ``only`` (when
-    given) keep their alpha; the calibration is fitted with every judged tag. The
-    calibration is kept (``None`` if the model has none) when the judged pairs are all of
-    one kind or the fitted slope is not positive.
+    given) keep their alpha; the calibrator is fitted with every judged tag. The model's
+    calibrator is kept (``None`` if it has none) when the judged pairs do not hold both
+    works that show their tag and works that do not.
 
     Raises:
         TropemlError: If the model has no background null (nothing to choose), or no works.
@@ -276,26 +278,28 @@ def tune(tagger: Tagger, items: Sequence[DevItem], only: Sequence[str] | None = 
         return alpha, choices
 
     alpha, choices = pick(0.0)
-    d, y_pairs = [], []
-    for i, s in enumerate(scored):
-        ahead = beyond(log_c[i], alpha)
+    rows, pair_tags, y_pairs = [], [], []
+    for s in scored:
+        if not len(s.scores):
+            continue
+        features = evidence_features(s.scores, mu, sigma, alpha)
         for c in choices:
             if s.item.judgments[c.tag] >= 0:
-                d.append(ahead[col[c.tag]])
+                rows.append(features[col[c.tag]])
+                pair_tags.append(c.tag)
                 y_pairs.append(s.item.judgments[c.tag])
-    shipped = tagger.calibration
-    before = None if shipped is None else (float(shipped[0]), float(shipped[1]))
-    calib = before
+    before = tagger.calibrator
+    fitted = before
     if 0 < sum(y_pairs) < len(y_pairs):
-        fitted = fit_calibration(np.array(d), np.array(y_pairs))
-        calib = fitted if fitted[1] > 0 else before
-    if calib is None:  # its decisions compare 1 - chance, which is 1.0 beyond UNCALIBRATED
+        fitted = fit_work_calibrator(np.array(rows), pair_tags, np.array(y_pairs))
+    if fitted is None and tagger.calibration is None:
+        # its decisions compare 1 - chance, which is 1.0 beyond UNCALIBRATED
         _, choices = pick(UNCALIBRATED)
-    return Tuning(choices, calib, before, len(items), len(d))
+    return Tuning(choices, fitted, before, len(items), len(y_pairs))
 
 
 def write_tuning(folder: str | Path, tuning: Tuning) -> None:
-    """Record ``tuning``'s alphas and calibration in the model folder's config, atomically.
+    """Record ``tuning``'s alphas and calibrator in the model folder's config, atomically.
 
     They are the config fields left out of its content hash so that they can be edited, so
     the folder still verifies. The model card's work-score line is rewritten to match.
@@ -307,9 +311,9 @@ def write_tuning(folder: str | Path, tuning: Tuning) -> None:
         config = json.loads(path.read_text(encoding="utf-8"))
         rollup = config["rollup"]
         rollup["alpha"].update(tuning.alphas)
-        if tuning.calibration is not None:
-            a, b = tuning.calibration
-            rollup["calibration"] = {"intercept": round(a, 4), "slope": round(b, 4)}
+        if tuning.calibrator is not None:
+            rollup["calibrator"] = tuning.calibrator.to_config()
+            rollup.pop("calibration", None)  # the calibrator takes its place
         atomic_write_text(path, json.dumps(config, indent=2) + "\n")
         card = folder / CARD_FILE
         if card.is_file():

@@ -58,8 +58,11 @@ class TagOut(BaseModel):
 
     id: str
     name: str
-    score: float = Field(description="Work-level probability (mean of the best passages).")
-    threshold: float
+    score: float = Field(description="How likely the work shows the tag (0..1).")
+    threshold: float | None = Field(
+        description="The score the tag is shown from; null where the chance rule decides "
+        "(models with a work calibrator)."
+    )
     prominence: float = Field(description="Share of the text where the trope shows (0..1).")
     evidence: list[EvidenceOut]
     spoiler: bool | None = Field(None, description="Present (true) for spoiler tags only.")

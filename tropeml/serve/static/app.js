@@ -26,6 +26,8 @@
 
   const pct = (x) => `${Math.round(x * 100)}%`;
   const num = (x) => x.toFixed(2);
+  // a model with a work calibrator has no score threshold: the tag fires when its evidence beats chance
+  const decidedBy = (t) => (t.threshold === null ? "evidence beats chance" : `threshold ${num(t.threshold)}`);
 
   /* ------------------------------------------------------------------ offsets */
 
@@ -190,7 +192,7 @@
           type: "button",
           class: "tag" + (tag.spoiler ? " spoiler" : ""),
           "data-tag": tag.id,
-          title: `${tag.id}: score ${num(tag.score)} (threshold ${num(tag.threshold)}); ` +
+          title: `${tag.id}: score ${num(tag.score)} (${decidedBy(tag)}); ` +
             `shows in ${pct(tag.prominence)} of the text`,
           onclick: () => selectTag(tag.id),
         },
@@ -199,7 +201,7 @@
         el("span", { class: "prom" }, bar),
         el("span", {
           class: "detail",
-          text: `shown in ${pct(tag.prominence)} · threshold ${num(tag.threshold)}`,
+          text: `shown in ${pct(tag.prominence)} · ${decidedBy(tag)}`,
         }),
       ),
     );

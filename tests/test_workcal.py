@@ -1,0 +1,130 @@
+"""The reported work score: a logistic regression on the evidence (tropeml.model.workcal)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_passage
+
+from tropeml.core.errors import TropemlError
+from tropeml.model.decision import CLIP, beyond, fit_null, log_chance, logits
+from tropeml.model.encoders import HashingEncoder
+from tropeml.model.persistence import load_head
+from tropeml.model.workcal import (
+    FEATURES,
+    WORK_CALIBRATOR,
+    WorkCalibrator,
+    evidence_features,
+    fit_work_calibrator,
+)
+from tropeml.serve.tagger import Tagger
+
+MU, SIGMA, ALPHA = np.array([-3.0, -2.0]), np.array([1.0, 2.0]), np.array([0.01, 1e-6])
+
+
+def test_evidence_features_are_the_ranks_the_length_and_the_best_z_scores() -> None:
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.001, 0.999, size=(7, 2))
+    f = evidence_features(p, MU, SIGMA, ALPHA)
+    assert f.shape == (2, len(FEATURES))
+    for k in range(1, 5):
+        assert np.allclose(f[:, k - 1], beyond(log_chance(p, MU, SIGMA, k), ALPHA))
+    assert np.allclose(f[:, 4], math.log(7))
+    best = -np.sort(-logits(p), axis=0)[:5]
+    assert np.allclose(f[:, 5:], np.clip((best - MU) / SIGMA, -10, 30).T)
+    assert (f[:, 5:-1] >= f[:, 6:] - 1e-12).all()  # z-scores best first
+
+
+def test_a_short_work_gets_the_floor_for_ranks_it_lacks_and_zero_z_scores() -> None:
+    p = np.array([[0.99, 0.5], [0.2, 0.4]])
+    f = evidence_features(p, MU, SIGMA, ALPHA)
+    assert (f[:, 2:4] == -CLIP).all()  # no third or fourth passage
+    assert (f[:, 7:] == 0.0).all()  # nor a third to fifth best z-score
+    assert (f[:, 5:7] != 0.0).all()
+
+
+def test_predict_is_the_logistic_of_the_weighted_features_plus_the_tags_offset() -> None:
+    cal = WorkCalibrator(-1.0, tuple(0.1 * i for i in range(len(FEATURES))), {"a": 2.0})
+    x = np.arange(2 * len(FEATURES), dtype=float).reshape(2, -1) / 10
+    got = cal.predict(x, ["a", "other"])
+    z = -1.0 + x @ np.array(cal.weights) + np.array([2.0, 0.0])
+    assert np.allclose(got, 1 / (1 + np.exp(-z)))
+
+
+def test_a_calibrator_survives_its_config_entry_and_refuses_bad_numbers() -> None:
+    entry = json.loads(json.dumps(WORK_CALIBRATOR.to_config()))
+    assert WorkCalibrator.from_config(entry) == WORK_CALIBRATOR
+    with pytest.raises(ValueError, match="needs 10 weights"):
+        WorkCalibrator(0.0, (1.0, 2.0))
+    with pytest.raises(ValueError, match="finite"):
+        WorkCalibrator(float("nan"), (0.0,) * len(FEATURES))
+    with pytest.raises(ValueError, match="unknown work-calibrator features"):
+        WorkCalibrator.from_config(entry | {"features": ["d1"]})
+
+
+def test_fitting_learns_that_stronger_evidence_and_a_likelier_tag_score_higher() -> None:
+    rng = np.random.default_rng(1)
+    n = 400
+    tags = ["good"] * n + ["bad"] * n
+    x = rng.normal(size=(2 * n, len(FEATURES)))
+    z = 2.0 * x[:, 1] + np.where(np.array(tags) == "good", 1.0, -1.0)
+    y = (rng.uniform(size=2 * n) < 1 / (1 + np.exp(-z))).astype(int)
+    cal = fit_work_calibrator(x, tags, y)
+    assert cal.weights[1] > 1.0  # d2 carries the signal
+    assert cal.tags["good"] > cal.tags["bad"]
+    assert max(abs(w) for i, w in enumerate(cal.weights) if i != 1) < 0.5
+
+
+def _chance_tagger(tiny_model: Path, calibrator: WorkCalibrator | None) -> Tagger:
+    head, _, taxonomy = load_head(tiny_model)
+    encoder = HashingEncoder(64)
+    rng = random.Random(7)
+    background = [make_passage(rng, [], 60) for _ in range(200)]
+    mu, sigma = fit_null(head.predict_proba(encoder.embed(background), background))
+    null = (np.maximum(mu, -8.0), np.maximum(sigma, 1.0))
+    return Tagger(head, taxonomy, encoder, null=null, k=2, mask_names=False, calibrator=calibrator)
+
+
+def test_a_calibrator_changes_the_scores_but_not_which_tags_a_work_gets(tiny_model: Path) -> None:
+    rng = random.Random(3)
+    text = "\n\n\n".join(make_passage(rng, tags, 60) for tags in [["rain"], [], ["rain"], ["cake"]])
+    plain = _chance_tagger(tiny_model, None).tag(text)
+    doubt = WorkCalibrator(-3.0, (0.0,) * len(FEATURES), {"rain": -2.0})
+    tagger = _chance_tagger(tiny_model, doubt)
+    result = tagger.tag(text)
+    assert [t.id for t in result.tags] == [t.id for t in plain.tags] != []
+    assert all(t.threshold is None and t.score < 0.05 for t in result.tags)
+    assert result.scores["rain"] == pytest.approx(1 / (1 + math.exp(5.0)))
+    assert json.loads(json.dumps(result.to_dict()))["tags"][0]["threshold"] is None
+    fired = tagger.fired(np.array(result.passage_scores))
+    assert {t.id for t in result.tags} == {t for t, f in zip(tagger.tags, fired, strict=True) if f}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c.update(weights=[1.0]), "'rollup.calibrator' must give its 'features'"),
+        (lambda c: c.update(features=["d1"]), "'rollup.calibrator' must give its 'features'"),
+        (lambda c: c.pop("tags"), "'rollup.calibrator.tags' missing"),
+    ],
+)
+def test_a_model_with_a_broken_calibrator_is_refused_in_one_line(
+    tiny_model: Path, tmp_path: Path, change: object, message: str
+) -> None:
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model, folder)
+    path = folder / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    entry = WORK_CALIBRATOR.to_config()
+    change(entry)  # type: ignore[operator]
+    config["rollup"]["calibrator"] = entry
+    path.write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(TropemlError) as err:
+        Tagger.from_pretrained(folder, cache=False)
+    assert message in str(err.value) and "\n" not in str(err.value)

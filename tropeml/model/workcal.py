@@ -1,0 +1,186 @@
+"""The reported work score: a logistic regression on a work's evidence, per tag.
+
+The chance rule (:mod:`tropeml.model.decision`) decides whether a work gets a tag. What a
+reader is shown beside the tag is how likely the work really shows it. A logistic function
+of one number (how far the second-best passage beats the null) pooled over the tags gave
+every tag the same score for the same evidence, though on fresh works shown fake_death tags
+were right a third of the time and shown fluff tags six times in seven. The
+:class:`WorkCalibrator` reads more of the evidence:
+
+- ``d1..d4``: decades by which the best, second, third and fourth best passage beat a
+  trope-free work of the same length at the tag's alpha (:func:`~tropeml.model.decision.beyond`;
+  ``-CLIP`` where the work has fewer passages);
+- the log of the number of passages;
+- ``z1..z5``: the five best passage logits as z-scores against the tag's null, clipped to
+  ``[-10, 30]`` (0 where the work has fewer passages): how many passages show the trope;
+- the tag: one weight per tag it was fitted with (0 for any other tag).
+
+It is fitted on judged whole works (``tropeml tune``; :func:`fit_work_calibrator`). The
+decisions do not change: a tag still fires when its evidence beats chance at its alpha, so a
+tag can fire with a low score (evidence beyond chance, of a kind that often misleads).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from tropeml.model.decision import CLIP, beyond, log_chance, logits
+
+RANKS = 4
+"""Best passages whose ``d`` is a feature (``d1..d4``)."""
+TOP_Z = 5
+"""Best passage logits whose z-score is a feature (``z1..z5``)."""
+Z_CLIP = (-10.0, 30.0)
+"""Range the z-scores are clipped to."""
+FEATURES = (
+    *(f"d{i}" for i in range(1, RANKS + 1)),
+    "log_passages",
+    *(f"z{i}" for i in range(1, TOP_Z + 1)),
+)
+"""Names of the evidence features, in :func:`evidence_features`' column order."""
+C = 0.1
+"""Inverse L2 strength of :func:`fit_work_calibrator` (scikit-learn's ``C``, raw features):
+chosen by leaving one confirmation round out at a time (``data/confirm/README.md``, the
+fifteenth test)."""
+
+
+def evidence_features(
+    probabilities: ArrayLike, mu: ArrayLike, sigma: ArrayLike, alpha: ArrayLike
+) -> NDArray[np.float64]:
+    """The evidence features of a work for every tag.
+
+    Args:
+        probabilities: The work's passage probabilities, shape ``(n, T)``, ``n >= 1``.
+        mu: Null location per tag, shape ``(T,)``.
+        sigma: Null scale per tag, shape ``(T,)``.
+        alpha: Per-tag alpha, shape ``(T,)``.
+
+    Returns:
+        Shape ``(T, len(FEATURES))``, columns as :data:`FEATURES`.
+    """
+    p = np.asarray(probabilities, dtype=np.float64)
+    n, T = p.shape
+    m, s = np.asarray(mu, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
+    out = np.zeros((T, len(FEATURES)))
+    for k in range(1, RANKS + 1):
+        out[:, k - 1] = beyond(log_chance(p, m, s, k), alpha) if n >= k else -CLIP
+    out[:, RANKS] = math.log(n)
+    top = -np.sort(-logits(p), axis=0)[:TOP_Z]
+    out[:, RANKS + 1 : RANKS + 1 + len(top)] = np.clip((top - m) / s, *Z_CLIP).T
+    return out
+
+
+@dataclass(frozen=True)
+class WorkCalibrator:
+    """``P(work shows tag) = sigmoid(intercept + weights . features + tags[tag])``.
+
+    Attributes:
+        intercept: The shared intercept.
+        weights: One weight per :data:`FEATURES` entry.
+        tags: Per-tag offsets (tags not in it get 0).
+    """
+
+    intercept: float
+    weights: tuple[float, ...]
+    tags: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.weights) != len(FEATURES):
+            raise ValueError(
+                f"a work calibrator needs {len(FEATURES)} weights, got {len(self.weights)}"
+            )
+        values = (self.intercept, *self.weights, *self.tags.values())
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError("a work calibrator's numbers must be finite")
+
+    def predict(self, features: ArrayLike, tags: Sequence[str]) -> NDArray[np.float64]:
+        """Probabilities, shape ``(T,)``, from features ``(T, len(FEATURES))`` of ``tags``."""
+        x = np.asarray(features, dtype=np.float64)
+        offset = np.array([self.tags.get(t, 0.0) for t in tags])
+        z = self.intercept + x @ np.asarray(self.weights) + offset
+        return np.asarray(1.0 / (1.0 + np.exp(-z)))
+
+    def to_config(self) -> dict[str, Any]:
+        """The ``rollup.calibrator`` entry of a model's config (rounded to 6 decimals)."""
+        return {
+            "features": list(FEATURES),
+            "intercept": round(self.intercept, 6),
+            "weights": [round(w, 6) for w in self.weights],
+            "tags": {t: round(v, 6) for t, v in self.tags.items()},
+        }
+
+    @classmethod
+    def from_config(cls, entry: Mapping[str, Any]) -> WorkCalibrator:
+        """Read :meth:`to_config`'s entry (checked by :mod:`tropeml.model.integrity`)."""
+        if list(entry["features"]) != list(FEATURES):
+            raise ValueError(f"unknown work-calibrator features {entry['features']}")
+        return cls(
+            float(entry["intercept"]),
+            tuple(float(w) for w in entry["weights"]),
+            {str(t): float(v) for t, v in entry["tags"].items()},
+        )
+
+
+def fit_work_calibrator(
+    features: NDArray[np.float64], tags: Sequence[str], y: NDArray[np.int_]
+) -> WorkCalibrator:
+    """Fit a :class:`WorkCalibrator` on judged (work, tag) pairs.
+
+    Args:
+        features: :func:`evidence_features` rows of the pairs, shape ``(pairs, len(FEATURES))``.
+        tags: Each pair's tag, length ``pairs``.
+        y: 1 if the pair's work shows its tag, else 0, shape ``(pairs,)``.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    names = sorted(set(tags))
+    onehot = np.array([[t == name for name in names] for t in tags], dtype=np.float64)
+    x = np.c_[np.asarray(features, dtype=np.float64), onehot.reshape(len(tags), len(names))]
+    model = LogisticRegression(C=C, max_iter=5000).fit(x, np.asarray(y))
+    coef = model.coef_[0]
+    k = len(FEATURES)
+    return WorkCalibrator(
+        float(model.intercept_[0]),
+        tuple(float(w) for w in coef[:k]),
+        {name: float(w) for name, w in zip(names, coef[k:], strict=True)},
+    )
+
+
+WORK_CALIBRATOR = WorkCalibrator(
+    intercept=-1.349104,
+    weights=(
+        0.552705,
+        0.114391,
+        -0.199604,
+        0.134981,
+        -0.11036,
+        -0.16983,
+        0.20563,
+        0.316613,
+        0.378618,
+        0.180375,
+    ),
+    tags={
+        "hurt_comfort": 0.482167,
+        "fake_death": -0.511081,
+        "reunion": -0.278275,
+        "soulmates": -0.021444,
+        "mates": -0.100252,
+        "alpha_beta_omega": -0.008222,
+        "angst": 0.540901,
+        "fluff": 0.364345,
+        "first_kiss": -0.249936,
+        "love_confession": -0.22708,
+    },
+)
+"""The shipped calibrator: fitted by :func:`fit_work_calibrator` on the 2,550 judged
+(work, required tag) pairs of the 93 dev works and the 171 works of the first fourteen
+confirmation rounds, and tested on the fifteenth round before it shipped
+(``data/confirm/README.md``). Models trained on other data get it until ``tropeml tune``
+fits their own."""
