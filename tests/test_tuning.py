@@ -129,6 +129,10 @@ def test_tune_chooses_alphas_that_find_the_works_and_fits_a_calibrator(
     assert rain_kept.alpha == rain_kept.before == 1e-12
     assert kept.pairs == result.pairs
     assert result.calibrator is not None and set(result.calibrator.tags) == {"rain", "sword"}
+    floored = _tagger(tiny_model, random.Random(3), floor=True, alpha=alpha)
+    floored.calibrator = WorkCalibrator(0.0, (0.0,) * len(FEATURES), floor=0.3)
+    refit = tune(floored, items).calibrator
+    assert refit is not None and refit.floor == 0.3  # refitting keeps the model's floor
     # the works full of rain are scored as likelier to show it than the trope-free ones
     scoring = _tagger(tiny_model, random.Random(3), floor=True, calibrator=result.calibrator)
     full, empty = (scoring.tag(_work(rng, n)).scores["rain"] for n in (4, 0))

@@ -112,6 +112,7 @@ def test_a_calibrator_changes_the_scores_but_not_which_tags_a_work_gets(tiny_mod
         (lambda c: c.update(weights=[1.0]), "'rollup.calibrator' must give its 'features'"),
         (lambda c: c.update(features=["d1"]), "'rollup.calibrator' must give its 'features'"),
         (lambda c: c.pop("tags"), "'rollup.calibrator.tags' missing"),
+        (lambda c: c.update(floor=1.5), "a 'floor' in [0, 1)"),
     ],
 )
 def test_a_model_with_a_broken_calibrator_is_refused_in_one_line(
@@ -128,3 +129,22 @@ def test_a_model_with_a_broken_calibrator_is_refused_in_one_line(
     with pytest.raises(TropemlError) as err:
         Tagger.from_pretrained(folder, cache=False)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_floor_hides_the_tags_that_score_under_it_and_is_their_threshold(
+    tiny_model: Path,
+) -> None:
+    rng = random.Random(3)
+    scenes = [["rain"], [], ["rain"], ["cake"], ["rain"]]
+    text = "\n\n\n".join(make_passage(rng, tags, 60) for tags in scenes)
+    free = _chance_tagger(tiny_model, WorkCalibrator(0.0, (0.0,) * len(FEATURES))).tag(text)
+    assert {t.id for t in free.tags} and all(t.score == 0.5 for t in free.tags)
+    rain = {"rain": 3.0}  # rain scores sigmoid(3), the others one half
+    above = WorkCalibrator(0.0, (0.0,) * len(FEATURES), rain, floor=0.6)
+    result = _chance_tagger(tiny_model, above).tag(text)
+    assert [t.id for t in result.tags] == [t.id for t in free.tags if t.id == "rain"] == ["rain"]
+    assert result.tags[0].threshold == 0.6 and result.tags[0].score >= 0.6
+    assert WorkCalibrator.from_config(above.to_config()) == above
+    assert "floor" not in WORK_CALIBRATOR.to_config()  # the shipped one: the chance rule decides
+    with pytest.raises(ValueError, match="floor must be in"):
+        WorkCalibrator(0.0, (0.0,) * len(FEATURES), floor=1.0)

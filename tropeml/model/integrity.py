@@ -148,10 +148,11 @@ CONFIG_SCHEMA: dict[str, Any] = {
                             "maxItems": len(FEATURES),
                         },
                         "tags": {"type": "object", "additionalProperties": {"type": "number"}},
+                        "floor": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
                     },
                     "message": "'rollup.calibrator' must give its 'features' "
                     f"({', '.join(FEATURES)}), a number 'intercept', one number per feature in "
-                    "'weights' and a number per tag in 'tags'",
+                    "'weights', a number per tag in 'tags' and, if any, a 'floor' in [0, 1)",
                 },
             },
         },

@@ -79,8 +79,9 @@ def tag_results(
 ) -> tuple[TagResult, ...]:
     """The work's tags, best first: each tag whose work score reaches its work threshold.
 
-    With ``fired``, the tags it marks instead, whatever their score (a model whose score
-    is not what decides: :mod:`tropeml.model.workcal`); their ``threshold`` is ``None``.
+    With ``fired``, the tags it marks instead (a model whose score is not all that decides:
+    :mod:`tropeml.model.workcal`); their ``threshold`` is the work threshold where it is
+    positive (a floor the score must also reach), else ``None``.
 
     Args:
         scores: Passage scores, shape ``(n, T)``.
@@ -116,7 +117,9 @@ def tag_results(
                 id=tag,
                 name=trope.name if trope else tag,
                 score=float(work_scores[j]),
-                threshold=None if fired is not None else float(work_thresholds[j]),
+                threshold=None
+                if fired is not None and work_thresholds[j] <= 0
+                else float(work_thresholds[j]),
                 prominence=float(prom[j]),
                 evidence=evidence,
                 spoiler=bool(trope and trope.spoiler),

@@ -15,9 +15,10 @@ were right a third of the time and shown fluff tags six times in seven. The
   ``[-10, 30]`` (0 where the work has fewer passages): how many passages show the trope;
 - the tag: one weight per tag it was fitted with (0 for any other tag).
 
-It is fitted on judged whole works (``tropeml tune``; :func:`fit_work_calibrator`). The
-decisions do not change: a tag still fires when its evidence beats chance at its alpha, so a
-tag can fire with a low score (evidence beyond chance, of a kind that often misleads).
+It is fitted on judged whole works (``tropeml tune``; :func:`fit_work_calibrator`). A tag
+fires when its evidence beats chance at its alpha and its score reaches the calibrator's
+``floor``; with a floor of 0 the chance rule alone decides, so a tag can fire with a low
+score (evidence beyond chance, of a kind that often misleads).
 """
 
 from __future__ import annotations
@@ -84,11 +85,13 @@ class WorkCalibrator:
         intercept: The shared intercept.
         weights: One weight per :data:`FEATURES` entry.
         tags: Per-tag offsets (tags not in it get 0).
+        floor: The least score a tag is shown with (0: the chance rule alone decides).
     """
 
     intercept: float
     weights: tuple[float, ...]
     tags: Mapping[str, float] = field(default_factory=dict)
+    floor: float = 0.0
 
     def __post_init__(self) -> None:
         if len(self.weights) != len(FEATURES):
@@ -98,6 +101,8 @@ class WorkCalibrator:
         values = (self.intercept, *self.weights, *self.tags.values())
         if not all(math.isfinite(v) for v in values):
             raise ValueError("a work calibrator's numbers must be finite")
+        if not 0.0 <= self.floor < 1.0:
+            raise ValueError(f"a work calibrator's floor must be in [0, 1), got {self.floor}")
 
     def predict(self, features: ArrayLike, tags: Sequence[str]) -> NDArray[np.float64]:
         """Probabilities, shape ``(T,)``, from features ``(T, len(FEATURES))`` of ``tags``."""
@@ -108,12 +113,15 @@ class WorkCalibrator:
 
     def to_config(self) -> dict[str, Any]:
         """The ``rollup.calibrator`` entry of a model's config (rounded to 6 decimals)."""
-        return {
+        entry: dict[str, Any] = {
             "features": list(FEATURES),
             "intercept": round(self.intercept, 6),
             "weights": [round(w, 6) for w in self.weights],
             "tags": {t: round(v, 6) for t, v in self.tags.items()},
         }
+        if self.floor:
+            entry["floor"] = self.floor
+        return entry
 
     @classmethod
     def from_config(cls, entry: Mapping[str, Any]) -> WorkCalibrator:
@@ -124,6 +132,7 @@ class WorkCalibrator:
             float(entry["intercept"]),
             tuple(float(w) for w in entry["weights"]),
             {str(t): float(v) for t, v in entry["tags"].items()},
+            float(entry.get("floor", 0.0)),
         )
 
 

@@ -57,10 +57,9 @@ class Tagger(WorkReader):
             calibrated probability that the work shows the tag
             (:func:`~tropeml.model.decision.work_probability`) instead of the chance score;
             the decisions are the same.
-        calibrator: A :class:`~tropeml.model.workcal.WorkCalibrator` (with ``null``):
-            report each work score as its probability from the work's evidence (it takes the
-            place of ``calibration``); the decisions are still the chance rule's, so a tag's
-            result has no score threshold (``threshold`` is ``None``).
+        calibrator: A :class:`~tropeml.model.workcal.WorkCalibrator` (with ``null``): the
+            work score is its probability (in place of ``calibration``); a tag fires when the
+            chance rule gives it and its score reaches the calibrator's ``floor``.
         screen: A :class:`~tropeml.model.screen.Screen` (with ``null``): the full encoder
             runs only on passages that can change a work's tags (:mod:`.screening`).
     """
@@ -117,6 +116,8 @@ class Tagger(WorkReader):
         self.work_thresholds = (
             self.thresholds
             if self.null is None
+            else np.full(len(self.tags), self.calibrator.floor)
+            if self.calibrator is not None
             else self.chance_thresholds
             if self.calibration is None
             else work_probability(np.log(self.alpha), self.alpha, self.calibration)
@@ -366,7 +367,9 @@ class Tagger(WorkReader):
             self.work_thresholds,
             self.taxonomy,
             self.max_evidence,
-            fired=self.fired(scores) if self.calibrator is not None else None,
+            fired=None
+            if self.calibrator is None
+            else self.fired(scores) & (work_scores >= self.work_thresholds),
         )
         return WorkResult(
             source=source or work.source,

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -292,6 +292,8 @@ def tune(tagger: Tagger, items: Sequence[DevItem], only: Sequence[str] | None = 
     fitted = before
     if 0 < sum(y_pairs) < len(y_pairs):
         fitted = fit_work_calibrator(np.array(rows), pair_tags, np.array(y_pairs))
+        if before is not None:  # the floor is a decision rule, not fitted: it stays
+            fitted = replace(fitted, floor=before.floor)
     if fitted is None and tagger.calibration is None:
         # its decisions compare 1 - chance, which is 1.0 beyond UNCALIBRATED
         _, choices = pick(UNCALIBRATED)
