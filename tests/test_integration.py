@@ -19,6 +19,7 @@ from tropeml.core.resources import default_model_dir
 from tropeml.core.types import WorkResult
 from tropeml.io.readers import read_work
 from tropeml.model.persistence import CONFIG_FILE, load_model, save_model
+from tropeml.model.workcal import WORK_CALIBRATOR
 
 pytestmark = pytest.mark.integration
 
@@ -130,10 +131,11 @@ def test_result_json_has_every_tag(
     text = SEED[key].read_text(encoding="utf-8")
     scores = np.array(results[key].passage_scores)
     fired = {t for t, f in zip(tagger.tags, tagger.fired(scores), strict=True) if f}
-    assert {tag["id"] for tag in obj["tags"]} == fired  # the chance rule decides
+    floor = WORK_CALIBRATOR.floor
+    shown = {t for t in fired if obj["scores"][t] >= floor}
+    assert {tag["id"] for tag in obj["tags"]} == shown  # the chance rule and the floor decide
     for tag in obj["tags"]:
-        assert tag["threshold"] is None  # the shipped model's score does not decide
-        assert 0.0 <= tag["score"] <= 1.0
+        assert tag["threshold"] == floor <= tag["score"] <= 1.0
         assert tag["score"] == obj["scores"][tag["id"]]
         assert tag["name"] == tagger.taxonomy[tag["id"]].name
         for ev in tag["evidence"]:
@@ -389,7 +391,7 @@ def test_the_readme_examples_are_this_model_on_the_default_backend(
         assert shown == pytest.approx(got.scores[tag], abs=0.05), tag
     reunion = next(t for t in got.tags if t.id == "reunion").to_dict()
     ev = reunion["evidence"][0]
-    assert '"threshold": null' in example and reunion["threshold"] is None
+    assert f'"threshold": {reunion["threshold"]}' in example
     prominence = float(re.search(r'"prominence": ([0-9.]+)', example).group(1))  # type: ignore[union-attr]
     assert prominence == pytest.approx(reunion["prominence"], abs=0.05)
     shown_ev = re.search(r'\{"start": (\d+), "end": (\d+), "score": ([0-9.]+)', example)

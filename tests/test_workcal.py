@@ -145,6 +145,6 @@ def test_a_floor_hides_the_tags_that_score_under_it_and_is_their_threshold(
     assert [t.id for t in result.tags] == [t.id for t in free.tags if t.id == "rain"] == ["rain"]
     assert result.tags[0].threshold == 0.6 and result.tags[0].score >= 0.6
     assert WorkCalibrator.from_config(above.to_config()) == above
-    assert "floor" not in WORK_CALIBRATOR.to_config()  # the shipped one: the chance rule decides
+    assert WORK_CALIBRATOR.to_config()["floor"] == 0.4  # the shipped floor
     with pytest.raises(ValueError, match="floor must be in"):
         WorkCalibrator(0.0, (0.0,) * len(FEATURES), floor=1.0)

@@ -196,9 +196,14 @@ def _work_score_line(rollup: dict[str, Any]) -> str:
             f"{line}. The score reported is a probability that the work shows the tag, from a "
             "logistic regression on its evidence (how far its four best passages beat chance, "
             "how many passages show the trope, the work's length, and the tag) fitted on "
-            "judged whole works (`tropeml.model.workcal`); the decisions are the chance "
-            "rule's, so a tag can fire with a low score: evidence beyond chance of a kind that "
-            "often misleads"
+            "judged whole works (`tropeml.model.workcal`); a tag is shown when the chance "
+            "rule gives it"
+            + (
+                f" and its score is at least {floor:g}"
+                if (floor := float(rollup["calibrator"].get("floor", 0.0)))
+                else ", so it can be shown with a low score: evidence beyond chance of a kind "
+                "that often misleads"
+            )
         )
     cal = rollup.get("calibration")
     if cal is None:
