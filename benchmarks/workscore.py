@@ -11,11 +11,11 @@ own ``evidence_features``, and reports:
    loss and Brier over all held-out pairs, and in how many rounds each beats the score it
    replaced (one intercept and slope on ``d2``, ``decision.CALIBRATION``, chosen on the dev
    works).
-2. **The test** (``data/confirm/README.md``, the fifteenth test): on the round named by
-   ``--test``, the shipped calibrator (``workcal.WORK_CALIBRATOR``, fitted before the round
-   was read) against the score it replaced, with a paired bootstrap over works, per tag
-   the mean score of the shown tags beside how many were right, and what ``--min-score``
-   keeps.
+2. **The test** (``data/confirm/README.md``, the fifteenth test) and after: on each round
+   named by ``--test`` (read after the calibrator was committed) and on them together, the
+   shipped calibrator (``workcal.WORK_CALIBRATOR``) against the score it replaced, with a
+   paired bootstrap over works, per tag the mean score of the shown tags beside how many
+   were right, and what ``--min-score`` keeps.
 
 Usage::
 
@@ -45,7 +45,9 @@ from tropeml.serve.deveval import score_items
 from tropeml.serve.tagger import load
 
 OUT = Path(__file__).resolve().parent / "results" / "workscore.md"
-TEST = "fifteenth round"
+TEST = ("fifteenth round", "sixteenth round")
+"""Rounds read after the calibrator was committed: the fifteenth was its test; the sixteenth
+(the floor's test) was read after it too."""
 BOOT = 1000
 
 
@@ -135,12 +137,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model folder (default: the shipped one)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"table to write (default: {OUT})")
-    parser.add_argument("--test", default=TEST, help=f"the tested round (default: {TEST})")
+    parser.add_argument(
+        "--test", nargs="+", default=list(TEST), help=f"rounds read after it (default: {TEST})"
+    )
     args = parser.parse_args()
     start = dt.datetime.now(dt.UTC)
     d = pairs(args.model)
     F, y, tag, work, rnd, shown = d["F"], d["y"], d["tag"], d["work"], d["round"], d["shown"]
-    before = [r for r in ROUNDS if r != args.test]
+    before = [r for r in ROUNDS if r not in args.test]
     lines = [
         "# The reported work score: a work-level calibrator (`tropeml.model.workcal`)",
         "",
@@ -152,7 +156,7 @@ def main() -> None:
         f"`LogisticRegression(C={C})` on raw features. The score it replaced: "
         f"`1 / (1 + exp(-({CALIBRATION[0]} + {CALIBRATION[1]} d2)))`, chosen on the dev works.",
         "",
-        "## 1. Forms, each confirmation round held out in turn (the tested round left out)",
+        "## 1. Forms, each confirmation round held out in turn (the tested rounds left out)",
         "",
         f"Fitted on the dev works and the other {len(before) - 1} rounds read before the "
         f"test; scored on the held-out round. {len(before)} rounds, "
@@ -168,7 +172,7 @@ def main() -> None:
         p = np.zeros(len(y))
         for r in before:
             test = rnd == r
-            train = ~test & (rnd != args.test)
+            train = ~test & ~np.isin(rnd, args.test)
             model = LogisticRegression(C=C, max_iter=5000)
             model.fit(design(F[train], tag[train], form), y[train])
             p[test] = model.predict_proba(design(F[test], tag[test], form))[:, 1]
@@ -179,54 +183,73 @@ def main() -> None:
         )
         lines.append(f"| {form} | {ll:.4f} | {br:.4f} | {wins} of {len(before)} |")
 
-    t = rnd == args.test
-    lines += ["", f"## 2. The test: the {args.test}, read after the calibrator was committed", ""]
-    if not t.any():
-        lines.append(f"No work of the {args.test} in `data/confirm`.")
-    else:
-        new = _predict(F[t], tag[t])
-        old = old_score(F[t])
-        yt = y[t]
-        (ll_n, br_n), (ll_o, br_o) = losses(new, yt), losses(old, yt)
-        (lw_n, bw_n), (lw_o, bw_o) = pointwise(new, yt), pointwise(old, yt)
-        lines += [
-            f"{int(t.sum())} pairs of {len(set(work[t]))} works, base rate {yt.mean():.3f}.",
-            "",
-            "| score | log loss | Brier |",
-            "|---|---:|---:|",
-            f"| old (one intercept and slope on d2) | {ll_o:.4f} | {br_o:.4f} |",
-            f"| calibrator (shipped) | {ll_n:.4f} | {br_n:.4f} |",
-            "",
-            f"Calibrator minus old, 95% CI over works ({BOOT} resamples): log loss "
-            f"{paired(lw_n, lw_o, work[t])}, Brier {paired(bw_n, bw_o, work[t])}. "
-            "The test's rule: the calibrator ships if its log loss is lower and its Brier "
-            f"not higher: **{'passed' if ll_n < ll_o and br_n <= br_o else 'failed'}**.",
-            "",
-            "Shown tags (the chance rule, the same for both): the mean score each gives them, "
-            "beside how many were right.",
-            "",
-            "| tag | shown | right | old score | calibrator |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        st, tt = shown[t], tag[t]
-        for name in REQUIRED_TAGS:
-            m = st & (tt == name)
-            if m.any():
-                lines.append(
-                    f"| {name} | {m.sum()} | {yt[m].sum()} | {old[m].mean():.2f} "
-                    f"| {new[m].mean():.2f} |"
-                )
-        lines += ["", "| `--min-score` | old: shown / right / false | calibrator |"]
-        lines.append("|---|---|---|")
-        for bar in (0.5, 0.7):
-            cells = []
-            for p in (old, new):
-                m = st & (p >= bar)
-                cells.append(f"{m.sum()} / {yt[m].sum()} / {(m & (yt == 0)).sum()}")
-            lines.append(f"| {bar} | {cells[0]} | {cells[1]} |")
+    lines += ["", "## 2. Rounds read after the calibrator was committed", ""]
+    for label in [*args.test, " and ".join(args.test)]:
+        t = np.isin(rnd, label.split(" and "))
+        lines += test_lines(label, t, F, y, tag, work, shown, rule=label == args.test[0])
     lines += ["", f"Runtime {(dt.datetime.now(dt.UTC) - start).total_seconds() / 60:.1f} min."]
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
+
+
+def test_lines(
+    label: str,
+    t: NDArray[np.bool_],
+    F: NDArray[np.float64],
+    y: NDArray[np.int_],
+    tag: NDArray[np.str_],
+    work: NDArray[np.str_],
+    shown: NDArray[np.bool_],
+    rule: bool,
+) -> list[str]:
+    """The shipped calibrator against the old score on the pairs ``t`` (the ``label`` rounds)."""
+    lines = [f"### The {label}", ""]
+    if not t.any():
+        return [*lines, f"No work of the {label} in `data/confirm`.", ""]
+    new = _predict(F[t], tag[t])
+    old = old_score(F[t])
+    yt = y[t]
+    (ll_n, br_n), (ll_o, br_o) = losses(new, yt), losses(old, yt)
+    (lw_n, bw_n), (lw_o, bw_o) = pointwise(new, yt), pointwise(old, yt)
+    verdict = "passed" if ll_n < ll_o and br_n <= br_o else "failed"
+    lines += [
+        f"{int(t.sum())} pairs of {len(set(work[t]))} works, base rate {yt.mean():.3f}.",
+        "",
+        "| score | log loss | Brier |",
+        "|---|---:|---:|",
+        f"| old (one intercept and slope on d2) | {ll_o:.4f} | {br_o:.4f} |",
+        f"| calibrator (shipped) | {ll_n:.4f} | {br_n:.4f} |",
+        "",
+        f"Calibrator minus old, 95% CI over works ({BOOT} resamples): log loss "
+        f"{paired(lw_n, lw_o, work[t])}, Brier {paired(bw_n, bw_o, work[t])}."
+        + (
+            " The test's rule: the calibrator ships if its log loss is lower and its Brier "
+            f"not higher: **{verdict}**."
+            if rule
+            else ""
+        ),
+        "",
+        "Tags the chance rule shows (the same for both; the shipped floor of "
+        f"{WORK_CALIBRATOR.floor:g} then hides those the calibrator scores under it): the "
+        "mean score each gives them, beside how many were right.",
+        "",
+        "| tag | shown | right | old score | calibrator |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    st, tt = shown[t], tag[t]
+    for name in REQUIRED_TAGS:
+        m = st & (tt == name)
+        if m.any():
+            means = f"{old[m].mean():.2f} | {new[m].mean():.2f}"
+            lines.append(f"| {name} | {m.sum()} | {yt[m].sum()} | {means} |")
+    lines += ["", "| `--min-score` | old: shown / right / false | calibrator |", "|---|---|---|"]
+    for bar in (0.5, 0.7):
+        cells = []
+        for p in (old, new):
+            m = st & (p >= bar)
+            cells.append(f"{m.sum()} / {yt[m].sum()} / {(m & (yt == 0)).sum()}")
+        lines.append(f"| {bar} | {cells[0]} | {cells[1]} |")
+    return [*lines, ""]
 
 
 def _predict(F: NDArray[np.float64], tags: NDArray[np.str_]) -> NDArray[np.float64]:
