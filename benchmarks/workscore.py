@@ -219,7 +219,7 @@ def test_lines(
     lines = [f"### The {label}", ""]
     if not t.any():
         return [*lines, f"No work of the {label} in `data/confirm`.", ""]
-    new = _predict(F[t], tag[t])
+    new = WORK_CALIBRATOR.predict(F[t], list(tag[t]))  # one tag per pair (row)
     old = old_score(F[t])
     yt = y[t]
     (ll_n, br_n), (ll_o, br_o) = losses(new, yt), losses(old, yt)
@@ -263,13 +263,6 @@ def test_lines(
             cells.append(f"{m.sum()} / {yt[m].sum()} / {(m & (yt == 0)).sum()}")
         lines.append(f"| {bar} | {cells[0]} | {cells[1]} |")
     return [*lines, ""]
-
-
-def _predict(F: NDArray[np.float64], tags: NDArray[np.str_]) -> NDArray[np.float64]:
-    """The shipped calibrator's probabilities for pairs (one tag each)."""
-    return np.array(
-        [WORK_CALIBRATOR.predict(f[None], [t])[0] for f, t in zip(F, tags, strict=True)]
-    )
 
 
 if __name__ == "__main__":

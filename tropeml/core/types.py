@@ -149,10 +149,10 @@ class TagResult:
         name: The AO3-style display tag, e.g. ``"Hurt/Comfort"``.
         score: How likely the work shows the tag, from its evidence (a calibrated
             probability for models with a calibration; see :mod:`tropeml.model.decision`).
-        threshold: The score the tag is shown from; ``None`` where no score decides (models
-            with a work calibrator: the tag fires when its evidence beats chance at its
-            alpha, and the score says how likely it is right; see
-            :mod:`tropeml.model.workcal`).
+        threshold: The score the tag is shown from. For models with a work calibrator
+            (:mod:`tropeml.model.workcal`) the tag must also beat chance at its alpha, and
+            this is the calibrator's floor; ``None`` where the floor is 0 and the chance rule
+            alone decides.
         prominence: Share of the work's text in passages over the tag's passage threshold
             (0..1).
         evidence: The passages that justify the tag, best first.

@@ -105,7 +105,10 @@ class WorkCalibrator:
             raise ValueError(f"a work calibrator's floor must be in [0, 1), got {self.floor}")
 
     def predict(self, features: ArrayLike, tags: Sequence[str]) -> NDArray[np.float64]:
-        """Probabilities, shape ``(T,)``, from features ``(T, len(FEATURES))`` of ``tags``."""
+        """Probabilities, shape ``(R,)``, from features of shape ``(R, len(FEATURES))``.
+
+        Row ``i`` is for tag ``tags[i]``: a work's tags, or judged pairs of many works.
+        """
         x = np.asarray(features, dtype=np.float64)
         offset = np.array([self.tags.get(t, 0.0) for t in tags])
         z = self.intercept + x @ np.asarray(self.weights) + offset
@@ -150,7 +153,7 @@ def fit_work_calibrator(
 
     names = sorted(set(tags))
     onehot = np.array([[t == name for name in names] for t in tags], dtype=np.float64)
-    x = np.c_[np.asarray(features, dtype=np.float64), onehot.reshape(len(tags), len(names))]
+    x = np.c_[np.asarray(features, dtype=np.float64), onehot]
     model = LogisticRegression(C=C, max_iter=5000).fit(x, np.asarray(y))
     coef = model.coef_[0]
     k = len(FEATURES)
