@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tropeml.core.errors import TropemlError
+from tropeml.core.taxonomy import Taxonomy
 from tropeml.core.types import Work
 from tropeml.io.devset import REQUIRED_TAGS, DevItem, load_dev_passages, load_dev_works
 from tropeml.serve.deveval import (
@@ -102,6 +103,30 @@ def test_a_bad_dev_record_is_one_clear_error(tmp_path: Path) -> None:
         load_dev_passages(tmp_path)
 
 
+def test_a_work_may_judge_more_tags_and_they_get_their_own_rows(tmp_path: Path) -> None:
+    dev = tmp_path / "data" / "dev"  # work files are relative to the folder two levels up
+    (dev / "works").mkdir(parents=True)
+    (tmp_path / "w.txt").write_text("Some text.", encoding="utf-8")
+    judged = {t: "no" for t in REQUIRED_TAGS}
+    rows = [judged | {"cuddling": "yes"}, judged, {"cuddling": "no"}]
+    lines = [
+        json.dumps({"id": f"w{i}", "title": "T", "file": "w.txt", "judgments": j})
+        for i, j in enumerate(rows)
+    ]
+    (dev / "works" / "a.jsonl").write_text("\n".join(lines[:2]), encoding="utf-8")
+    first, second = load_dev_works(dev)
+    assert first.judgments["cuddling"] == 1 and "cuddling" not in second.judgments
+    scored = [
+        Scored(it, np.zeros((1, 1)), np.ones(1), frozenset({"cuddling"})) for it in (first, second)
+    ]
+    table = work_table(scored)
+    assert list(table)[-1] == "cuddling" and table["cuddling"]["positives"] == 1
+    assert table["cuddling"]["negatives"] == 0 and table["cuddling"]["precision"] == 1.0
+    (dev / "works" / "a.jsonl").write_text(lines[2], encoding="utf-8")
+    with pytest.raises(TropemlError, match="must judge every one of hurt_comfort"):
+        load_dev_works(dev)  # the required tags stay required
+
+
 def test_report_markdown_names_both_kinds_of_text() -> None:
     scored = [Scored(_item({"mates": 1}, kind), np.zeros((1, 1)), np.ones(1)) for kind in "ab"]
     report = DevReport(
@@ -147,7 +172,9 @@ def test_eval_dev_protocol_from_the_cli(tiny_model: Path, tmp_path: Path) -> Non
 
 def test_the_shipped_confirmation_set_loads_and_is_judged_for_every_required_tag() -> None:
     works = load_dev_works(ROOT / "data/confirm")
-    assert len(works) >= 15 and all(set(w.judgments) == set(REQUIRED_TAGS) for w in works)
+    assert len(works) >= 15 and all(set(REQUIRED_TAGS) <= set(w.judgments) for w in works)
+    ids = set(Taxonomy.load(ROOT / "data/tropes.toml").ids)
+    assert all(set(w.judgments) <= ids for w in works)  # other judged tags are real tags
     hurt = [w.judgments["hurt_comfort"] for w in works]
     assert hurt.count(1) >= 5 and hurt.count(0) >= 5
     assert not (ROOT / "data/confirm/passages.jsonl").exists()

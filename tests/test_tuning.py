@@ -139,6 +139,25 @@ def test_tune_chooses_alphas_that_find_the_works_and_fits_a_calibrator(
     assert full > empty
 
 
+def test_tuning_one_tag_refits_its_offset_only_and_skips_works_that_do_not_judge_it(
+    tiny_model: Path,
+) -> None:
+    rng = random.Random(4)
+    alpha = {"rain": 1e-12, "cake": 0.5, "sword": 0.05}
+    before = WorkCalibrator(-1.0, (0.1,) * len(FEATURES), {"sword": 0.7}, floor=0.3)
+    tagger = _tagger(tiny_model, rng, floor=True, alpha=alpha, calibrator=before)
+    items = [DevItem(f"r{i}", "pd", _work(rng, 4), {"rain": 1}, "B") for i in range(6)]
+    items += [DevItem(f"n{i}", "pd", _work(rng, 0), {"rain": 0}, "B") for i in range(10)]
+    items += [DevItem(f"u{i}", "pd", _work(rng, 4), {"sword": 0}, "B") for i in range(3)]
+    result = tune(tagger, items, only=["rain"])
+    rain = next(c for c in result.choices if c.tag == "rain")
+    assert (rain.shown, rain.trope_free) == (6, 10)  # the u-works do not judge rain
+    assert rain.alpha != rain.before and rain.found == 6
+    after = result.calibrator
+    assert after is not None and (after.intercept, after.weights) == (-1.0, before.weights)
+    assert after.tags["sword"] == 0.7 and after.floor == 0.3 and "rain" in after.tags
+
+
 @pytest.fixture(scope="module")
 def chance_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny model with a background null whose first tag is called ``hurt_comfort``."""

@@ -21,6 +21,7 @@ from tropeml.model.workcal import (
     WORK_CALIBRATOR,
     WorkCalibrator,
     evidence_features,
+    fit_tag_offsets,
     fit_work_calibrator,
 )
 from tropeml.serve.tagger import Tagger
@@ -79,6 +80,22 @@ def test_fitting_learns_that_stronger_evidence_and_a_likelier_tag_score_higher()
     assert cal.weights[1] > 1.0  # d2 carries the signal
     assert cal.tags["good"] > cal.tags["bad"]
     assert max(abs(w) for i, w in enumerate(cal.weights) if i != 1) < 0.5
+
+
+def test_refitting_some_tags_offsets_leaves_the_rest_and_minimises_their_penalised_loss() -> None:
+    rng = np.random.default_rng(2)
+    before = WorkCalibrator(-1.0, tuple(rng.normal(size=len(FEATURES))), {"a": 0.3, "b": -0.2})
+    x = rng.normal(size=(300, len(FEATURES)))
+    tags = ["b"] * 100 + ["new"] * 200
+    y = (rng.uniform(size=300) < 0.7).astype(int)  # more positives than the weights predict
+    after = fit_tag_offsets(before, x, tags, y, ["b", "new", "unjudged"])
+    assert (after.intercept, after.weights, after.floor) == (-1.0, before.weights, 0.0)
+    assert after.tags["a"] == 0.3 and "unjudged" not in after.tags  # untouched / no pairs
+    for tag in ("b", "new"):  # the gradient of log loss + offset**2 / (2 C) vanishes
+        rows = np.array(tags) == tag
+        p = after.predict(x[rows], [tag] * int(rows.sum()))
+        assert abs(np.sum(p - y[rows]) + after.tags[tag] / 0.1) < 1e-6
+    assert after.tags["b"] > -0.2
 
 
 def _chance_tagger(tiny_model: Path, calibrator: WorkCalibrator | None) -> Tagger:

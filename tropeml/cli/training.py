@@ -203,8 +203,8 @@ def tune(
         list[Path] | None,
         typer.Argument(
             help="Folders laid out like data/dev: works/*.jsonl, each line a work judged "
-            "yes/no/unknown for the required tags (data/dev/README.md); their works are "
-            "pooled. Default: data/dev."
+            "yes/no/unknown for the required tags, and maybe others (data/dev/README.md); "
+            "their works are pooled. Default: data/dev."
         ),
     ] = None,
     model: ModelOpt = None,
@@ -220,8 +220,9 @@ def tune(
         typer.Option(
             "--tag",
             "-t",
-            help="Choose only this tag's alpha (repeatable); the others keep theirs. The "
-            "score calibrator is fitted with every judged tag.",
+            help="Tune only this tag (repeatable): its alpha and its score offset; the "
+            "other tags keep theirs and their scores. Without it, every judged tag's alpha "
+            "and a whole new score calibrator.",
         ),
     ] = None,
     no_cache: NoCacheOpt = False,
@@ -272,11 +273,15 @@ def tune(
             f"  {c.false:>2}/{c.trope_free}"
         )
     if result.calibrator is not None:
-        offsets = ", ".join(f"{t} {v:+.2f}" for t, v in result.calibrator.tags.items())
-        typer.echo(
-            f"score calibrator fitted on the {result.pairs} pairs: intercept "
-            f"{result.calibrator.intercept:.4f}; per tag {offsets}"
-        )
+        cal, tuned = result.calibrator, only or list(result.calibrator.tags)
+        offsets = ", ".join(f"{t} {v:+.2f}" for t, v in cal.tags.items() if t in tuned)
+        if only:
+            typer.echo(f"score offsets refitted on those tags' judged pairs: {offsets}")
+        else:
+            typer.echo(
+                f"score calibrator fitted on the {result.pairs} pairs: intercept "
+                f"{cal.intercept:.4f}; per tag {offsets}"
+            )
     if dry_run:
         typer.echo("dry run: nothing written")
         return

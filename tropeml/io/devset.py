@@ -8,7 +8,8 @@ works judged the same way) is training data. All three share one format:
   or ``unknown`` for every required tag.
 - ``works/*.jsonl``: whole works (public-domain novels and long chapters, and long works
   written for the project where public-domain text has no A/B/O, mates or soulmate AUs), each
-  judged for every required tag; ``file`` points at the text.
+  judged for every required tag, and some also for other tags of the taxonomy (a tag a work
+  does not judge is unknown for it); ``file`` points at the text.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class DevItem:
         id: The record's id.
         kind: ``"pd"`` (public-domain text) or ``"written"`` (written for the project).
         work: The text, as a :class:`Work`.
-        judgments: Per required tag: 1 shows it, 0 does not, -1 unknown.
+        judgments: Per judged tag (every required tag, and any other tag the record
+            judges): 1 shows it, 0 does not, -1 unknown.
         title: Book or work title.
         book: The source it was cut from (its repository; the text file when there is none).
     """
@@ -63,11 +65,11 @@ def _judgments(
     obj: dict[str, object], where: str, required: tuple[str, ...] | None = REQUIRED_TAGS
 ) -> dict[str, int]:
     raw = obj.get("judgments")
-    if not isinstance(raw, dict) or (required is not None and set(raw) != set(required)):
-        need = "exactly " + ", ".join(required) if required else "tags"
+    if not isinstance(raw, dict) or (required is not None and not set(required) <= set(raw)):
+        need = "every one of " + ", ".join(required) if required else "tags"
         raise TropemlError(f"{where}: 'judgments' must judge {need}")
     try:
-        return {str(t): _VALUE[str(raw[t])] for t in (required or raw)}
+        return {str(t): _VALUE[str(v)] for t, v in raw.items()}
     except KeyError as exc:
         raise TropemlError(f"{where}: judgments are yes, no or unknown, not {exc}") from None
 
@@ -104,8 +106,9 @@ def load_dev_works(
     """Load the judged whole works of ``dev_dir/works/*.jsonl`` (none without that folder).
 
     ``file`` paths are relative to the folder two levels above ``dev_dir``: the project root
-    for ``data/dev``, ``data/confirm`` and ``data/judged``. Each work must judge exactly the
-    ``required`` tags (``None``: any tags; training checks them against its taxonomy).
+    for ``data/dev``, ``data/confirm`` and ``data/judged``. Each work must judge every one of
+    the ``required`` tags (``None``: any tags; training checks them against its taxonomy),
+    and may judge other tags too.
     """
     dev_dir = Path(dev_dir)
     root = dev_dir.resolve().parent.parent

@@ -164,6 +164,46 @@ def fit_work_calibrator(
     )
 
 
+def fit_tag_offsets(
+    calibrator: WorkCalibrator,
+    features: NDArray[np.float64],
+    tags: Sequence[str],
+    y: NDArray[np.int_],
+    only: Sequence[str],
+) -> WorkCalibrator:
+    """Refit the offsets of the tags ``only``, keeping everything else of ``calibrator``.
+
+    The shared intercept and weights stay as they are, so the other tags' scores do not
+    move; each tag of ``only`` gets the offset that minimises the log loss of its own judged
+    pairs plus the L2 penalty :func:`fit_work_calibrator` puts on a tag's weight
+    (``offset**2 / (2 * C)``). A tag of ``only`` with no judged pair keeps its offset.
+
+    Args:
+        calibrator: The calibrator to start from.
+        features: :func:`evidence_features` rows of the pairs, shape ``(pairs, len(FEATURES))``.
+        tags: Each pair's tag, length ``pairs``.
+        y: 1 if the pair's work shows its tag, else 0, shape ``(pairs,)``.
+        only: The tags whose offsets are refitted.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    base = calibrator.intercept + x @ np.asarray(calibrator.weights)
+    target, names = np.asarray(y, dtype=np.float64), np.asarray(tags)
+    offsets = dict(calibrator.tags)
+    for tag in only:
+        rows = names == tag
+        if not rows.any():
+            continue
+        b = offsets.get(tag, 0.0)
+        for _ in range(100):  # Newton's method on a smooth, strictly convex function
+            p = 1.0 / (1.0 + np.exp(-(base[rows] + b)))
+            step = (np.sum(p - target[rows]) + b / C) / (np.sum(p * (1 - p)) + 1 / C)
+            b -= step
+            if abs(step) < 1e-10:
+                break
+        offsets[tag] = float(b)
+    return WorkCalibrator(calibrator.intercept, calibrator.weights, offsets, calibrator.floor)
+
+
 WORK_CALIBRATOR = WorkCalibrator(
     intercept=-1.349104,
     weights=(

@@ -93,10 +93,14 @@ def passage_table(scored: Sequence[Scored], tags: Sequence[str]) -> dict[str, di
 
 
 def work_table(scored: Sequence[Scored]) -> dict[str, dict[str, Any]]:
-    """Per required tag: precision, recall and false-tag rate over works judged for it."""
+    """Per tag: precision, recall and false-tag rate over the works judged for it.
+
+    Every required tag, then any other tag some of the works judge (counted on those works).
+    """
     out: dict[str, dict[str, Any]] = {}
-    for tag in REQUIRED_TAGS:
-        judged = [(s.item.judgments[tag], tag in s.fired) for s in scored]
+    extra = dict.fromkeys(t for s in scored for t in s.item.judgments if t not in REQUIRED_TAGS)
+    for tag in (*REQUIRED_TAGS, *extra):
+        judged = [(s.item.judgments.get(tag, -1), tag in s.fired) for s in scored]
         tp = sum(1 for j, f in judged if j == 1 and f)
         fp = sum(1 for j, f in judged if j == 0 and f)
         pos = sum(1 for j, _ in judged if j == 1)
@@ -231,6 +235,13 @@ class DevReport:
                 f"{f(r['false_tag_rate'])} | {r['positives']} | {r['negatives']} |"
                 for t, r in table.items()
             ]
+            extra = [f"`{t}`" for t in table if t not in REQUIRED_TAGS]
+            if extra:
+                lines += [
+                    "",
+                    f"{', '.join(extra)}: judged on only some of these works (shows + doesn't); "
+                    "left out of the recall of shown tags and of the score lines.",
+                ]
             lines += _reliability_lines(s["scores"])
         return "\n".join(lines) + "\n"
 

@@ -18,8 +18,9 @@ judged for its tags, by the same written rule:
   left without a calibration, which decides on ``1 - chance``, gets no alpha under
   :data:`UNCALIBRATED`;
 - **calibrator**: :func:`~tropeml.model.workcal.fit_work_calibrator` on every judged
-  (work, tag) pair's evidence at the alphas chosen. (:func:`fit_calibration`, the one
-  intercept and slope of earlier models, stays for ``benchmarks/calibration.py``.)
+  (work, tag) pair's evidence at the alphas chosen; when only some tags are tuned, only
+  their offsets (:func:`~tropeml.model.workcal.fit_tag_offsets`). (:func:`fit_calibration`,
+  the one intercept and slope of earlier models, stays for ``benchmarks/calibration.py``.)
 
 Choosing on the works one then reports on flatters the report: ``benchmarks/alpha.py``
 estimates the cost on split halves, and works that chose nothing (``data/confirm``) test it.
@@ -42,7 +43,12 @@ from tropeml.model.card import refresh_work_score
 from tropeml.model.decision import log_chance
 from tropeml.model.integrity import verified_config
 from tropeml.model.persistence import CARD_FILE, CONFIG_FILE, model_lock
-from tropeml.model.workcal import WorkCalibrator, evidence_features, fit_work_calibrator
+from tropeml.model.workcal import (
+    WorkCalibrator,
+    evidence_features,
+    fit_tag_offsets,
+    fit_work_calibrator,
+)
 from tropeml.serve.deveval import score_items
 from tropeml.serve.tagger import Tagger
 
@@ -234,10 +240,14 @@ def tune(tagger: Tagger, items: Sequence[DevItem], only: Sequence[str] | None = 
 
     Each tag's target must hold pooled and on each kind of work (:func:`meets`).
 
+    A tag counts where any work judges it (works that do not judge it leave it unknown).
     Tags the model lacks, tags no work is judged not to show, and tags not in ``only`` (when
-    given) keep their alpha; the calibrator is fitted with every judged tag. The model's
-    calibrator is kept (``None`` if it has none) when the judged pairs do not hold both
-    works that show their tag and works that do not.
+    given) keep their alpha. Without ``only``, the calibrator is fitted anew with every
+    judged tag; with ``only``, only those tags' offsets are refitted
+    (:func:`~tropeml.model.workcal.fit_tag_offsets`), so the other tags' scores stay as
+    they were (a model without a calibrator gets one fitted anew). The model's calibrator
+    is kept (``None`` if it has none) when the judged pairs do not hold both works that
+    show their tag and works that do not.
 
     Raises:
         TropemlError: If the model has no background null (nothing to choose), or no works.
@@ -254,7 +264,7 @@ def tune(tagger: Tagger, items: Sequence[DevItem], only: Sequence[str] | None = 
     log_c = np.array([log_chance(s.scores, mu, sigma, tagger.k) for s in scored])
     E = work_evidence(log_c)
     col = {t: j for j, t in enumerate(tagger.tags)}
-    J = judged([s.item for s in scored], [t for t in items[0].judgments if t in col])
+    J = judged([s.item for s in scored], [t for t in col if any(t in i.judgments for i in items)])
     kinds = [s.item.kind for s in scored]
 
     def pick(floor: float) -> tuple[NDArray[np.float64], list[TagChoice]]:
@@ -284,16 +294,20 @@ def tune(tagger: Tagger, items: Sequence[DevItem], only: Sequence[str] | None = 
             continue
         features = evidence_features(s.scores, mu, sigma, alpha)
         for c in choices:
-            if s.item.judgments[c.tag] >= 0:
+            if s.item.judgments.get(c.tag, -1) >= 0:
                 rows.append(features[col[c.tag]])
                 pair_tags.append(c.tag)
                 y_pairs.append(s.item.judgments[c.tag])
     before = tagger.calibrator
     fitted = before
     if 0 < sum(y_pairs) < len(y_pairs):
-        fitted = fit_work_calibrator(np.array(rows), pair_tags, np.array(y_pairs))
-        if before is not None:  # the floor is a decision rule, not fitted: it stays
-            fitted = replace(fitted, floor=before.floor)
+        X, y = np.array(rows), np.array(y_pairs)
+        if only is not None and before is not None:
+            fitted = fit_tag_offsets(before, X, pair_tags, y, only)
+        else:
+            fitted = fit_work_calibrator(X, pair_tags, y)
+            if before is not None:  # the floor is a decision rule, not fitted: it stays
+                fitted = replace(fitted, floor=before.floor)
     if fitted is None and tagger.calibration is None:
         # its decisions compare 1 - chance, which is 1.0 beyond UNCALIBRATED
         _, choices = pick(UNCALIBRATED)
