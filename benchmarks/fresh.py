@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,10 +41,12 @@ SEVEN = tuple(t for t in REQUIRED_TAGS if t not in AU_TAGS)
 REPS = 2000
 
 
-def decisions(folder: str, items: list[DevItem]) -> NDArray[np.bool_]:
-    """Which required tags the model in ``folder`` gives each work, shape ``(works, 10)``."""
+def decisions(
+    folder: str, items: list[DevItem], tags: Sequence[str] = REQUIRED_TAGS
+) -> NDArray[np.bool_]:
+    """Which of ``tags`` the model in ``folder`` gives each work, shape ``(works, tags)``."""
     scored = score_items(load(folder), items)
-    return np.array([[t in s.fired for t in REQUIRED_TAGS] for s in scored])
+    return np.array([[t in s.fired for t in tags] for s in scored])
 
 
 def counts(F: NDArray[np.bool_], Y: NDArray[np.int_]) -> NDArray[np.int_]:
