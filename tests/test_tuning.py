@@ -156,6 +156,11 @@ def test_tuning_one_tag_refits_its_offset_only_and_skips_works_that_do_not_judge
     after = result.calibrator
     assert after is not None and (after.intercept, after.weights) == (-1.0, before.weights)
     assert after.tags["sword"] == 0.7 and after.floor == 0.3 and "rain" in after.tags
+    assert after.floors == {}  # floors are kept, never fitted
+    floored = tune(tagger, items, only=["rain"], floor=0.65).calibrator
+    assert floored is not None and floored.floors == {"rain": 0.65} and floored.floor == 0.3
+    shared = tune(tagger, items, floor=0.5).calibrator
+    assert shared is not None and shared.floor == 0.5 and shared.floors == {}
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +217,18 @@ def test_tune_from_the_cli_writes_the_config_and_the_model_still_loads(
     again = run("tune", dev, "--model", chance_model, "--no-cache")
     assert again.exit_code == 0, again.output
     assert json.loads(config.read_text())["rollup"] == rollup  # tuning is idempotent
+    bad = run("tune", dev, "--model", chance_model, "--floor", "1", "--no-cache")
+    assert bad.exit_code != 0 and "--floor must be in [0, 1)" in stderr_of(bad)
+    own = run(
+        "tune", dev, "--model", chance_model, "-t", "hurt_comfort", "--floor", "0.55", "--no-cache"
+    )
+    assert own.exit_code == 0, own.output
+    assert "floor 0.55 for hurt_comfort" in stdout_of(own)
+    calibrator = json.loads(config.read_text())["rollup"]["calibrator"]
+    assert calibrator["floors"] == {"hurt_comfort": 0.55}
+    assert load(chance_model, cache=False).calibrator.floor_of("hurt_comfort") == 0.55
+    card = (chance_model / "README.md").read_text(encoding="utf-8")
+    assert "at least 0.55 for hurt_comfort" in card
 
 
 def test_tune_refuses_the_shipped_model_and_a_model_without_a_null(

@@ -129,7 +129,8 @@ def test_a_calibrator_changes_the_scores_but_not_which_tags_a_work_gets(tiny_mod
         (lambda c: c.update(weights=[1.0]), "'rollup.calibrator' must give its 'features'"),
         (lambda c: c.update(features=["d1"]), "'rollup.calibrator' must give its 'features'"),
         (lambda c: c.pop("tags"), "'rollup.calibrator.tags' missing"),
-        (lambda c: c.update(floor=1.5), "a 'floor' in [0, 1)"),
+        (lambda c: c.update(floor=1.5), "a 'floor' and per-tag 'floors', each in [0, 1)"),
+        (lambda c: c.update(floors={"rain": -0.1}), "per-tag 'floors', each in [0, 1)"),
     ],
 )
 def test_a_model_with_a_broken_calibrator_is_refused_in_one_line(
@@ -165,3 +166,23 @@ def test_a_floor_hides_the_tags_that_score_under_it_and_is_their_threshold(
     assert WORK_CALIBRATOR.to_config()["floor"] == 0.4  # the shipped floor
     with pytest.raises(ValueError, match="floor must be in"):
         WorkCalibrator(0.0, (0.0,) * len(FEATURES), floor=1.0)
+
+
+def test_a_tags_own_floor_replaces_the_shared_one_for_that_tag(tiny_model: Path) -> None:
+    rng = random.Random(3)
+    scenes = [["rain"], [], ["rain"], ["cake"], ["rain"]]
+    text = "\n\n\n".join(make_passage(rng, tags, 60) for tags in scenes)
+    half = (0.0, (0.0,) * len(FEATURES))  # every tag scores one half
+    assert "rain" in {
+        t.id for t in _chance_tagger(tiny_model, WorkCalibrator(*half)).tag(text).tags
+    }
+    stricter = WorkCalibrator(*half, floor=0.4, floors={"rain": 0.6})
+    assert "rain" not in {t.id for t in _chance_tagger(tiny_model, stricter).tag(text).tags}
+    looser = WorkCalibrator(*half, floor=0.6, floors={"rain": 0.4})
+    shown = _chance_tagger(tiny_model, looser).tag(text).tags
+    assert [(t.id, t.threshold) for t in shown if t.id == "rain"] == [("rain", 0.4)]
+    assert looser.floor_of("rain") == 0.4 and looser.floor_of("cake") == 0.6
+    assert WorkCalibrator.from_config(looser.to_config()) == looser
+    assert "floors" not in WORK_CALIBRATOR.to_config()
+    with pytest.raises(ValueError, match="floor for 'rain' must be in"):
+        WorkCalibrator(*half, floors={"rain": 1.0})

@@ -225,6 +225,14 @@ def tune(
             "and a whole new score calibrator.",
         ),
     ] = None,
+    floor: Annotated[
+        float | None,
+        typer.Option(
+            "--floor",
+            help="Also set the least score a tag is shown with: for the --tag tags only, or "
+            "for every tag without --tag. Default: the floors stay.",
+        ),
+    ] = None,
     no_cache: NoCacheOpt = False,
     backend: EvalBackendOpt = None,
 ) -> None:
@@ -261,10 +269,12 @@ def tune(
     if twice:
         raise TropemlError(f"work ids judged twice across the folders: {', '.join(twice[:5])}")
     tagger = load(folder, cache=not no_cache, backend=backend_from(backend, "auto"))
+    if floor is not None and not 0.0 <= floor < 1.0:
+        raise TropemlError(f"--floor must be in [0, 1), got {floor:g}")
     unknown = sorted(set(only or ()) - set(tagger.tags))
     if unknown:
         raise TropemlError(f"--tag: the model has no tag {', '.join(unknown)}")
-    result = run_tune(tagger, items, only)
+    result = run_tune(tagger, items, only, floor)
     typer.echo(f"{result.works} judged works, {result.pairs} judged (work, tag) pairs")
     typer.echo(f"{'tag':18} {'alpha':>19}  found  false tags")
     for c in result.choices:
@@ -277,6 +287,8 @@ def tune(
         offsets = ", ".join(f"{t} {v:+.2f}" for t, v in cal.tags.items() if t in tuned)
         if only:
             typer.echo(f"score offsets refitted on those tags' judged pairs: {offsets}")
+        if floor is not None:
+            typer.echo(f"floor {floor:g} for {', '.join(only) if only else 'every tag'}")
         else:
             typer.echo(
                 f"score calibrator fitted on the {result.pairs} pairs: intercept "

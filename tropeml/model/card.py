@@ -153,6 +153,13 @@ evaluated fairly by holding that fic out.
 """
 
 
+def _floors_clause(floors: dict[str, float]) -> str:
+    """`` (at least P for tag, ...)`` for per-tag floors; empty without any."""
+    if not floors:
+        return ""
+    return " (" + ", ".join(f"at least {v:g} for {t}" for t, v in floors.items()) + ")"
+
+
 def refresh_work_score(card: str, rollup: dict[str, Any]) -> str:
     """``card`` with its work-score bullet rewritten for ``rollup`` (after ``tropeml tune``)."""
     return re.sub(
@@ -204,6 +211,7 @@ def _work_score_line(rollup: dict[str, Any]) -> str:
                 else ", so it can be shown with a low score: evidence beyond chance of a kind "
                 "that often misleads"
             )
+            + _floors_clause(rollup["calibrator"].get("floors") or {})
         )
     cal = rollup.get("calibration")
     if cal is None:

@@ -149,10 +149,19 @@ CONFIG_SCHEMA: dict[str, Any] = {
                         },
                         "tags": {"type": "object", "additionalProperties": {"type": "number"}},
                         "floor": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+                        "floors": {
+                            "type": "object",
+                            "additionalProperties": {
+                                "type": "number",
+                                "minimum": 0,
+                                "exclusiveMaximum": 1,
+                            },
+                        },
                     },
                     "message": "'rollup.calibrator' must give its 'features' "
                     f"({', '.join(FEATURES)}), a number 'intercept', one number per feature in "
-                    "'weights', a number per tag in 'tags' and, if any, a 'floor' in [0, 1)",
+                    "'weights', a number per tag in 'tags' and, if any, a 'floor' and per-tag "
+                    "'floors', each in [0, 1)",
                 },
             },
         },

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -86,12 +86,14 @@ class WorkCalibrator:
         weights: One weight per :data:`FEATURES` entry.
         tags: Per-tag offsets (tags not in it get 0).
         floor: The least score a tag is shown with (0: the chance rule alone decides).
+        floors: Per-tag floors that replace ``floor`` for their tags (:meth:`floor_of`).
     """
 
     intercept: float
     weights: tuple[float, ...]
     tags: Mapping[str, float] = field(default_factory=dict)
     floor: float = 0.0
+    floors: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.weights) != len(FEATURES):
@@ -101,8 +103,14 @@ class WorkCalibrator:
         values = (self.intercept, *self.weights, *self.tags.values())
         if not all(math.isfinite(v) for v in values):
             raise ValueError("a work calibrator's numbers must be finite")
-        if not 0.0 <= self.floor < 1.0:
-            raise ValueError(f"a work calibrator's floor must be in [0, 1), got {self.floor}")
+        for tag, floor in {"": self.floor, **self.floors}.items():
+            if not 0.0 <= floor < 1.0:
+                which = f"floor for {tag!r}" if tag else "floor"
+                raise ValueError(f"a work calibrator's {which} must be in [0, 1), got {floor}")
+
+    def floor_of(self, tag: str) -> float:
+        """The least score ``tag`` is shown with: its own floor, else the shared one."""
+        return self.floors.get(tag, self.floor)
 
     def predict(self, features: ArrayLike, tags: Sequence[str]) -> NDArray[np.float64]:
         """Probabilities, shape ``(R,)``, from features of shape ``(R, len(FEATURES))``.
@@ -124,6 +132,8 @@ class WorkCalibrator:
         }
         if self.floor:
             entry["floor"] = self.floor
+        if self.floors:
+            entry["floors"] = dict(self.floors)
         return entry
 
     @classmethod
@@ -136,6 +146,7 @@ class WorkCalibrator:
             tuple(float(w) for w in entry["weights"]),
             {str(t): float(v) for t, v in entry["tags"].items()},
             float(entry.get("floor", 0.0)),
+            {str(t): float(v) for t, v in entry.get("floors", {}).items()},
         )
 
 
@@ -201,7 +212,7 @@ def fit_tag_offsets(
             if abs(step) < 1e-10:
                 break
         offsets[tag] = float(b)
-    return WorkCalibrator(calibrator.intercept, calibrator.weights, offsets, calibrator.floor)
+    return replace(calibrator, tags=offsets)
 
 
 WORK_CALIBRATOR = WorkCalibrator(

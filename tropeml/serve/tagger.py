@@ -59,7 +59,8 @@ class Tagger(WorkReader):
             the decisions are the same.
         calibrator: A :class:`~tropeml.model.workcal.WorkCalibrator` (with ``null``): the
             work score is its probability (in place of ``calibration``); a tag fires when the
-            chance rule gives it and its score reaches the calibrator's ``floor``.
+            chance rule gives it and its score reaches the calibrator's floor for it
+            (:meth:`~tropeml.model.workcal.WorkCalibrator.floor_of`).
         screen: A :class:`~tropeml.model.screen.Screen` (with ``null``): the full encoder
             runs only on passages that can change a work's tags (:mod:`.screening`).
     """
@@ -116,7 +117,7 @@ class Tagger(WorkReader):
         self.work_thresholds = (
             self.thresholds
             if self.null is None
-            else np.full(len(self.tags), self.calibrator.floor)
+            else np.array([self.calibrator.floor_of(t) for t in self.tags], dtype=np.float64)
             if self.calibrator is not None
             else self.chance_thresholds
             if self.calibration is None

@@ -235,7 +235,12 @@ class Tuning:
         return {c.tag: c.alpha for c in self.choices}
 
 
-def tune(tagger: Tagger, items: Sequence[DevItem], only: Sequence[str] | None = None) -> Tuning:
+def tune(
+    tagger: Tagger,
+    items: Sequence[DevItem],
+    only: Sequence[str] | None = None,
+    floor: float | None = None,
+) -> Tuning:
     """Choose alphas (:func:`choose`) and then the score calibrator for ``tagger`` on ``items``.
 
     Each tag's target must hold pooled and on each kind of work (:func:`meets`).
@@ -247,10 +252,13 @@ def tune(tagger: Tagger, items: Sequence[DevItem], only: Sequence[str] | None = 
     (:func:`~tropeml.model.workcal.fit_tag_offsets`), so the other tags' scores stay as
     they were (a model without a calibrator gets one fitted anew). The model's calibrator
     is kept (``None`` if it has none) when the judged pairs do not hold both works that
-    show their tag and works that do not.
+    show their tag and works that do not. Floors are decision rules, never fitted: the
+    calibrator's are kept, unless ``floor`` is given, which becomes the floor of the tags of
+    ``only`` (or, without ``only``, the shared floor).
 
     Raises:
-        TropemlError: If the model has no background null (nothing to choose), or no works.
+        TropemlError: If the model has no background null (nothing to choose), no works, or
+            ``floor`` is given to a model left without a calibrator.
     """
     if tagger.null is None:
         raise TropemlError(
@@ -306,11 +314,18 @@ def tune(tagger: Tagger, items: Sequence[DevItem], only: Sequence[str] | None = 
             fitted = fit_tag_offsets(before, X, pair_tags, y, only)
         else:
             fitted = fit_work_calibrator(X, pair_tags, y)
-            if before is not None:  # the floor is a decision rule, not fitted: it stays
-                fitted = replace(fitted, floor=before.floor)
+            if before is not None:  # floors are a decision rule, not fitted: they stay
+                fitted = replace(fitted, floor=before.floor, floors=before.floors)
     if fitted is None and tagger.calibration is None:
         # its decisions compare 1 - chance, which is 1.0 beyond UNCALIBRATED
         _, choices = pick(UNCALIBRATED)
+    if floor is not None:
+        if fitted is None:
+            raise TropemlError("a floor needs a score calibrator, and this model has none")
+        if only is None:
+            fitted = replace(fitted, floor=floor)
+        else:
+            fitted = replace(fitted, floors={**fitted.floors, **dict.fromkeys(only, floor)})
     return Tuning(choices, fitted, before, len(items), len(y_pairs))
 
 
