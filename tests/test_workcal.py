@@ -183,6 +183,6 @@ def test_a_tags_own_floor_replaces_the_shared_one_for_that_tag(tiny_model: Path)
     assert [(t.id, t.threshold) for t in shown if t.id == "rain"] == [("rain", 0.4)]
     assert looser.floor_of("rain") == 0.4 and looser.floor_of("cake") == 0.6
     assert WorkCalibrator.from_config(looser.to_config()) == looser
-    assert "floors" not in WORK_CALIBRATOR.to_config()
+    assert WORK_CALIBRATOR.to_config()["floors"]["cuddling"] == 0.7  # the eight other tags
     with pytest.raises(ValueError, match="floor for 'rain' must be in"):
         WorkCalibrator(*half, floors={"rain": 1.0})

@@ -155,9 +155,11 @@ evaluated fairly by holding that fic out.
 
 def _floors_clause(floors: dict[str, float]) -> str:
     """`` (at least P for tag, ...)`` for per-tag floors; empty without any."""
-    if not floors:
-        return ""
-    return " (" + ", ".join(f"at least {v:g} for {t}" for t, v in floors.items()) + ")"
+    by_value: dict[float, list[str]] = {}
+    for tag, value in floors.items():
+        by_value.setdefault(value, []).append(tag)
+    parts = [f"at least {v:g} for {', '.join(tags)}" for v, tags in by_value.items()]
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def refresh_work_score(card: str, rollup: dict[str, Any]) -> str:

@@ -44,6 +44,14 @@ ALPHA: dict[str, float] = {
     "fluff": 0.03,
     "first_kiss": 0.0001,
     "love_confession": 0.0007,
+    "grief": 0.002,
+    "on_the_run": 0.03,
+    "apology": 0.0002,
+    "protectiveness": 0.0005,
+    "cuddling": 1e-08,
+    "phone_call": 2e-13,
+    "happy_ending": 0.01,
+    "injury": 0.002,
 }
 """Per-tag alpha, chosen on the dev works by ``tropeml tune`` (:mod:`tropeml.serve.tuning`;
 ``benchmarks/alpha.py`` adds the held-out cost): the largest of its grid
@@ -57,7 +65,9 @@ work it lets through. Real works are less independent than the null assumes, so 
 observed are higher than alpha; ``benchmarks/alpha.py`` chooses on one half of the dev works
 and measures on the other to estimate what choosing costs (benchmarks/results/alpha.md). A
 model trained on other data or with another encoder gets these as defaults until ``tropeml
-tune`` chooses its own."""
+tune`` chooses its own. The eight tags after love_confession were chosen by the same rule
+with ``tropeml tune --tag``, on the 212 dev and confirmation works judged for them (the
+twentieth test, ``data/confirm/README.md``)."""
 CALIBRATION: tuple[float, float] = (-0.1924, 0.8007)
 """``(intercept, slope)`` of :func:`work_probability`, chosen on the dev works by
 ``tropeml tune`` (checked in ``benchmarks/calibration.py``): a logistic regression of

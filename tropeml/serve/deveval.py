@@ -239,8 +239,9 @@ class DevReport:
             if extra:
                 lines += [
                     "",
-                    f"{', '.join(extra)}: judged on only some of these works (shows + doesn't); "
-                    "left out of the recall of shown tags and of the score lines.",
+                    f"{', '.join(extra)}: beyond the required tags, counted on the works judged "
+                    "for them (shows + doesn't) and left out of the recall of shown tags and of "
+                    "the score lines.",
                 ]
             lines += _reliability_lines(s["scores"])
         return "\n".join(lines) + "\n"
