@@ -131,11 +131,11 @@ def test_result_json_has_every_tag(
     text = SEED[key].read_text(encoding="utf-8")
     scores = np.array(results[key].passage_scores)
     fired = {t for t, f in zip(tagger.tags, tagger.fired(scores), strict=True) if f}
-    floor = WORK_CALIBRATOR.floor
-    shown = {t for t in fired if obj["scores"][t] >= floor}
-    assert {tag["id"] for tag in obj["tags"]} == shown  # the chance rule and the floor decide
+    floor = WORK_CALIBRATOR.floor_of
+    shown = {t for t in fired if obj["scores"][t] >= floor(t)}
+    assert {tag["id"] for tag in obj["tags"]} == shown  # the chance rule and the floors decide
     for tag in obj["tags"]:
-        assert tag["threshold"] == floor <= tag["score"] <= 1.0
+        assert tag["threshold"] == floor(tag["id"]) <= tag["score"] <= 1.0
         assert tag["score"] == obj["scores"][tag["id"]]
         assert tag["name"] == tagger.taxonomy[tag["id"]].name
         for ev in tag["evidence"]:

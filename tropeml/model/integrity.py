@@ -66,6 +66,7 @@ HASHED_FIELDS = ("format", "format_version", "tags", "encoder", "mask_names", "f
 left out so they can be edited by hand."""
 
 _SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+_FLOOR = {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
 
 _POSITIVE = {"type": "integer", "minimum": 1}
 
@@ -148,15 +149,8 @@ CONFIG_SCHEMA: dict[str, Any] = {
                             "maxItems": len(FEATURES),
                         },
                         "tags": {"type": "object", "additionalProperties": {"type": "number"}},
-                        "floor": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
-                        "floors": {
-                            "type": "object",
-                            "additionalProperties": {
-                                "type": "number",
-                                "minimum": 0,
-                                "exclusiveMaximum": 1,
-                            },
-                        },
+                        "floor": _FLOOR,
+                        "floors": {"type": "object", "additionalProperties": _FLOOR},
                     },
                     "message": "'rollup.calibrator' must give its 'features' "
                     f"({', '.join(FEATURES)}), a number 'intercept', one number per feature in "

@@ -3,8 +3,10 @@
 See :mod:`tropeml.model.screen`. For each work, the screen estimates every passage's logits;
 passages whose estimate comes within the margin of a tag's bar (the evidence a work of that
 length needs to fire) go through the full encoder, in one call for the whole batch of works.
-Then every tag that fires has its evidence checked: any of its best passages not yet scored
-by the full encoder is, so evidence always comes from the full encoder. The other passages
+Then every tag that fires has its best passages checked: any passage whose estimate comes
+within the screen's error spread of its fifth best (the score reads its five best
+passages, the evidence its three best) is scored by the full encoder, so the evidence and
+the score come from the full encoder's passages, as without the screen. The other passages
 keep the screen's estimate, capped below the bar (unless the tag is settled: estimates
 clear its bar by more than the margin), so they cannot make an open tag fire.
 """
@@ -20,6 +22,7 @@ from numpy.typing import NDArray
 from tropeml.model.decision import evidence_bars, logits
 from tropeml.model.head import sigmoid
 from tropeml.model.screen import Screen
+from tropeml.model.workcal import TOP_Z
 
 
 class _Scorer(Protocol):
@@ -55,7 +58,7 @@ def screened_scores(
     mu, sigma = tagger.null
     flat = [t for ts in texts for t in ts]
     z_hat = logits(_proba(tagger, screen.approximate(flat), flat))
-    scores, full, wanted, at = [], [], [], 0
+    scores, full, wanted, estimates, at = [], [], [], [], 0
     for ts in texts:
         z = z_hat[at : at + len(ts)]
         at += len(ts)
@@ -64,8 +67,12 @@ def screened_scores(
         scores.append(sigmoid(np.minimum(z, cap)))
         full.append(np.zeros(len(ts), dtype=bool))
         wanted.append(need)
+        estimates.append(z)
     _fill(tagger, texts, scores, full, wanted)
-    evidence = [_evidence(tagger, s, f) for s, f in zip(scores, full, strict=True)]
+    spread = screen.margin * screen.sd
+    evidence = [
+        _evidence(tagger, s, f, z, spread) for s, f, z in zip(scores, full, estimates, strict=True)
+    ]
     _fill(tagger, texts, scores, full, evidence)
     return scores, full
 
@@ -78,14 +85,33 @@ def _proba(tagger: _Scorer, X: NDArray[np.float32], texts: list[str]) -> NDArray
 
 
 def _evidence(
-    tagger: _Scorer, s: NDArray[np.float64], full: NDArray[np.bool_]
+    tagger: _Scorer,
+    s: NDArray[np.float64],
+    full: NDArray[np.bool_],
+    z_hat: NDArray[np.float64],
+    spread: NDArray[np.float64],
 ) -> NDArray[np.bool_]:
-    """Passages among the best of each tag that fires, not yet scored in full."""
+    """Passages not yet scored in full that could be among the best of a tag that fires.
+
+    The best ``max(max_evidence, TOP_Z)`` passages of such a tag are its evidence and feed
+    its score (:mod:`tropeml.model.workcal`), so every passage whose estimate comes within
+    the screen's error spread of the last of them is scored in full.
+
+    Args:
+        tagger: The tagger.
+        s: The work's passage scores so far, shape ``(n, T)``.
+        full: Which passages the full encoder scored, shape ``(n,)``.
+        z_hat: The screen's estimated logits, shape ``(n, T)``.
+        spread: The screen's margin times its error spread per tag, shape ``(T,)``.
+    """
     need = np.zeros(len(s), dtype=bool)
     if not len(s):
         return need
+    best = max(tagger.max_evidence, TOP_Z)
+    z = logits(s)
     for j in np.flatnonzero(tagger.fired(s)):
-        need[np.argsort(-s[:, j], kind="stable")[: tagger.max_evidence]] = True
+        last = -np.sort(-z[:, j])[:best][-1]
+        need |= z_hat[:, j] >= last - spread[j]
     return need & ~full
 
 
