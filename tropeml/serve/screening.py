@@ -4,9 +4,9 @@ See :mod:`tropeml.model.screen`. For each work, the screen estimates every passa
 passages whose estimate comes within the margin of a tag's bar (the evidence a work of that
 length needs to fire) go through the full encoder, in one call for the whole batch of works.
 Then every tag that fires has its best passages checked: any passage whose estimate comes
-within the screen's error spread of its fifth best (the score reads its five best
-passages, the evidence its three best) is scored by the full encoder, so the evidence and
-the score come from the full encoder's passages, as without the screen. The other passages
+within one error spread of its fifth best (the score reads its five best passages, the
+evidence its three best) is scored by the full encoder, so the evidence and the score
+almost always come from the same passages as without the screen. The other passages
 keep the screen's estimate, capped below the bar (unless the tag is settled: estimates
 clear its bar by more than the margin), so they cannot make an open tag fire.
 """
@@ -69,9 +69,9 @@ def screened_scores(
         wanted.append(need)
         estimates.append(z)
     _fill(tagger, texts, scores, full, wanted)
-    spread = screen.margin * screen.sd
     evidence = [
-        _evidence(tagger, s, f, z, spread) for s, f, z in zip(scores, full, estimates, strict=True)
+        _evidence(tagger, s, f, z, screen.sd)
+        for s, f, z in zip(scores, full, estimates, strict=True)
     ]
     _fill(tagger, texts, scores, full, evidence)
     return scores, full
@@ -95,14 +95,18 @@ def _evidence(
 
     The best ``max(max_evidence, TOP_Z)`` passages of such a tag are its evidence and feed
     its score (:mod:`tropeml.model.workcal`), so every passage whose estimate comes within
-    the screen's error spread of the last of them is scored in full.
+    one error spread (the screen's ``sd``) of the last of them is scored in full. On the 331
+    dev and confirmation works this leaves 5 of 5,958 decisions and 1 of 833 first evidence
+    passages different from the full pipeline (checking only the three best by estimate:
+    18 and 14), and on 10,000-word works the screen runs 1.34x the full pipeline's speed
+    (1.63x checking the three best; 1.19x with the margin's 1.5 spreads instead of one).
 
     Args:
         tagger: The tagger.
         s: The work's passage scores so far, shape ``(n, T)``.
         full: Which passages the full encoder scored, shape ``(n,)``.
         z_hat: The screen's estimated logits, shape ``(n, T)``.
-        spread: The screen's margin times its error spread per tag, shape ``(T,)``.
+        spread: The screen's error spread per tag, shape ``(T,)``.
     """
     need = np.zeros(len(s), dtype=bool)
     if not len(s):
