@@ -54,6 +54,26 @@ def counts(F: NDArray[np.bool_], Y: NDArray[np.int_]) -> NDArray[np.int_]:
     return np.array([(F & (Y == 1)).sum(), (Y == 1).sum(), (F & (Y == 0)).sum(), (Y == 0).sum()])
 
 
+def tag_table(
+    tags: Sequence[str], F: dict[str, NDArray[np.bool_]], Y: NDArray[np.int_]
+) -> list[str]:
+    """Markdown rows: per tag, each model's ``found/shown | false/trope-free``.
+
+    Args:
+        tags: The tags, one per column of ``Y`` and of each model's decisions.
+        F: Each model's decisions, shape ``(works, tags)``.
+        Y: Judgments, shape ``(works, tags)``.
+    """
+    lines = [
+        "| tag | " + " | ".join(f"{k} found | {k} false" for k in F) + " |",
+        "|---|" + "---:|---:|" * len(F),
+    ]
+    for j, t in enumerate(tags):
+        cells = ["{}/{} | {}/{}".format(*counts(f[:, [j]], Y[:, [j]])) for f in F.values()]
+        lines.append(f"| `{t}` | " + " | ".join(cells) + " |")
+    return lines
+
+
 def summary(c: NDArray[np.int_]) -> tuple[float, float, float]:
     """(precision, recall, false-tag rate) of :func:`counts`."""
     fired = c[0] + c[2]
@@ -100,15 +120,8 @@ def main() -> None:
         + "; ".join(f"**{k}** `{v}`" for k, v in models.items())
         + ". Found: shown tags given; false: tags given to works judged not to show them.",
         "",
-        "| tag | " + " | ".join(f"{k} found | {k} false" for k in models) + " |",
-        "|---|" + "---:|---:|" * len(models),
+        *tag_table(REQUIRED_TAGS, F, Y),
     ]
-    for j, t in enumerate(REQUIRED_TAGS):
-        cells = []
-        for f in F.values():
-            c = counts(f[:, [j]], Y[:, [j]])
-            cells.append(f"{c[0]}/{c[1]} | {c[2]}/{c[3]}")
-        lines.append(f"| `{t}` | " + " | ".join(cells) + " |")
     base = next(iter(F))
     rng = np.random.default_rng(0)
     draws = [rng.integers(0, n, n) for _ in range(REPS)]

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fresh import counts, decisions, summary
+from fresh import counts, decisions, summary, tag_table
 from quality import git
 
 from tropeml.io.devset import REQUIRED_TAGS, DevItem, load_dev_works
@@ -88,12 +88,8 @@ def main() -> None:
         + "; ".join(f"**{k}** `{v}`" for k, v in models.items())
         + ". Found: shown tags given; false: tags given to works judged not to show them.",
         "",
-        "| tag | " + " | ".join(f"{k} found | {k} false" for k in models) + " |",
-        "|---|" + "---:|---:|" * len(models),
+        *tag_table(tags, F, Y),
     ]
-    for j, t in enumerate(tags):
-        cells = ["{}/{} | {}/{}".format(*counts(f[:, [j]], Y[:, [j]])) for f in F.values()]
-        lines.append(f"| `{t}` | " + " | ".join(cells) + " |")
     rng = np.random.default_rng(0)
     draws = [rng.integers(0, n, n) for _ in range(REPS)]
     lines += [
