@@ -224,6 +224,8 @@ def test_tune_from_the_cli_writes_the_config_and_the_model_still_loads(
     )
     assert own.exit_code == 0, own.output
     assert "floor 0.55 for hurt_comfort" in stdout_of(own)
+    assert "score offsets refitted" in stdout_of(own)
+    assert "score calibrator fitted" not in stdout_of(own)  # only hurt_comfort's offset
     calibrator = json.loads(config.read_text())["rollup"]["calibrator"]
     assert calibrator["floors"]["hurt_comfort"] == 0.55
     assert load(chance_model, cache=False).calibrator.floor_of("hurt_comfort") == 0.55

@@ -283,17 +283,17 @@ def tune(
             f"  {c.false:>2}/{c.trope_free}"
         )
     if result.calibrator is not None:
-        cal, tuned = result.calibrator, only or list(result.calibrator.tags)
-        offsets = ", ".join(f"{t} {v:+.2f}" for t, v in cal.tags.items() if t in tuned)
+        cal = result.calibrator
+        offsets = ", ".join(f"{t} {v:+.2f}" for t, v in cal.tags.items() if not only or t in only)
         if only:
             typer.echo(f"score offsets refitted on those tags' judged pairs: {offsets}")
-        if floor is not None:
-            typer.echo(f"floor {floor:g} for {', '.join(only) if only else 'every tag'}")
         else:
             typer.echo(
                 f"score calibrator fitted on the {result.pairs} pairs: intercept "
                 f"{cal.intercept:.4f}; per tag {offsets}"
             )
+        if floor is not None:
+            typer.echo(f"floor {floor:g} for {', '.join(only) if only else 'every tag'}")
     if dry_run:
         typer.echo("dry run: nothing written")
         return
