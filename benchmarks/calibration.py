@@ -73,6 +73,7 @@ ROUNDS = {
     "fifteenth round": ("devc40-", "devc41-", "devc42-", "wc43-"),
     "sixteenth round": ("devc44-", "devc45-", "devc46-", "devc47-", "wc48-"),
     "seventeenth round": ("devc49-", "devc50-", "devc51-", "wc52-"),
+    "twenty-first round": ("devc53-", "devc54-", "devc55-", "devc56-"),
 }
 """The confirmation set's rounds by work-id prefix (``data/confirm/README.md``): the second was
 judged after the first calibration was committed, the third to fifth after the model they
