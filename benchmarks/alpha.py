@@ -36,7 +36,8 @@ from tropeml.io.devset import REQUIRED_TAGS, load_dev_works
 from tropeml.model.decision import log_chance
 from tropeml.serve.deveval import score_items
 from tropeml.serve.tagger import load
-from tropeml.serve.tuning import GRID, MARGIN, choose, evidence, judged, work_evidence
+from tropeml.serve.targets import judged
+from tropeml.serve.tuning import GRID, MARGIN, choose, evidence, work_evidence
 
 __all__ = [
     "GRID",
@@ -81,11 +82,11 @@ def held_alphas(
     Args:
         W: Work evidence in decades (``tuning.work_evidence``), shape ``(works, T)``.
         Y: Judgments per required tag, each shape ``(works,)``: 1, 0 or -1 (after
-            ``tuning.judged``).
+            ``targets.judged``).
         col: Column of ``W`` for each tag.
         margin: As for :func:`choose`.
         kinds: Each work's kind, shape ``(works,)``, to hold the target on each kind too
-            (``tuning.meets``); ``None`` pools them.
+            (``targets.meets``); ``None`` pools them.
     """
     rng = np.random.default_rng(0)
     n = len(W)
@@ -180,7 +181,7 @@ def main() -> None:
         "weakest work it finds with the tag, keeping the same works found (`choose`)"
         + (
             "; the target also holds on each kind of work (public-domain, written) with at "
-            "least 1/target trope-free works (`tuning.meets`). "
+            "least 1/target trope-free works (`targets.meets`). "
             if not args.pooled
             else " (pooled only: the rule before 2026-12-04). "
         )

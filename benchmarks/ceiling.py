@@ -42,7 +42,7 @@ import quality  # the shared data loading of the quality benchmark
 from tropeml.io.devset import REQUIRED_TAGS
 from tropeml.model.classifier import TropeClassifier
 from tropeml.model.decision import chance_scores, fit_null, logits
-from tropeml.serve.tuning import target
+from tropeml.serve.targets import target
 
 OUT = Path(__file__).resolve().parent / "results" / "ceiling.md"
 CORE = ("hurt_comfort", "fake_death", "reunion", "soulmates")

@@ -38,7 +38,7 @@ from quality import git
 from tropeml.io.devset import load_dev_works
 from tropeml.serve.deveval import Scored, score_items
 from tropeml.serve.tagger import load
-from tropeml.serve.tuning import meets
+from tropeml.serve.targets import meets
 
 C = 0.1
 """Inverse L2 strength of each tag's regression (scikit-learn's ``C``, raw logits)."""

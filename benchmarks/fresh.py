@@ -34,7 +34,7 @@ from quality import git
 from tropeml.io.devset import REQUIRED_TAGS, DevItem, load_dev_works
 from tropeml.serve.deveval import score_items
 from tropeml.serve.tagger import load
-from tropeml.serve.tuning import AU_TAGS
+from tropeml.serve.targets import AU_TAGS
 
 OUT = Path(__file__).resolve().parent / "results" / "fresh.md"
 SEVEN = tuple(t for t in REQUIRED_TAGS if t not in AU_TAGS)

@@ -42,7 +42,8 @@ from tropeml.io.devset import REQUIRED_TAGS, DevItem, load_dev_passages, load_de
 from tropeml.model.dataset import background_rows
 from tropeml.model.decision import fit_null, log_chance
 from tropeml.serve.tagger import Tagger, load
-from tropeml.serve.tuning import choose, judged, work_evidence
+from tropeml.serve.targets import judged
+from tropeml.serve.tuning import choose, work_evidence
 from tropeml.text.passages import count_words, split_passages
 
 Array = NDArray[np.float64]

@@ -53,7 +53,7 @@ from alpha import SPLITS
 
 from tropeml.io.devset import REQUIRED_TAGS, load_dev_works
 from tropeml.model.decision import fit_null, logits
-from tropeml.serve.tuning import target
+from tropeml.serve.targets import target
 
 Rule = Callable[[NDArray[np.float64]], NDArray[np.float64]]
 BOOTSTRAPS = 300

@@ -39,7 +39,8 @@ from tropeml.io.devset import REQUIRED_TAGS, load_dev_passages, load_dev_works
 from tropeml.model.decision import log_chance
 from tropeml.serve.deveval import score_items
 from tropeml.serve.tagger import load
-from tropeml.serve.tuning import choose, evidence, judged, work_evidence
+from tropeml.serve.targets import judged
+from tropeml.serve.tuning import choose, evidence, work_evidence
 
 CORE = ("hurt_comfort", "fake_death", "reunion", "soulmates")
 PASSAGE_TAGS = tuple(t for t in REQUIRED_TAGS if t not in ("mates", "alpha_beta_omega"))

@@ -55,7 +55,8 @@ from tropeml.model import encoders, training
 from tropeml.model.backends import load_encoder
 from tropeml.model.classifier import TropeClassifier
 from tropeml.model.decision import fit_null, log_chance
-from tropeml.serve.tuning import judged, work_evidence
+from tropeml.serve.targets import judged
+from tropeml.serve.tuning import work_evidence
 
 CORE = ("hurt_comfort", "fake_death", "reunion", "soulmates")
 PASSAGE_TAGS = tuple(t for t in REQUIRED_TAGS if t not in ("mates", "alpha_beta_omega"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +20,10 @@ from tropeml.model.decision import fit_null
 from tropeml.model.encoders import HashingEncoder
 from tropeml.model.persistence import load_head
 from tropeml.model.training import train
-from tropeml.model.workcal import FEATURES, WORK_CALIBRATOR, WorkCalibrator
+from tropeml.model.workcal import FEATURES, WORK_CALIBRATOR, CrossScore, WorkCalibrator
 from tropeml.serve.tagger import Tagger, load
-from tropeml.serve.tuning import (
-    GRID,
-    UNCALIBRATED,
-    choose,
-    evidence,
-    informative,
-    judged,
-    meets,
-    target,
-    tune,
-)
+from tropeml.serve.targets import informative, judged, meets, target
+from tropeml.serve.tuning import GRID, UNCALIBRATED, choose, evidence, tune
 
 
 def _work(rng: random.Random, scenes: int, tag: str = "rain", n: int = 24) -> Work:
@@ -307,3 +299,29 @@ def test_a_model_left_uncalibrated_gets_no_alpha_its_scores_cannot_resolve(
     items = [DevItem(f"n{i}", "pd", _work(rng, 20), judged, "B") for i in range(8)]
     rain = next(c for c in tune(tagger, items).choices if c.tag == "rain")
     assert rain.alpha >= UNCALIBRATED
+
+
+def test_tune_refits_a_cross_tag_and_gives_it_the_loosest_floor_that_meets_the_target(
+    tiny_model: Path,
+) -> None:
+    rng = random.Random(6)
+    alpha = {"rain": 0.05, "cake": 0.05, "sword": 0.05}
+    half = WorkCalibrator(0.0, (0.0,) * len(FEATURES), floor=0.3)
+    crossed = replace(half, cross={"cake": CrossScore(0.0, {})}, floors={"cake": 0.9})
+    tagger = _tagger(tiny_model, rng, floor=True, alpha=alpha, calibrator=crossed)
+    # cake is shown exactly by the works full of rain: its cross score must learn that
+    items = [DevItem(f"r{i}", "pd", _work(rng, 4), {"rain": 1, "cake": 1}, "B") for i in range(8)]
+    items += [DevItem(f"n{i}", "pd", _work(rng, 0), {"rain": 0, "cake": 0}, "B") for i in range(12)]
+    result = tune(tagger, items)
+    cal = result.calibrator
+    assert cal is not None and set(cal.cross) == {"cake"} and cal.cross["cake"].weights["rain"] > 0
+    (choice,) = result.crossed
+    assert (choice.tag, choice.before, choice.shown, choice.trope_free) == ("cake", 0.9, 8, 12)
+    assert choice.floor == cal.floor_of("cake") and choice.false <= 1 and choice.found == 8
+    looser = replace(cal, floors={**cal.floors, "cake": round(choice.floor - 0.01, 2)})
+    tagger.calibrator = looser  # the same tagger (the same null), scored one step looser
+    tagger.alpha = np.array([result.alphas.get(t, alpha[t]) for t in tagger.tags])  # as chosen
+    scores = [tagger.tag(it.work).scores["cake"] for it in items]
+    assert choice.floor == 0.01 or sum(s >= looser.floor_of("cake") for s in scores[8:]) > 1
+    kept = tune(tagger, items, only=["rain"])  # cake not tuned: its cross score stays
+    assert kept.calibrator is not None and kept.calibrator.cross["cake"] == looser.cross["cake"]

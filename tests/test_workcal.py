@@ -19,8 +19,10 @@ from tropeml.model.persistence import load_head
 from tropeml.model.workcal import (
     FEATURES,
     WORK_CALIBRATOR,
+    CrossScore,
     WorkCalibrator,
     evidence_features,
+    fit_cross,
     fit_tag_offsets,
     fit_work_calibrator,
 )
@@ -131,6 +133,8 @@ def test_a_calibrator_changes_the_scores_but_not_which_tags_a_work_gets(tiny_mod
         (lambda c: c.pop("tags"), "'rollup.calibrator.tags' missing"),
         (lambda c: c.update(floor=1.5), "a 'floor' and per-tag 'floors', each in [0, 1)"),
         (lambda c: c.update(floors={"rain": -0.1}), "per-tag 'floors', each in [0, 1)"),
+        (lambda c: c.update(cross={"rain": {"bias": "1", "weights": {}}}), "per-tag 'cross'"),
+        (lambda c: c["cross"]["happy_ending"].pop("weights"), "happy_ending.weights' missing"),
     ],
 )
 def test_a_model_with_a_broken_calibrator_is_refused_in_one_line(
@@ -186,3 +190,42 @@ def test_a_tags_own_floor_replaces_the_shared_one_for_that_tag(tiny_model: Path)
     assert WORK_CALIBRATOR.to_config()["floors"]["cuddling"] == 0.7  # the eight other tags
     with pytest.raises(ValueError, match="floor for 'rain' must be in"):
         WorkCalibrator(*half, floors={"rain": 1.0})
+
+
+def test_a_cross_tag_reads_every_tags_base_score_and_the_others_keep_theirs() -> None:
+    cross = {"a": CrossScore(0.5, {"a": 0.2, "b": -1.0, "absent": 9.0})}
+    cal = WorkCalibrator(-1.0, tuple(i / 8 for i in range(len(FEATURES))), {"b": 1.0})
+    crossed = WorkCalibrator(cal.intercept, cal.weights, cal.tags, cross=cross)
+    x = np.arange(3 * len(FEATURES), dtype=float).reshape(3, -1) / 20
+    tags = ["a", "b", "c"]
+    base = cal.predict(x, tags)
+    got = crossed.predict_work(x, tags)
+    z = logits(base)
+    assert got[0] == pytest.approx(1 / (1 + math.exp(-(0.5 + 0.2 * z[0] - 1.0 * z[1]))))
+    assert np.array_equal(got[1:], base[1:]) and np.array_equal(cal.predict_work(x, tags), base)
+    assert WorkCalibrator.from_config(json.loads(json.dumps(crossed.to_config()))) == crossed
+    with pytest.raises(ValueError, match="finite"):
+        WorkCalibrator(0.0, (0.0,) * len(FEATURES), cross={"a": CrossScore(math.inf, {})})
+
+
+def test_a_cross_tag_is_decided_by_its_floor_alone_the_others_need_the_chance_rule_too() -> None:
+    cal = WorkCalibrator(0.0, (0.0,) * len(FEATURES), floor=0.4, cross={"a": CrossScore(0, {})})
+    chance, scores = np.array([False, False, True, True]), np.array([0.5, 0.5, 0.3, 0.5])
+    assert cal.decide(chance, scores, ["a", "b", "c", "d"]).tolist() == [True, False, False, True]
+    assert not cal.decide(chance, np.full(4, 0.39), ["a", "b", "c", "d"]).any()
+
+
+def test_fitting_a_cross_score_learns_which_tags_go_together() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.05, 0.95, size=(400, 3))
+    y = (rng.uniform(size=400) < base[:, 1]).astype(int)  # the work shows "a" when "b" is likely
+    cross = fit_cross(base, ["a", "b", "c"], y)
+    assert cross.weights["b"] > 0.5 > abs(cross.weights["a"]) and abs(cross.weights["c"]) < 0.5
+
+
+def test_the_shipped_cross_tags_are_happy_ending_and_first_kiss() -> None:
+    assert set(WORK_CALIBRATOR.cross) == {"happy_ending", "first_kiss"}
+    assert WORK_CALIBRATOR.floor_of("happy_ending") == 0.64
+    assert WORK_CALIBRATOR.floor_of("first_kiss") == 0.76
+    for cross in WORK_CALIBRATOR.cross.values():
+        assert len(cross.weights) == 18

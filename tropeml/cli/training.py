@@ -294,6 +294,11 @@ def tune(
             )
         if floor is not None:
             typer.echo(f"floor {floor:g} for {', '.join(only) if only else 'every tag'}")
+    for x in result.crossed:
+        typer.echo(
+            f"cross score of {x.tag} refitted on every tag's score; shown from {x.floor:g} "
+            f"(was {x.before:g}): found {x.found}/{x.shown}, false {x.false}/{x.trope_free}"
+        )
     if dry_run:
         typer.echo("dry run: nothing written")
         return

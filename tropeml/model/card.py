@@ -162,6 +162,17 @@ def _floors_clause(floors: dict[str, float]) -> str:
     return f" ({'; '.join(parts)})" if parts else ""
 
 
+def _cross_clause(cross: dict[str, Any]) -> str:
+    """The sentence on cross tags (scored from every tag's score); empty without any."""
+    if not cross:
+        return ""
+    return (
+        f". {', '.join(cross)}: scored by a logistic regression on the scores of all the "
+        "work's tags (a happy ending reads from the whole work, not from its own passages) "
+        "and shown when that score reaches the floor, without the chance rule"
+    )
+
+
 def refresh_work_score(card: str, rollup: dict[str, Any]) -> str:
     """``card`` with its work-score bullet rewritten for ``rollup`` (after ``tropeml tune``)."""
     return re.sub(
@@ -214,6 +225,7 @@ def _work_score_line(rollup: dict[str, Any]) -> str:
                 "that often misleads"
             )
             + _floors_clause(rollup["calibrator"].get("floors") or {})
+            + _cross_clause(rollup["calibrator"].get("cross") or {})
         )
     cal = rollup.get("calibration")
     if cal is None:

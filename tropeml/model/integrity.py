@@ -37,13 +37,8 @@ TAXONOMY_FILE = "tropes.toml"
 
 CARD_FILE = "README.md"
 
-TRUSTED_TYPES = frozenset(
-    {
-        "tropeml.model.classifier.TropeClassifier",
-        "tropeml.classifier.TropeClassifier",
-        "tropeml.model.kernel.RbfView",
-    }
-)
+_OWN = "model.classifier.TropeClassifier classifier.TropeClassifier model.kernel.RbfView"
+TRUSTED_TYPES = frozenset(f"tropeml.{name}" for name in _OWN.split())
 """tropeml's own types a head may hold (skops does not know them): the classifier, under its
 0.2 path and its 0.1 path (heads saved by tropeml 0.1), and its RBF embedding view."""
 
@@ -67,6 +62,10 @@ left out so they can be edited by hand."""
 
 _SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 _FLOOR = {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
+_NUMBER = {"type": "number"}
+_NUMBERS = {"type": "object", "additionalProperties": _NUMBER}
+_CROSS_PROPERTIES = {"bias": _NUMBER, "weights": _NUMBERS}
+_CROSS = {"type": "object", "required": list(_CROSS_PROPERTIES), "properties": _CROSS_PROPERTIES}
 
 _POSITIVE = {"type": "integer", "minimum": 1}
 
@@ -130,7 +129,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
                     "type": "object",
                     "required": ["intercept", "slope"],
                     "properties": {
-                        "intercept": {"type": "number"},
+                        "intercept": _NUMBER,
                         "slope": {"type": "number", "exclusiveMinimum": 0},
                     },
                     "message": "'rollup.calibration' must give a number 'intercept' and a "
@@ -141,21 +140,23 @@ CONFIG_SCHEMA: dict[str, Any] = {
                     "required": ["features", "intercept", "weights", "tags"],
                     "properties": {
                         "features": {"const": list(FEATURES)},
-                        "intercept": {"type": "number"},
+                        "intercept": _NUMBER,
                         "weights": {
                             "type": "array",
-                            "items": {"type": "number"},
+                            "items": _NUMBER,
                             "minItems": len(FEATURES),
                             "maxItems": len(FEATURES),
                         },
-                        "tags": {"type": "object", "additionalProperties": {"type": "number"}},
+                        "tags": _NUMBERS,
                         "floor": _FLOOR,
                         "floors": {"type": "object", "additionalProperties": _FLOOR},
+                        "cross": {"type": "object", "additionalProperties": _CROSS},
                     },
                     "message": "'rollup.calibrator' must give its 'features' "
                     f"({', '.join(FEATURES)}), a number 'intercept', one number per feature in "
                     "'weights', a number per tag in 'tags' and, if any, a 'floor' and per-tag "
-                    "'floors', each in [0, 1)",
+                    "'floors', each in [0, 1), and per-tag 'cross' scores (a number 'bias', a "
+                    "number per tag in 'weights')",
                 },
             },
         },
@@ -164,7 +165,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "type": "object",
             "required": ["margin", "files"],
             "properties": {
-                "margin": {"type": "number"},
+                "margin": _NUMBER,
                 "files": {
                     "type": "object",
                     "propertyNames": {"pattern": r"^[a-z][a-z_]*\.[a-z]+$"},

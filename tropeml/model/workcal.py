@@ -19,6 +19,12 @@ It is fitted on judged whole works (``tropeml tune``; :func:`fit_work_calibrator
 fires when its evidence beats chance at its alpha and its score reaches the calibrator's
 ``floor``; with a floor of 0 the chance rule alone decides, so a tag can fire with a low
 score (evidence beyond chance, of a kind that often misleads).
+
+A few tags are better read from the whole work than from their own passages: a work that ends
+happily tends to be warm, to hold a declaration and a kiss, and not to end in a funeral. Such
+a tag has a :class:`CrossScore`: its score is a logistic regression on the scores of every tag
+of the work (its own included), and it is given when that score reaches its floor, without
+the chance rule (:meth:`WorkCalibrator.decide`).
 """
 
 from __future__ import annotations
@@ -78,6 +84,18 @@ def evidence_features(
 
 
 @dataclass(frozen=True)
+class CrossScore:
+    """A tag's score read from every tag's score of the work.
+
+    ``P = sigmoid(bias + sum over tags t of weights[t] * logit(base score of t))``, where a
+    base score is :meth:`WorkCalibrator.predict`'s (tags not in ``weights`` weigh 0).
+    """
+
+    bias: float
+    weights: Mapping[str, float]
+
+
+@dataclass(frozen=True)
 class WorkCalibrator:
     """``P(work shows tag) = sigmoid(intercept + weights . features + tags[tag])``.
 
@@ -87,6 +105,8 @@ class WorkCalibrator:
         tags: Per-tag offsets (tags not in it get 0).
         floor: The least score a tag is shown with (0: the chance rule alone decides).
         floors: Per-tag floors that replace ``floor`` for their tags (:meth:`floor_of`).
+        cross: Tags scored from every tag's score (:class:`CrossScore`), decided by their
+            floor alone.
     """
 
     intercept: float
@@ -94,13 +114,15 @@ class WorkCalibrator:
     tags: Mapping[str, float] = field(default_factory=dict)
     floor: float = 0.0
     floors: Mapping[str, float] = field(default_factory=dict)
+    cross: Mapping[str, CrossScore] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.weights) != len(FEATURES):
             raise ValueError(
                 f"a work calibrator needs {len(FEATURES)} weights, got {len(self.weights)}"
             )
-        values = (self.intercept, *self.weights, *self.tags.values())
+        crossed = (v for c in self.cross.values() for v in (c.bias, *c.weights.values()))
+        values = (self.intercept, *self.weights, *self.tags.values(), *crossed)
         if not all(math.isfinite(v) for v in values):
             raise ValueError("a work calibrator's numbers must be finite")
         for tag, floor in {"": self.floor, **self.floors}.items():
@@ -122,6 +144,37 @@ class WorkCalibrator:
         z = self.intercept + x @ np.asarray(self.weights) + offset
         return np.asarray(1.0 / (1.0 + np.exp(-z)))
 
+    def predict_work(self, features: ArrayLike, tags: Sequence[str]) -> NDArray[np.float64]:
+        """One work's scores, shape ``(T,)``, from its features, shape ``(T, len(FEATURES))``.
+
+        :meth:`predict` for each tag, then the :attr:`cross` tags read from all of them.
+        """
+        base = self.predict(features, tags)
+        if not self.cross:
+            return base
+        z, out = logits(base), base.copy()
+        for i, tag in enumerate(tags):
+            if (c := self.cross.get(tag)) is not None:
+                w = np.array([c.weights.get(t, 0.0) for t in tags])
+                out[i] = 1.0 / (1.0 + math.exp(-(c.bias + float(z @ w))))
+        return out
+
+    def decide(
+        self, chance: NDArray[np.bool_], scores: NDArray[np.float64], tags: Sequence[str]
+    ) -> NDArray[np.bool_]:
+        """Which tags a work gets, shape ``(T,)``.
+
+        Args:
+            chance: Whether the chance rule gives each tag, shape ``(T,)``.
+            scores: :meth:`predict_work`'s scores, shape ``(T,)``.
+            tags: The tag ids.
+
+        A tag needs its floor; the chance rule must give it too, unless it is a cross tag.
+        """
+        crossed = np.array([t in self.cross for t in tags], dtype=bool)
+        floors = np.array([self.floor_of(t) for t in tags])
+        return np.asarray((chance | crossed) & (scores >= floors))
+
     def to_config(self) -> dict[str, Any]:
         """The ``rollup.calibrator`` entry of a model's config (rounded to 6 decimals)."""
         entry: dict[str, Any] = {
@@ -134,6 +187,14 @@ class WorkCalibrator:
             entry["floor"] = self.floor
         if self.floors:
             entry["floors"] = dict(self.floors)
+        if self.cross:
+            entry["cross"] = {
+                t: {
+                    "bias": round(c.bias, 6),
+                    "weights": {k: round(w, 6) for k, w in c.weights.items()},
+                }
+                for t, c in self.cross.items()
+            }
         return entry
 
     @classmethod
@@ -147,6 +208,12 @@ class WorkCalibrator:
             {str(t): float(v) for t, v in entry["tags"].items()},
             float(entry.get("floor", 0.0)),
             {str(t): float(v) for t, v in entry.get("floors", {}).items()},
+            {
+                str(t): CrossScore(
+                    float(c["bias"]), {str(k): float(w) for k, w in c["weights"].items()}
+                )
+                for t, c in entry.get("cross", {}).items()
+            },
         )
 
 
@@ -215,6 +282,28 @@ def fit_tag_offsets(
     return replace(calibrator, tags=offsets)
 
 
+def fit_cross(base: NDArray[np.float64], tags: Sequence[str], y: NDArray[np.int_]) -> CrossScore:
+    """Fit one tag's :class:`CrossScore` on judged works (L2, scikit-learn's ``C`` = :data:`C`).
+
+    Args:
+        base: :meth:`WorkCalibrator.predict` scores of every tag of each work, shape
+            ``(works, T)``.
+        tags: The ``T`` tag ids, in ``base``'s column order.
+        y: 1 if the work shows the tag, else 0, shape ``(works,)``.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=C, max_iter=5000).fit(logits(base), np.asarray(y))
+    weights = dict(zip(tags, (float(w) for w in model.coef_[0]), strict=True))
+    return CrossScore(float(model.intercept_[0]), weights)
+
+
+def _cross(bias: float, weights: str) -> CrossScore:
+    """A :class:`CrossScore` from ``"tag weight tag weight ..."``."""
+    words = weights.split()
+    return CrossScore(bias, {t: float(w) for t, w in zip(words[::2], words[1::2], strict=True)})
+
+
 WORK_CALIBRATOR = WorkCalibrator(
     intercept=-1.349104,
     weights=(
@@ -262,7 +351,26 @@ WORK_CALIBRATOR = WorkCalibrator(
             "injury",
         ),
         0.7,
-    ),
+    )
+    | {"happy_ending": 0.64, "first_kiss": 0.76},
+    cross={
+        "happy_ending": _cross(
+            6.145054,
+            "hurt_comfort -0.124922 fake_death -0.091175 reunion 0.263628 mates 0.187901 "
+            "soulmates 0.159434 alpha_beta_omega 0.143751 angst -0.019057 fluff 0.310294 "
+            "love_confession 0.02718 first_kiss 0.01237 grief -0.164403 on_the_run 0.3879 "
+            "apology 0.184448 protectiveness -0.052297 cuddling -0.040741 phone_call 0.104787 "
+            "happy_ending 0.118115 injury 0.177518",
+        ),
+        "first_kiss": _cross(
+            1.291762,
+            "hurt_comfort -0.053271 fake_death -0.121588 reunion -0.226757 mates 0.181513 "
+            "soulmates 0.176148 alpha_beta_omega -0.001078 angst -0.030023 fluff 0.126797 "
+            "love_confession 0.29074 first_kiss 0.405967 grief -0.053425 on_the_run -0.104103 "
+            "apology -0.12512 protectiveness 0.050374 cuddling -0.1403 phone_call 0.226392 "
+            "happy_ending -0.052735 injury -0.056947",
+        ),
+    },
 )
 """The shipped calibrator: fitted by :func:`fit_work_calibrator` on the 2,550 judged
 (work, required tag) pairs of the 93 dev works and the 171 works of the first fourteen

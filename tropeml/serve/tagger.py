@@ -59,8 +59,8 @@ class Tagger(WorkReader):
             the decisions are the same.
         calibrator: A :class:`~tropeml.model.workcal.WorkCalibrator` (with ``null``): the
             work score is its probability (in place of ``calibration``); a tag fires when the
-            chance rule gives it and its score reaches the calibrator's floor for it
-            (:meth:`~tropeml.model.workcal.WorkCalibrator.floor_of`).
+            chance rule gives it (cross tags: without it) and its score reaches the
+            calibrator's floor for it (:meth:`~tropeml.model.workcal.WorkCalibrator.decide`).
         screen: A :class:`~tropeml.model.screen.Screen` (with ``null``): the full encoder
             runs only on passages that can change a work's tags (:mod:`.screening`).
     """
@@ -324,7 +324,7 @@ class Tagger(WorkReader):
             return pool_scores(s, self.top_k)
         if self.calibrator is not None:
             features = evidence_features(s, self.null[0], self.null[1], self.alpha)
-            return self.calibrator.predict(features, self.tags)
+            return self.calibrator.predict_work(features, self.tags)
         if self.calibration is None:
             return chance_scores(s, self.null[0], self.null[1], self.k)
         log_c = log_chance(s, self.null[0], self.null[1], self.k)
@@ -370,7 +370,7 @@ class Tagger(WorkReader):
             self.max_evidence,
             fired=None
             if self.calibrator is None
-            else self.fired(scores) & (work_scores >= self.work_thresholds),
+            else self.calibrator.decide(self.fired(scores), work_scores, self.tags),
         )
         return WorkResult(
             source=source or work.source,

@@ -21,6 +21,10 @@ judged for its tags, by the same written rule:
   (work, tag) pair's evidence at the alphas chosen; when only some tags are tuned, only
   their offsets (:func:`~tropeml.model.workcal.fit_tag_offsets`). (:func:`fit_calibration`,
   the one intercept and slope of earlier models, stays for ``benchmarks/calibration.py``.)
+- **cross tags** (a calibrator's :attr:`~tropeml.model.workcal.WorkCalibrator.cross`): each
+  refitted on the new scores of every tag (:func:`~tropeml.model.workcal.fit_cross`), with
+  its floor chosen like an alpha: the lowest of :data:`FLOOR_GRID` whose false-tag rate
+  meets the target (:func:`meets`), since the floor alone decides such a tag.
 
 Choosing on the works one then reports on flatters the report: ``benchmarks/alpha.py``
 estimates the cost on split halves, and works that chose nothing (``data/confirm``) test it.
@@ -30,7 +34,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +53,10 @@ from tropeml.model.workcal import (
     fit_tag_offsets,
     fit_work_calibrator,
 )
+from tropeml.serve.crosstune import CrossChoice, refit_cross
 from tropeml.serve.deveval import score_items
 from tropeml.serve.tagger import Tagger
+from tropeml.serve.targets import Kinds, judged, meets
 
 _SERIES = tuple(
     float(f"{m * 10.0**-e:.2g}") for e in range(1, 61) for m in (2, 1.5, 1, 0.7, 0.5, 0.3)
@@ -65,22 +71,12 @@ whose look-alikes sit outside the background (mates on wolf stories) needs a nom
 far below its observed rate: A/B/O's written look-alikes reach 1e-19 while the works that
 show it sit beyond 1e-38, so the grid goes as deep as the chances (kept in logs) do."""
 
-AU_TAGS = ("mates", "alpha_beta_omega", "soulmates")
-
-Kinds = Sequence[str] | NDArray[np.str_] | None
-"""Each work's kind (:attr:`~tropeml.io.devset.DevItem.kind`), or ``None`` to pool them."""
-
 UNCALIBRATED = 1e-15
 """The smallest alpha a model without a calibration can use: it decides on ``1 - chance``,
 which float64 cannot tell from 1 for chances much under ``1e-16``."""
 
 MARGIN = 0.25
 """How far into the gap the chosen alpha moves (see :func:`choose`)."""
-
-
-def target(tag: str) -> float:
-    """The false-tag rate allowed for ``tag``: 5% for the AU tags, 10% for the rest."""
-    return 0.05 if tag in AU_TAGS else 0.10
 
 
 def evidence(alpha: float | NDArray[np.float64]) -> NDArray[np.float64]:
@@ -96,64 +92,6 @@ def work_evidence(log_chances: NDArray[np.float64]) -> NDArray[np.float64]:
     their null stay ordered (the works that show mates sit 27-60 decades out).
     """
     return np.asarray(-np.asarray(log_chances, dtype=np.float64) / np.log(10.0))
-
-
-def informative(y: NDArray[np.int_], kinds: Sequence[str]) -> NDArray[np.int_]:
-    """Judgments with the trope-free works of kinds that never show the tag set unknown.
-
-    A tag's false-tag rate is counted on the kinds of work (public-domain prose, works
-    written for the project) in which at least one work shows it. Public-domain prose
-    never shows mates, A/B/O or soulmates, so its works are easy negatives for them: a
-    hundred of them would dilute the 5% target until the written look-alikes (friends who
-    call each other "mate", wolf packs without bonds) fired freely. Without a work that
-    shows the tag, nothing is changed.
-
-    Args:
-        y: Judgments, shape ``(works,)``: 1, 0 or -1.
-        kinds: Each work's kind (:attr:`~tropeml.io.devset.DevItem.kind`), length ``works``.
-    """
-    k = np.asarray(kinds)
-    if not (y == 1).any():
-        return y
-    return np.where((y == 0) & ~np.isin(k, k[y == 1]), -1, y)
-
-
-def judged(items: Sequence[DevItem], tags: Sequence[str]) -> dict[str, NDArray[np.int_]]:
-    """Each tag's judgments of ``items`` as the rule counts them (:func:`informative`).
-
-    Returns:
-        Per tag, shape ``(items,)``: 1, 0 or -1 (unknown, unjudged, or a trope-free work of
-        a kind that never shows the tag).
-    """
-    kinds = [it.kind for it in items]
-    return {
-        t: informative(np.array([it.judgments.get(t, -1) for it in items]), kinds) for t in tags
-    }
-
-
-def meets(fired: NDArray[np.bool_], y: NDArray[np.int_], tag: str, kinds: Kinds = None) -> bool:
-    """Whether firing ``fired`` meets ``tag``'s false-tag target on the works judged ``y``.
-
-    Pooled over the trope-free works, and, given ``kinds``, also on each kind of work with
-    enough trope-free works to measure it (at least ``1 / target``: 10 for the prose tags,
-    20 for the AU tags), so that easy look-alikes of one kind (written works without a
-    reunion) cannot let a tag fire more often than the target on another (public-domain
-    prose).
-
-    Args:
-        fired: Whether each work gets the tag, shape ``(works,)``.
-        y: Judgments, shape ``(works,)``: 1, 0 or -1.
-        tag: The tag id (sets the target).
-        kinds: Each work's kind, length ``works``; ``None`` pools every work.
-    """
-    neg = y == 0
-    if neg.any() and fired[neg].mean() > target(tag):
-        return False
-    if kinds is None:
-        return True
-    k = np.asarray(kinds)
-    groups = (neg & (k == kind) for kind in np.unique(k))
-    return all(fired[g].mean() <= target(tag) for g in groups if g.sum() >= round(1 / target(tag)))
 
 
 def choose(
@@ -228,6 +166,7 @@ class Tuning:
     calibrator_before: WorkCalibrator | None
     works: int
     pairs: int
+    crossed: list[CrossChoice] = field(default_factory=list)
 
     @property
     def alphas(self) -> dict[str, float]:
@@ -315,7 +254,9 @@ def tune(
         else:
             fitted = fit_work_calibrator(X, pair_tags, y)
             if before is not None:  # floors are a decision rule, not fitted: they stay
-                fitted = replace(fitted, floor=before.floor, floors=before.floors)
+                fitted = replace(
+                    fitted, floor=before.floor, floors=before.floors, cross=before.cross
+                )
     if fitted is None and tagger.calibration is None:
         # its decisions compare 1 - chance, which is 1.0 beyond UNCALIBRATED
         _, choices = pick(UNCALIBRATED)
@@ -326,7 +267,16 @@ def tune(
             fitted = replace(fitted, floor=floor)
         else:
             fitted = replace(fitted, floors={**fitted.floors, **dict.fromkeys(only, floor)})
-    return Tuning(choices, fitted, before, len(items), len(y_pairs))
+    crossed: list[CrossChoice] = []
+    if fitted is not None and fitted.cross:
+        has = np.array([len(s.scores) > 0 for s in scored])
+        feats = np.array(
+            [evidence_features(s.scores, mu, sigma, alpha) for s in scored if len(s.scores)]
+        )
+        kept = [k for k, h in zip(kinds, has, strict=True) if h]
+        J = {t: y[has] for t, y in J.items()}
+        fitted, crossed = refit_cross(fitted, feats, tagger.tags, J, kept, only)
+    return Tuning(choices, fitted, before, len(items), len(y_pairs), crossed)
 
 
 def write_tuning(folder: str | Path, tuning: Tuning) -> None:

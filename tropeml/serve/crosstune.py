@@ -1,0 +1,82 @@
+"""Refit the cross tags of a work calibrator on judged works (part of ``tropeml tune``).
+
+A cross tag (:class:`~tropeml.model.workcal.CrossScore`) is scored from every tag's score of
+the work and decided by its floor alone, so after the base scores are refitted, its
+regression is refitted on them (:func:`~tropeml.model.workcal.fit_cross`) and its floor is
+chosen like an alpha: the lowest of :data:`FLOOR_GRID` whose false-tag rate on the judged
+works meets the target (:func:`~tropeml.serve.targets.meets`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tropeml.model.workcal import WorkCalibrator, fit_cross
+from tropeml.serve.targets import meets
+
+FLOOR_GRID = tuple(round(0.01 * i, 2) for i in range(1, 100))
+"""Floors a cross tag's is chosen from (0.01 ... 0.99)."""
+
+
+@dataclass(frozen=True)
+class CrossChoice:
+    """A cross tag's floor, with what its cross score finds on the judged works."""
+
+    tag: str
+    before: float
+    floor: float
+    found: int
+    shown: int
+    false: int
+    trope_free: int
+
+
+def refit_cross(
+    calibrator: WorkCalibrator,
+    features: NDArray[np.float64],
+    tags: Sequence[str],
+    judged: dict[str, NDArray[np.int_]],
+    kinds: Sequence[str],
+    only: Sequence[str] | None = None,
+) -> tuple[WorkCalibrator, list[CrossChoice]]:
+    """Refit ``calibrator``'s cross tags (those of ``only``, if given) and choose their floors.
+
+    Args:
+        calibrator: The calibrator, its base scores already fitted.
+        features: Each work's :func:`evidence_features`, shape ``(works, T, len(FEATURES))``.
+        tags: The model's ``T`` tag ids.
+        judged: Per tag, each work's judgment (:func:`judged`), shape ``(works,)``.
+        kinds: Each work's kind.
+        only: The tags to refit; ``None``: every cross tag.
+    """
+    base = np.array([replace(calibrator, cross={}).predict(f, tags) for f in features])
+    cross, floors, out = dict(calibrator.cross), dict(calibrator.floors), []
+    for tag in calibrator.cross:
+        y = judged.get(tag)
+        if y is None or (only is not None and tag not in only) or len(set(y[y >= 0])) < 2:
+            continue
+        m = y >= 0
+        cross[tag] = fit_cross(base[m], tags, y[m])
+        p = replace(calibrator, cross={tag: cross[tag]}).predict_work
+        score = np.array([p(f, tags)[list(tags).index(tag)] for f in features])
+        k = [kind for kind, keep in zip(kinds, m, strict=True) if keep]
+        floor = next((f for f in FLOOR_GRID if meets(score[m] >= f, y[m], tag, k)), FLOOR_GRID[-1])
+        fire = score >= floor
+        before = calibrator.floor_of(tag)
+        floors[tag] = floor
+        out.append(
+            CrossChoice(
+                tag,
+                before,
+                floor,
+                int((fire & (y == 1)).sum()),
+                int((y == 1).sum()),
+                int((fire & (y == 0)).sum()),
+                int((y == 0).sum()),
+            )
+        )
+    return replace(calibrator, cross=cross, floors=floors), out
