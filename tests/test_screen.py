@@ -22,6 +22,8 @@ from tropeml.model.decision import fit_null, logits
 from tropeml.model.encoders import HashingEncoder
 from tropeml.model.persistence import attach_screen, load_head
 from tropeml.model.screen import SCREEN_DIR, Screen, fit_screen
+from tropeml.model.workcal import FEATURES, CrossScore, WorkCalibrator
+from tropeml.serve.screening import screened_scores
 from tropeml.serve.tagger import Tagger
 
 
@@ -208,3 +210,22 @@ def test_a_calibrated_tagger_reports_probabilities_and_decides_the_same(taggers:
         assert all(t.score >= t.threshold for t in b.tags)
     with pytest.raises(TropemlError, match="positive slope"):
         Tagger(plain.classifier, plain.taxonomy, encoder, null=plain.null, calibration=(0, 0))
+
+
+def test_with_a_cross_tag_the_best_passages_of_every_tag_are_scored_in_full(
+    taggers: Any,
+) -> None:
+    _, screened, _ = taggers
+    works = [prose(random.Random(s), 20, tag_every=0) for s in range(3)]  # no tag fires
+    texts = [screened.texts(screened.passages(w), w) for w in works]
+    _, plain_full = screened_scores(screened, screened.screen, texts)
+    cross = WorkCalibrator(0.0, (0.0,) * len(FEATURES), cross={"rain": CrossScore(0.0, {})})
+    screened.calibrator = cross
+    try:
+        scores, crossed_full = screened_scores(screened, screened.screen, texts)
+    finally:
+        screened.calibrator = None
+    for s, a, b in zip(scores, plain_full, crossed_full, strict=True):
+        assert (a <= b).all() and b.sum() > a.sum()
+        for j in range(s.shape[1]):  # each tag's best passage is scored in full
+            assert b[int(np.argmax(s[:, j]))]

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from tropeml.model.decision import evidence_bars, logits
 from tropeml.model.head import sigmoid
 from tropeml.model.screen import Screen
-from tropeml.model.workcal import TOP_Z
+from tropeml.model.workcal import TOP_Z, WorkCalibrator
 
 
 class _Scorer(Protocol):
@@ -33,6 +33,7 @@ class _Scorer(Protocol):
     alpha: NDArray[np.float64]
     k: int
     max_evidence: int
+    calibrator: WorkCalibrator | None
 
     def embed_texts(self, texts: Sequence[str]) -> NDArray[np.float32]: ...
 
@@ -100,6 +101,12 @@ def _evidence(
     passages different from the full pipeline (checking only the three best by estimate:
     18 and 14), and on 10,000-word works the screen runs 1.34x the full pipeline's speed
     (1.63x checking the three best; 1.19x with the margin's 1.5 spreads instead of one).
+    A model with cross tags (:class:`~tropeml.model.workcal.CrossScore`: happy_ending and
+    first_kiss read every tag's score) also has the passages scored in full whose estimate
+    reaches the fifth best of every tag that does not fire: on the 363 dev and confirmation
+    works 3 of 6,534 decisions differ (20 without it, 0 checking every tag like a fired one)
+    and 956 of 957 first evidence passages are the same; on 10,000-word works 1.17x the full
+    pipeline's speed (1.25x without it, 1.06x checking every tag like a fired one).
 
     Args:
         tagger: The tagger.
@@ -113,9 +120,14 @@ def _evidence(
         return need
     best = max(tagger.max_evidence, TOP_Z)
     z = logits(s)
-    for j in np.flatnonzero(tagger.fired(s)):
-        last = -np.sort(-z[:, j])[:best][-1]
-        need |= z_hat[:, j] >= last - spread[j]
+    fired = tagger.fired(s)
+    cross = tagger.calibrator is not None and bool(tagger.calibrator.cross)
+    for j in range(s.shape[1]):
+        if fired[j]:
+            last = -np.sort(-z[:, j])[:best][-1]
+            need |= z_hat[:, j] >= last - spread[j]
+        elif cross:  # a cross tag's score reads every tag's: their best passages in full too
+            need |= z_hat[:, j] >= -np.sort(-z[:, j])[:TOP_Z][-1]
     return need & ~full
 
 
