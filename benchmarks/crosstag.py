@@ -16,8 +16,11 @@ Usage::
         [--out FILE]
 
 ``fit`` fits on every work of ``data/dev`` and ``data/confirm`` (judged yes or no for the
-tag); ``report`` compares the shipped model's decisions with the candidate's on the works
-of ``--works``, per tag and pooled over the candidate's tags, with a 95% CI over works.
+tag); ``report`` compares a model's decisions (``--model``, default the shipped one) with
+the candidate's on the works of ``--works``, per tag and pooled over the candidate's tags,
+with a 95% CI over works. Both read the model's base scores (its calibrator without cross
+scores), so they give the same numbers whether or not the model already has cross tags;
+the twenty-first test compared with ``models/default`` as of 3cee57e, before X shipped.
 """
 
 from __future__ import annotations
@@ -36,47 +39,44 @@ from fresh import counts, summary, tag_table
 from quality import git
 
 from tropeml.io.devset import load_dev_works
+from tropeml.model.workcal import C, CrossScore, evidence_features, fit_cross
+from tropeml.serve.crosstune import FLOOR_GRID, choose_floor
 from tropeml.serve.deveval import Scored, score_items
-from tropeml.serve.tagger import load
-from tropeml.serve.targets import meets
+from tropeml.serve.tagger import Tagger, load
 
-C = 0.1
-"""Inverse L2 strength of each tag's regression (scikit-learn's ``C``, raw logits)."""
-GRID = [round(0.01 * i, 2) for i in range(1, 100)]
+GRID = FLOOR_GRID
 OUT = Path(__file__).resolve().parent / "results" / "fresh_twentyfirst.md"
 
 
-def score_logits(scored: list[Scored], tags: list[str]) -> NDArray[np.float64]:
-    """The shipped work scores as logits, shape ``(works, tags)``."""
-    w = np.clip(np.array([[s.work_scores[t] for t in tags] for s in scored]), 1e-6, 1 - 1e-6)
-    return np.asarray(np.log(w) - np.log1p(-w))
+def base_scores(t: Tagger, scored: list[Scored]) -> NDArray[np.float64]:
+    """Each work's base scores (the calibrator before any cross score), ``(works, tags)``."""
+    assert t.null is not None and t.calibrator is not None
+    mu, sigma = t.null
+    feats = (evidence_features(s.scores, mu, sigma, t.alpha) for s in scored)
+    return np.array([t.calibrator.predict(f, t.tags) for f in feats])
 
 
-def cross_scores(cand: dict, L: NDArray[np.float64], tag: str) -> NDArray[np.float64]:  # type: ignore[type-arg]
-    """The candidate's cross score for ``tag`` from logits ``L`` (works, features)."""
-    c = cand["tags"][tag]
-    w = np.array([c["weights"][f] for f in cand["features"]])
-    return np.asarray(1.0 / (1.0 + np.exp(-(c["bias"] + L @ w))))
+def cross_of(cand: dict, tag: str) -> CrossScore:  # type: ignore[type-arg]
+    """The candidate's :class:`CrossScore` for ``tag``."""
+    return CrossScore(cand["tags"][tag]["bias"], cand["tags"][tag]["weights"])
 
 
 def fit(out: Path, tags: list[str]) -> None:
     """Fit each tag's cross score and floor on the dev and confirmation works."""
-    from sklearn.linear_model import LogisticRegression
-
     t = load("models/default")
     items = load_dev_works("data/dev") + load_dev_works("data/confirm")
     scored = [s for s in score_items(t, items) if len(s.scores)]
-    L = score_logits(scored, list(t.tags))
+    base = base_scores(t, scored)
     kinds = np.array([s.item.kind for s in scored])
     cand: dict = {"fitted_on": len(scored), "C": C, "features": list(t.tags), "tags": {}}  # type: ignore[type-arg]
     for tag in tags:
         y = np.array([s.item.judgments.get(tag, -1) for s in scored])
         m = y >= 0
-        lr = LogisticRegression(C=C, max_iter=5000).fit(L[m], y[m])
-        weights = dict(zip(t.tags, (round(float(w), 6) for w in lr.coef_[0]), strict=True))
-        cand["tags"][tag] = {"bias": round(float(lr.intercept_[0]), 6), "weights": weights}
-        p = cross_scores(cand, L, tag)
-        floor = next(f for f in GRID if meets(p[m] >= f, y[m], tag, list(kinds[m])))
+        c = fit_cross(base[m], t.tags, y[m])
+        weights = {k: round(w, 6) for k, w in c.weights.items()}
+        cand["tags"][tag] = {"bias": round(c.bias, 6), "weights": weights}
+        p = cross_of(cand, tag).predict(base, t.tags)
+        floor = choose_floor(p[m], y[m], tag, kinds[m])
         cand["tags"][tag]["floor"] = floor
         fired = p >= floor
         print(
@@ -87,20 +87,21 @@ def fit(out: Path, tags: list[str]) -> None:
     out.write_text(json.dumps(cand, indent=1) + "\n", encoding="utf-8")
 
 
-def report(candidate: Path, works: str, out: Path) -> None:
-    """Shipped against the candidate on ``works``: per tag and pooled over its tags."""
+def report(candidate: Path, works: str, out: Path, model: str = "models/default") -> None:
+    """The model's decisions against the candidate's on ``works``, per tag and pooled."""
     cand = json.loads(candidate.read_text(encoding="utf-8"))
     tags = list(cand["tags"])
-    t = load("models/default")
+    t = load(model)
     scored = [s for s in score_items(t, load_dev_works(works)) if len(s.scores)]
-    L = score_logits(scored, list(t.tags))
+    base = base_scores(t, scored)
     Y = np.array([[s.item.judgments.get(x, -1) for x in tags] for s in scored])
+    crossed = [cross_of(cand, x).predict(base, t.tags) >= cand["tags"][x]["floor"] for x in tags]
     F = {
         "shipped": np.array([[x in s.fired for x in tags] for s in scored]),
-        "X": np.array([cross_scores(cand, L, x) >= cand["tags"][x]["floor"] for x in tags]).T,
+        "X": np.array(crossed).T,
     }
     rng = np.random.default_rng(0)
-    base = counts(F["shipped"], Y)
+    ref = counts(F["shipped"], Y)
     lines = [
         "# The twenty-first test: cross-tag scores for " + ", ".join(tags),
         "",
@@ -131,7 +132,7 @@ def report(candidate: Path, works: str, out: Path) -> None:
             ""
             if name == "shipped"
             else " ({:+.3f} [{:+.3f}, {:+.3f}])".format(
-                p - summary(base)[0], *np.nanpercentile(d[:, 0], [2.5, 97.5])
+                p - summary(ref)[0], *np.nanpercentile(d[:, 0], [2.5, 97.5])
             )
         )
         q = np.percentile(d[:, 1], [2.5, 97.5])
@@ -155,11 +156,12 @@ def main() -> None:
     r.add_argument("candidate", type=Path)
     r.add_argument("--works", default="data/confirm_next")
     r.add_argument("--out", type=Path, default=OUT)
+    r.add_argument("--model", default="models/default", help="the model X is compared with")
     a = parser.parse_args()
     if a.cmd == "fit":
         fit(a.out, a.tags)
     else:
-        report(a.candidate, a.works, a.out)
+        report(a.candidate, a.works, a.out, a.model)
 
 
 if __name__ == "__main__":

@@ -37,8 +37,13 @@ TAXONOMY_FILE = "tropes.toml"
 
 CARD_FILE = "README.md"
 
-_OWN = "model.classifier.TropeClassifier classifier.TropeClassifier model.kernel.RbfView"
-TRUSTED_TYPES = frozenset(f"tropeml.{name}" for name in _OWN.split())
+TRUSTED_TYPES = frozenset(
+    {
+        "tropeml.model.classifier.TropeClassifier",
+        "tropeml.classifier.TropeClassifier",
+        "tropeml.model.kernel.RbfView",
+    }
+)
 """tropeml's own types a head may hold (skops does not know them): the classifier, under its
 0.2 path and its 0.1 path (heads saved by tropeml 0.1), and its RBF embedding view."""
 
@@ -66,7 +71,6 @@ _NUMBER = {"type": "number"}
 _NUMBERS = {"type": "object", "additionalProperties": _NUMBER}
 _CROSS_PROPERTIES = {"bias": _NUMBER, "weights": _NUMBERS}
 _CROSS = {"type": "object", "required": list(_CROSS_PROPERTIES), "properties": _CROSS_PROPERTIES}
-
 _POSITIVE = {"type": "integer", "minimum": 1}
 
 
@@ -155,8 +159,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
                     "message": "'rollup.calibrator' must give its 'features' "
                     f"({', '.join(FEATURES)}), a number 'intercept', one number per feature in "
                     "'weights', a number per tag in 'tags' and, if any, a 'floor' and per-tag "
-                    "'floors', each in [0, 1), and per-tag 'cross' scores (a number 'bias', a "
-                    "number per tag in 'weights')",
+                    "'floors', each in [0, 1), and per-tag 'cross' scores ('bias', 'weights')",
                 },
             },
         },
@@ -367,9 +370,8 @@ def _allowed_module(name: str) -> bool:
 
 
 def _allowed(name: str, skops_untrusted: set[str]) -> bool:
-    return _allowed_module(name) and (
-        name in TRUSTED_TYPES or name in ALLOWED_BUILTINS or name not in skops_untrusted
-    )
+    own = name in TRUSTED_TYPES or name in ALLOWED_BUILTINS
+    return own or (_allowed_module(name) and name not in skops_untrusted)
 
 
 def check_head_schema(head: Path) -> None:

@@ -94,6 +94,11 @@ class CrossScore:
     bias: float
     weights: Mapping[str, float]
 
+    def predict(self, base: ArrayLike, tags: Sequence[str]) -> NDArray[np.float64]:
+        """The cross score from base scores of shape ``(..., T)`` (columns ``tags``): ``(...)``."""
+        w = np.array([self.weights.get(t, 0.0) for t in tags])
+        return np.asarray(1.0 / (1.0 + np.exp(-(self.bias + logits(base) @ w))))
+
 
 @dataclass(frozen=True)
 class WorkCalibrator:
@@ -150,13 +155,10 @@ class WorkCalibrator:
         :meth:`predict` for each tag, then the :attr:`cross` tags read from all of them.
         """
         base = self.predict(features, tags)
-        if not self.cross:
-            return base
-        z, out = logits(base), base.copy()
+        out = base.copy()
         for i, tag in enumerate(tags):
             if (c := self.cross.get(tag)) is not None:
-                w = np.array([c.weights.get(t, 0.0) for t in tags])
-                out[i] = 1.0 / (1.0 + math.exp(-(c.bias + float(z @ w))))
+                out[i] = c.predict(base, tags)
         return out
 
     def decide(

@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tropeml.model.workcal import WorkCalibrator, fit_cross
-from tropeml.serve.targets import meets
+from tropeml.serve.targets import Kinds, meets
 
 FLOOR_GRID = tuple(round(0.01 * i, 2) for i in range(1, 100))
 """Floors a cross tag's is chosen from (0.01 ... 0.99)."""
@@ -33,6 +33,18 @@ class CrossChoice:
     shown: int
     false: int
     trope_free: int
+
+
+def choose_floor(score: NDArray[np.float64], y: NDArray[np.int_], tag: str, kinds: Kinds) -> float:
+    """The lowest floor of :data:`FLOOR_GRID` at which ``score`` meets ``tag``'s target.
+
+    Args:
+        score: Each work's cross score, shape ``(works,)``.
+        y: Judgments, shape ``(works,)``: 1, 0 or -1.
+        tag: The tag id (sets the target).
+        kinds: Each work's kind (:func:`~tropeml.serve.targets.meets`).
+    """
+    return next((f for f in FLOOR_GRID if meets(score >= f, y, tag, kinds)), FLOOR_GRID[-1])
 
 
 def refit_cross(
@@ -53,7 +65,7 @@ def refit_cross(
         kinds: Each work's kind.
         only: The tags to refit; ``None``: every cross tag.
     """
-    base = np.array([replace(calibrator, cross={}).predict(f, tags) for f in features])
+    base = np.array([calibrator.predict(f, tags) for f in features])
     cross, floors, out = dict(calibrator.cross), dict(calibrator.floors), []
     for tag in calibrator.cross:
         y = judged.get(tag)
@@ -61,10 +73,8 @@ def refit_cross(
             continue
         m = y >= 0
         cross[tag] = fit_cross(base[m], tags, y[m])
-        p = replace(calibrator, cross={tag: cross[tag]}).predict_work
-        score = np.array([p(f, tags)[list(tags).index(tag)] for f in features])
-        k = [kind for kind, keep in zip(kinds, m, strict=True) if keep]
-        floor = next((f for f in FLOOR_GRID if meets(score[m] >= f, y[m], tag, k)), FLOOR_GRID[-1])
+        score = cross[tag].predict(base, tags)
+        floor = choose_floor(score[m], y[m], tag, np.asarray(kinds)[m])
         fire = score >= floor
         before = calibrator.floor_of(tag)
         floors[tag] = floor

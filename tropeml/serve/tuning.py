@@ -235,11 +235,12 @@ def tune(
         return alpha, choices
 
     alpha, choices = pick(0.0)
-    rows, pair_tags, y_pairs = [], [], []
+    rows, pair_tags, y_pairs, per_work = [], [], [], []
     for s in scored:
         if not len(s.scores):
             continue
         features = evidence_features(s.scores, mu, sigma, alpha)
+        per_work.append(features)
         for c in choices:
             if s.item.judgments.get(c.tag, -1) >= 0:
                 rows.append(features[col[c.tag]])
@@ -270,12 +271,9 @@ def tune(
     crossed: list[CrossChoice] = []
     if fitted is not None and fitted.cross:
         has = np.array([len(s.scores) > 0 for s in scored])
-        feats = np.array(
-            [evidence_features(s.scores, mu, sigma, alpha) for s in scored if len(s.scores)]
-        )
         kept = [k for k, h in zip(kinds, has, strict=True) if h]
         J = {t: y[has] for t, y in J.items()}
-        fitted, crossed = refit_cross(fitted, feats, tagger.tags, J, kept, only)
+        fitted, crossed = refit_cross(fitted, np.array(per_work), tagger.tags, J, kept, only)
     return Tuning(choices, fitted, before, len(items), len(y_pairs), crossed)
 
 
