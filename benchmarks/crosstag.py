@@ -13,7 +13,7 @@ Usage::
 
     .venv/bin/python benchmarks/crosstag.py fit OUT.json [--tags happy_ending first_kiss]
     .venv/bin/python benchmarks/crosstag.py report CANDIDATE.json --works data/confirm_next \\
-        [--out FILE]
+        [--out FILE] [--name Z --test twenty-second]
 
 ``fit`` fits on every work of ``data/dev`` and ``data/confirm`` (judged yes or no for the
 tag); ``report`` compares a model's decisions (``--model``, default the shipped one) with
@@ -87,8 +87,15 @@ def fit(out: Path, tags: list[str]) -> None:
     out.write_text(json.dumps(cand, indent=1) + "\n", encoding="utf-8")
 
 
-def report(candidate: Path, works: str, out: Path, model: str = "models/default") -> None:
-    """The model's decisions against the candidate's on ``works``, per tag and pooled."""
+def report(
+    candidate: Path,
+    works: str,
+    out: Path,
+    model: str = "models/default",
+    name: str = "X",
+    test: str = "twenty-first",
+) -> None:
+    """The model's decisions against candidate ``name``'s on ``works``, per tag and pooled."""
     cand = json.loads(candidate.read_text(encoding="utf-8"))
     tags = list(cand["tags"])
     t = load(model)
@@ -98,22 +105,23 @@ def report(candidate: Path, works: str, out: Path, model: str = "models/default"
     crossed = [cross_of(cand, x).predict(base, t.tags) >= cand["tags"][x]["floor"] for x in tags]
     F = {
         "shipped": np.array([[x in s.fired for x in tags] for s in scored]),
-        "X": np.array(crossed).T,
+        name: np.array(crossed).T,
     }
     rng = np.random.default_rng(0)
     ref = counts(F["shipped"], Y)
     lines = [
-        "# The twenty-first test: cross-tag scores for " + ", ".join(tags),
+        f"# The {test} test: cross-tag scores for " + ", ".join(tags),
         "",
         f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC at commit "
         f"{git('rev-parse', 'HEAD')[:7]} "
         f"by `benchmarks/crosstag.py report {candidate} --works {works}` on {len(scored)} works "
         f"({sum(s.item.kind == 'pd' for s in scored)} public-domain). **shipped**: "
-        "`models/default`; **X**: the candidate stated in `data/confirm/README.md`.",
+        f"`{model}`; **{name}**: the candidate stated in `data/confirm/README.md`.",
         "",
         *tag_table(tags, F, Y),
         "",
-        "Pooled over the candidate's tags (95% CI over works for X minus shipped, 2000 resamples):",
+        f"Pooled over the candidate's tags (95% CI over works for {name} minus shipped, 2000 "
+        "resamples):",
         "",
         "| model | found | false | right when shown | recall | false-tag rate "
         "| found minus false |",
@@ -157,11 +165,13 @@ def main() -> None:
     r.add_argument("--works", default="data/confirm_next")
     r.add_argument("--out", type=Path, default=OUT)
     r.add_argument("--model", default="models/default", help="the model X is compared with")
+    r.add_argument("--name", default="X", help="the candidate's name in the table")
+    r.add_argument("--test", default="twenty-first", help="which test, for the title")
     a = parser.parse_args()
     if a.cmd == "fit":
         fit(a.out, a.tags)
     else:
-        report(a.candidate, a.works, a.out, a.model)
+        report(a.candidate, a.works, a.out, a.model, a.name, a.test)
 
 
 if __name__ == "__main__":
