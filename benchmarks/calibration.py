@@ -74,6 +74,7 @@ ROUNDS = {
     "sixteenth round": ("devc44-", "devc45-", "devc46-", "devc47-", "wc48-"),
     "seventeenth round": ("devc49-", "devc50-", "devc51-", "wc52-"),
     "twenty-first round": ("devc53-", "devc54-", "devc55-", "devc56-"),
+    "twenty-second round": ("devc57-", "devc58-", "devc59-", "devc60-"),
 }
 """The confirmation set's rounds by work-id prefix (``data/confirm/README.md``): the second was
 judged after the first calibration was committed, the third to fifth after the model they
