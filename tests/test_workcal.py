@@ -134,7 +134,7 @@ def test_a_calibrator_changes_the_scores_but_not_which_tags_a_work_gets(tiny_mod
         (lambda c: c.update(floor=1.5), "a 'floor' and per-tag 'floors', each in [0, 1)"),
         (lambda c: c.update(floors={"rain": -0.1}), "per-tag 'floors', each in [0, 1)"),
         (lambda c: c.update(cross={"rain": {"bias": "1", "weights": {}}}), "per-tag 'cross'"),
-        (lambda c: c["cross"]["happy_ending"].pop("weights"), "happy_ending.weights' missing"),
+        (lambda c: c.update(cross={"rain": {"bias": 1.0}}), "rain.weights' missing"),
     ],
 )
 def test_a_model_with_a_broken_calibrator_is_refused_in_one_line(
@@ -223,9 +223,9 @@ def test_fitting_a_cross_score_learns_which_tags_go_together() -> None:
     assert cross.weights["b"] > 0.5 > abs(cross.weights["a"]) and abs(cross.weights["c"]) < 0.5
 
 
-def test_the_shipped_cross_tags_are_happy_ending_and_first_kiss() -> None:
-    assert set(WORK_CALIBRATOR.cross) == {"happy_ending", "first_kiss"}
-    assert WORK_CALIBRATOR.floor_of("happy_ending") == 0.64
-    assert WORK_CALIBRATOR.floor_of("first_kiss") == 0.76
-    for cross in WORK_CALIBRATOR.cross.values():
-        assert len(cross.weights) == 18
+def test_the_shipped_calibrator_has_no_cross_tags() -> None:
+    # the twenty-third test: on public-domain prose the cross scores ranked no better than the
+    # tags' own scores, so happy_ending and first_kiss are decided like the other tags again
+    assert WORK_CALIBRATOR.cross == {}
+    assert WORK_CALIBRATOR.floor_of("happy_ending") == 0.7
+    assert WORK_CALIBRATOR.floor_of("first_kiss") == WORK_CALIBRATOR.floor == 0.4
