@@ -13,6 +13,7 @@ import pytest
 from conftest import make_passage, write_tiny_data
 from test_cli import run, stderr_of, stdout_of
 
+from tropeml.core.errors import TropemlError
 from tropeml.core.types import Work
 from tropeml.io.devset import REQUIRED_TAGS, DevItem
 from tropeml.io.readers import parse_text
@@ -225,6 +226,19 @@ def test_tune_from_the_cli_writes_the_config_and_the_model_still_loads(
     assert "at least 0.55 for hurt_comfort" in card
 
 
+def test_tune_cross_reads_a_tag_from_every_tags_score(chance_model: Path) -> None:
+    dev = chance_model.parent.parent / "data" / "dev"
+    args = ("tune", dev, "--model", chance_model, "--no-cache")
+    unknown = run(*args, "--cross", "nosuch")
+    assert unknown.exit_code != 0 and "--cross: the model has no tag nosuch" in stderr_of(unknown)
+    result = run(*args, "-t", "hurt_comfort", "--cross", "hurt_comfort")
+    assert result.exit_code == 0, result.output
+    assert "cross score of hurt_comfort refitted on every tag's score" in stdout_of(result)
+    calibrator = load(chance_model, cache=False).calibrator
+    assert calibrator is not None and set(calibrator.cross) == {"hurt_comfort"}
+    assert set(calibrator.cross["hurt_comfort"].weights) == set(load(chance_model).tags)
+
+
 def test_tune_refuses_the_shipped_model_and_a_model_without_a_null(
     chance_model: Path, tiny_model: Path
 ) -> None:
@@ -325,3 +339,18 @@ def test_tune_refits_a_cross_tag_and_gives_it_the_loosest_floor_that_meets_the_t
     assert choice.floor == 0.01 or sum(s >= looser.floor_of("cake") for s in scores[8:]) > 1
     kept = tune(tagger, items, only=["rain"])  # cake not tuned: its cross score stays
     assert kept.calibrator is not None and kept.calibrator.cross["cake"] == looser.cross["cake"]
+
+
+def test_tune_makes_a_new_cross_tag_and_refuses_one_it_cannot_fit(tiny_model: Path) -> None:
+    rng = random.Random(6)
+    alpha = {"rain": 0.05, "cake": 0.05, "sword": 0.05}
+    plain = WorkCalibrator(0.0, (0.0,) * len(FEATURES), floor=0.3)
+    tagger = _tagger(tiny_model, rng, floor=True, alpha=alpha, calibrator=plain)
+    items = [DevItem(f"r{i}", "pd", _work(rng, 4), {"rain": 1, "cake": 1}, "B") for i in range(8)]
+    items += [DevItem(f"n{i}", "pd", _work(rng, 0), {"rain": 0, "cake": 0}, "B") for i in range(12)]
+    result = tune(tagger, items, cross=["cake"])
+    cal = result.calibrator
+    assert cal is not None and set(cal.cross) == {"cake"} and cal.cross["cake"].weights["rain"] > 0
+    assert [c.tag for c in result.crossed] == ["cake"] and result.crossed[0].found == 8
+    with pytest.raises(TropemlError, match="cannot read sword from every tag's score"):
+        tune(tagger, items, cross=["sword"])  # no work is judged for sword

@@ -233,6 +233,16 @@ def tune(
             "for every tag without --tag. Default: the floors stay.",
         ),
     ] = None,
+    cross: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cross",
+            help="Read this tag from every tag's score (repeatable): a logistic regression "
+            "on the work's scores of all tags, shown from the lowest floor that meets the "
+            "tag's false-tag target, without the chance rule. Measure it on works you did "
+            "not write before keeping it: the shipped model has none.",
+        ),
+    ] = None,
     no_cache: NoCacheOpt = False,
     backend: EvalBackendOpt = None,
 ) -> None:
@@ -271,10 +281,11 @@ def tune(
     tagger = load(folder, cache=not no_cache, backend=backend_from(backend, "auto"))
     if floor is not None and not 0.0 <= floor < 1.0:
         raise TropemlError(f"--floor must be in [0, 1), got {floor:g}")
-    unknown = sorted(set(only or ()) - set(tagger.tags))
-    if unknown:
-        raise TropemlError(f"--tag: the model has no tag {', '.join(unknown)}")
-    result = run_tune(tagger, items, only, floor)
+    for flag, given in (("--tag", only), ("--cross", cross)):
+        unknown = sorted(set(given or ()) - set(tagger.tags))
+        if unknown:
+            raise TropemlError(f"{flag}: the model has no tag {', '.join(unknown)}")
+    result = run_tune(tagger, items, only, floor, cross or ())
     typer.echo(f"{result.works} judged works, {result.pairs} judged (work, tag) pairs")
     typer.echo(f"{'tag':18} {'alpha':>19}  found  false tags")
     for c in result.choices:

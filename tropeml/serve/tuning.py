@@ -48,6 +48,7 @@ from tropeml.model.decision import log_chance
 from tropeml.model.integrity import verified_config
 from tropeml.model.persistence import CARD_FILE, CONFIG_FILE, model_lock
 from tropeml.model.workcal import (
+    CrossScore,
     WorkCalibrator,
     evidence_features,
     fit_tag_offsets,
@@ -179,6 +180,7 @@ def tune(
     items: Sequence[DevItem],
     only: Sequence[str] | None = None,
     floor: float | None = None,
+    cross: Sequence[str] = (),
 ) -> Tuning:
     """Choose alphas (:func:`choose`) and then the score calibrator for ``tagger`` on ``items``.
 
@@ -193,7 +195,9 @@ def tune(
     is kept (``None`` if it has none) when the judged pairs do not hold both works that
     show their tag and works that do not. Floors are decision rules, never fitted: the
     calibrator's are kept, unless ``floor`` is given, which becomes the floor of the tags of
-    ``only`` (or, without ``only``, the shared floor).
+    ``only`` (or, without ``only``, the shared floor). The calibrator's cross tags, and the
+    tags of ``cross`` (made cross tags here), are refitted on every tag's score and given
+    the lowest floor that meets their target (:func:`~tropeml.serve.crosstune.refit_cross`).
 
     Raises:
         TropemlError: If the model has no background null (nothing to choose), no works, or
@@ -268,12 +272,24 @@ def tune(
             fitted = replace(fitted, floor=floor)
         else:
             fitted = replace(fitted, floors={**fitted.floors, **dict.fromkeys(only, floor)})
+    if cross:
+        if fitted is None:
+            raise TropemlError("a cross tag needs a score calibrator, and this model has none")
+        new = {t: CrossScore(0.0, {}) for t in cross if t not in fitted.cross}
+        fitted = replace(fitted, cross={**fitted.cross, **new})
+        only = None if only is None else [*only, *cross]
     crossed: list[CrossChoice] = []
     if fitted is not None and fitted.cross:
         has = np.array([len(s.scores) > 0 for s in scored])
         kept = [k for k, h in zip(kinds, has, strict=True) if h]
         J = {t: y[has] for t, y in J.items()}
         fitted, crossed = refit_cross(fitted, np.array(per_work), tagger.tags, J, kept, only)
+    unfitted = sorted(set(cross) - {c.tag for c in crossed})
+    if unfitted:
+        raise TropemlError(
+            f"cannot read {', '.join(unfitted)} from every tag's score: it needs works judged "
+            "to show it and works judged not to"
+        )
     return Tuning(choices, fitted, before, len(items), len(y_pairs), crossed)
 
 
