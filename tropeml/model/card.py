@@ -168,8 +168,7 @@ def _cross_clause(cross: dict[str, Any]) -> str:
         return ""
     return (
         f". {', '.join(cross)}: scored by a logistic regression on the scores of all the "
-        "work's tags (a happy ending reads from the whole work, not from its own passages) "
-        "and shown when that score reaches the floor, without the chance rule"
+        "work's tags and shown when that score reaches the floor, without the chance rule"
     )
 
 

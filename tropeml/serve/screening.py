@@ -101,12 +101,13 @@ def _evidence(
     passages different from the full pipeline (checking only the three best by estimate:
     18 and 14), and on 10,000-word works the screen runs 1.34x the full pipeline's speed
     (1.63x checking the three best; 1.19x with the margin's 1.5 spreads instead of one).
-    A model with cross tags (:class:`~tropeml.model.workcal.CrossScore`: happy_ending and
-    first_kiss read every tag's score) also has the passages scored in full whose estimate
-    reaches the fifth best of every tag that does not fire: on the 363 dev and confirmation
-    works 3 of 6,534 decisions differ (20 without it, 0 checking every tag like a fired one)
-    and 956 of 957 first evidence passages are the same; on 10,000-word works 1.17x the full
-    pipeline's speed (1.25x without it, 1.06x checking every tag like a fired one).
+    A model with cross tags (:class:`~tropeml.model.workcal.CrossScore`, read from every
+    tag's score) also has the passages scored in full whose estimate reaches the fifth best
+    of every tag that does not fire: with the default's two of the twenty-first test
+    (happy_ending, first_kiss), on the 363 dev and confirmation works 3 of 6,534 decisions
+    differed (20 without it, 0 checking every tag like a fired one) and 956 of 957 first
+    evidence passages were the same; on 10,000-word works 1.17x the full pipeline's speed
+    (1.25x without it, 1.06x checking every tag like a fired one).
 
     Args:
         tagger: The tagger.
