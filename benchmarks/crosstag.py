@@ -11,7 +11,8 @@ and the chance rule no longer gates it.
 
 Usage::
 
-    .venv/bin/python benchmarks/crosstag.py fit OUT.json [--tags happy_ending first_kiss]
+    .venv/bin/python benchmarks/crosstag.py fit OUT.json [--tags happy_ending first_kiss] \\
+        [--ending --inputs happy_ending fluff angst grief]
     .venv/bin/python benchmarks/crosstag.py report CANDIDATE.json --works data/confirm_next \\
         [--out FILE] [--name Z --test twenty-second]
 
@@ -21,6 +22,9 @@ the candidate's on the works of ``--works``, per tag and pooled over the candida
 with a 95% CI over works. Both read the model's base scores (its calibrator without cross
 scores), so they give the same numbers whether or not the model already has cross tags;
 the twenty-first test compared with ``models/default`` as of 3cee57e, before X shipped.
+With ``--ending`` the cross score reads each tag's best passage in the work's last tenth
+instead (``tropeml.model.workcal.ending_evidence``; the twenty-fourth test), and
+``--inputs`` limits the tags it reads.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from fresh import counts, summary, tag_table
 from quality import git
 
 from tropeml.io.devset import load_dev_works
-from tropeml.model.workcal import C, CrossScore, evidence_features, fit_cross
+from tropeml.model.workcal import C, CrossScore, ending_evidence, evidence_features, fit_cross
 from tropeml.serve.crosstune import FLOOR_GRID, choose_floor
 from tropeml.serve.deveval import Scored, score_items
 from tropeml.serve.tagger import Tagger, load
@@ -56,26 +60,33 @@ def base_scores(t: Tagger, scored: list[Scored]) -> NDArray[np.float64]:
     return np.array([t.calibrator.predict(f, t.tags) for f in feats])
 
 
+def endings(t: Tagger, scored: list[Scored]) -> NDArray[np.float64]:
+    """Each work's ending evidence, ``(works, tags)``."""
+    assert t.null is not None
+    return np.array([ending_evidence(s.scores, *t.null) for s in scored])
+
+
 def cross_of(cand: dict, tag: str) -> CrossScore:  # type: ignore[type-arg]
     """The candidate's :class:`CrossScore` for ``tag``."""
-    return CrossScore(cand["tags"][tag]["bias"], cand["tags"][tag]["weights"])
+    c = cand["tags"][tag]
+    return CrossScore(c["bias"], c["weights"], c.get("reads", "work"))
 
 
-def fit(out: Path, tags: list[str]) -> None:
+def fit(out: Path, tags: list[str], reads: str = "work", inputs: list[str] | None = None) -> None:
     """Fit each tag's cross score and floor on the dev and confirmation works."""
     t = load("models/default")
     items = load_dev_works("data/dev") + load_dev_works("data/confirm")
     scored = [s for s in score_items(t, items) if len(s.scores)]
-    base = base_scores(t, scored)
+    base, ending = base_scores(t, scored), endings(t, scored)
     kinds = np.array([s.item.kind for s in scored])
     cand: dict = {"fitted_on": len(scored), "C": C, "features": list(t.tags), "tags": {}}  # type: ignore[type-arg]
     for tag in tags:
         y = np.array([s.item.judgments.get(tag, -1) for s in scored])
         m = y >= 0
-        c = fit_cross(base[m], t.tags, y[m])
+        c = fit_cross(base[m], t.tags, y[m], reads, ending[m], inputs)
         weights = {k: round(w, 6) for k, w in c.weights.items()}
-        cand["tags"][tag] = {"bias": round(c.bias, 6), "weights": weights}
-        p = cross_of(cand, tag).predict(base, t.tags)
+        cand["tags"][tag] = {"bias": round(c.bias, 6), "weights": weights, "reads": reads}
+        p = cross_of(cand, tag).predict(base, t.tags, ending)
         floor = choose_floor(p[m], y[m], tag, kinds[m])
         cand["tags"][tag]["floor"] = floor
         fired = p >= floor
@@ -100,9 +111,11 @@ def report(
     tags = list(cand["tags"])
     t = load(model)
     scored = [s for s in score_items(t, load_dev_works(works)) if len(s.scores)]
-    base = base_scores(t, scored)
+    base, ending = base_scores(t, scored), endings(t, scored)
     Y = np.array([[s.item.judgments.get(x, -1) for x in tags] for s in scored])
-    crossed = [cross_of(cand, x).predict(base, t.tags) >= cand["tags"][x]["floor"] for x in tags]
+    crossed = [
+        cross_of(cand, x).predict(base, t.tags, ending) >= cand["tags"][x]["floor"] for x in tags
+    ]
     F = {
         "shipped": np.array([[x in s.fired for x in tags] for s in scored]),
         name: np.array(crossed).T,
@@ -160,6 +173,8 @@ def main() -> None:
     f = sub.add_parser("fit")
     f.add_argument("out", type=Path)
     f.add_argument("--tags", nargs="+", default=["happy_ending", "first_kiss"])
+    f.add_argument("--ending", action="store_true", help="read the work's last tenth")
+    f.add_argument("--inputs", nargs="+", help="the tags the score reads (default: all)")
     r = sub.add_parser("report")
     r.add_argument("candidate", type=Path)
     r.add_argument("--works", default="data/confirm_next")
@@ -169,7 +184,7 @@ def main() -> None:
     r.add_argument("--test", default="twenty-first", help="which test, for the title")
     a = parser.parse_args()
     if a.cmd == "fit":
-        fit(a.out, a.tags)
+        fit(a.out, a.tags, "ending" if a.ending else "work", a.inputs)
     else:
         report(a.candidate, a.works, a.out, a.model, a.name, a.test)
 

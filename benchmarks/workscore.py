@@ -40,7 +40,8 @@ from quality import git
 
 from tropeml.io.devset import REQUIRED_TAGS, load_dev_works
 from tropeml.model.decision import CALIBRATION
-from tropeml.model.workcal import WORK_CALIBRATOR, C, evidence_features, fit_work_calibrator
+from tropeml.model.shipped import WORK_CALIBRATOR
+from tropeml.model.workcal import C, evidence_features, fit_work_calibrator
 from tropeml.serve.deveval import score_items
 from tropeml.serve.tagger import load
 

@@ -19,7 +19,7 @@ from tropeml.core.resources import default_model_dir
 from tropeml.core.types import WorkResult
 from tropeml.io.readers import read_work
 from tropeml.model.persistence import CONFIG_FILE, load_model, save_model
-from tropeml.model.workcal import WORK_CALIBRATOR
+from tropeml.model.shipped import WORK_CALIBRATOR
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from tropeml.model.decision import fit_null, logits
 from tropeml.model.encoders import HashingEncoder
 from tropeml.model.persistence import attach_screen, load_head
 from tropeml.model.screen import SCREEN_DIR, Screen, fit_screen
-from tropeml.model.workcal import FEATURES, CrossScore, WorkCalibrator
+from tropeml.model.workcal import FEATURES, CrossScore, WorkCalibrator, ending_passages
 from tropeml.serve.screening import screened_scores
 from tropeml.serve.tagger import Tagger
 
@@ -229,3 +229,11 @@ def test_with_a_cross_tag_the_best_passages_of_every_tag_are_scored_in_full(
         assert (a <= b).all() and b.sum() > a.sum()
         for j in range(s.shape[1]):  # each tag's best passage is scored in full
             assert b[int(np.argmax(s[:, j]))]
+    ending = {"rain": CrossScore(0.0, {}, "ending")}
+    screened.calibrator = WorkCalibrator(0.0, (0.0,) * len(FEATURES), cross=ending)
+    try:
+        _, ending_full = screened_scores(screened, screened.screen, texts)
+    finally:
+        screened.calibrator = None
+    for b in ending_full:  # and an ending score's passages: the last tenth
+        assert b[-ending_passages(len(b)) :].all()

@@ -20,8 +20,9 @@ from tropeml.io.readers import parse_text
 from tropeml.model.decision import fit_null
 from tropeml.model.encoders import HashingEncoder
 from tropeml.model.persistence import load_head
+from tropeml.model.shipped import WORK_CALIBRATOR
 from tropeml.model.training import train
-from tropeml.model.workcal import FEATURES, WORK_CALIBRATOR, CrossScore, WorkCalibrator
+from tropeml.model.workcal import FEATURES, CrossScore, WorkCalibrator
 from tropeml.serve.tagger import Tagger, load
 from tropeml.serve.targets import informative, judged, meets, target
 from tropeml.serve.tuning import GRID, UNCALIBRATED, choose, evidence, tune
@@ -239,6 +240,28 @@ def test_tune_cross_reads_a_tag_from_every_tags_score(chance_model: Path) -> Non
     assert set(calibrator.cross["hurt_comfort"].weights) == set(load(chance_model).tags)
 
 
+def test_tune_cross_ending_reads_the_inputs_in_the_works_last_tenth(chance_model: Path) -> None:
+    dev = chance_model.parent.parent / "data" / "dev"
+    args = ("tune", dev, "--model", chance_model, "--no-cache")
+    alone = run(*args, "--ending")
+    assert alone.exit_code != 0 and "are for the tags of --cross" in stderr_of(alone)
+    unknown = run(*args, "--cross", "hurt_comfort", "--inputs", "nosuch")
+    assert unknown.exit_code != 0 and "--inputs: the model has no tag nosuch" in stderr_of(unknown)
+    inputs = ("--inputs", "hurt_comfort", "--inputs", "cake")
+    result = run(*args, "-t", "hurt_comfort", "--cross", "hurt_comfort", "--ending", *inputs)
+    assert result.exit_code == 0, result.output
+    assert "cross score of hurt_comfort refitted on its ending" in stdout_of(result)
+    calibrator = load(chance_model, cache=False).calibrator
+    assert calibrator is not None
+    cross = calibrator.cross["hurt_comfort"]
+    assert cross.reads == "ending" and set(cross.weights) == {"hurt_comfort", "cake"}
+    again = run(*args, "-t", "hurt_comfort")  # refitted: it keeps what it reads
+    assert again.exit_code == 0, again.output
+    kept = load(chance_model, cache=False).calibrator
+    assert kept is not None and kept.cross["hurt_comfort"].reads == "ending"
+    assert set(kept.cross["hurt_comfort"].weights) == {"hurt_comfort", "cake"}
+
+
 def test_tune_refuses_the_shipped_model_and_a_model_without_a_null(
     chance_model: Path, tiny_model: Path
 ) -> None:
@@ -299,6 +322,11 @@ def test_the_cards_work_score_line_follows_the_rollup() -> None:
     newer = refresh_work_score(new, rollup)
     assert "logistic regression on its evidence" in newer and "shown from" not in newer
     assert newer.endswith("  text in passages over it.\n- Training data: x\n")
+    ending = CrossScore(0.0, {"fluff": 1.0, "grief": -1.0}, "ending")
+    rollup["calibrator"] = replace(WORK_CALIBRATOR, cross={"happy_ending": ending}).to_config()
+    clause = "happy_ending: scored by a logistic regression on the best passage scores of fluff"
+    ended = refresh_work_score(new, rollup)
+    assert clause + ", grief in the work's last tenth; shown when" in ended
 
 
 def test_a_model_left_uncalibrated_gets_no_alpha_its_scores_cannot_resolve(

@@ -16,11 +16,13 @@ from tropeml.core.errors import TropemlError
 from tropeml.model.decision import CLIP, beyond, fit_null, log_chance, logits
 from tropeml.model.encoders import HashingEncoder
 from tropeml.model.persistence import load_head
+from tropeml.model.shipped import WORK_CALIBRATOR
 from tropeml.model.workcal import (
     FEATURES,
-    WORK_CALIBRATOR,
     CrossScore,
     WorkCalibrator,
+    ending_evidence,
+    ending_passages,
     evidence_features,
     fit_cross,
     fit_tag_offsets,
@@ -135,6 +137,7 @@ def test_a_calibrator_changes_the_scores_but_not_which_tags_a_work_gets(tiny_mod
         (lambda c: c.update(floors={"rain": -0.1}), "per-tag 'floors', each in [0, 1)"),
         (lambda c: c.update(cross={"rain": {"bias": "1", "weights": {}}}), "per-tag 'cross'"),
         (lambda c: c.update(cross={"rain": {"bias": 1.0}}), "rain.weights' missing"),
+        (lambda c: c.update(cross={"rain": {"bias": 1, "weights": {}, "reads": "x"}}), "'reads'"),
     ],
 )
 def test_a_model_with_a_broken_calibrator_is_refused_in_one_line(
@@ -221,6 +224,38 @@ def test_fitting_a_cross_score_learns_which_tags_go_together() -> None:
     y = (rng.uniform(size=400) < base[:, 1]).astype(int)  # the work shows "a" when "b" is likely
     cross = fit_cross(base, ["a", "b", "c"], y)
     assert cross.weights["b"] > 0.5 > abs(cross.weights["a"]) and abs(cross.weights["c"]) < 0.5
+
+
+def test_an_ending_cross_score_reads_each_tags_best_passage_in_the_last_tenth() -> None:
+    p = np.full((20, 2), 0.01)
+    p[0, 0] = 0.99  # an early peak is not the ending
+    p[18, 1], p[19, 1] = 0.9, 0.5
+    assert [ending_passages(n) for n in (0, 1, 3, 10, 11, 20)] == [0, 1, 1, 1, 2, 2]
+    e = ending_evidence(p, MU, SIGMA)
+    assert e == pytest.approx((logits(np.array([0.01, 0.9])) - MU) / SIGMA)
+    tags = ["a", "b"]
+    cal = WorkCalibrator(
+        0.0, (0.0,) * len(FEATURES), cross={"a": CrossScore(0.5, {"b": 2.0}, "ending")}
+    )
+    features = evidence_features(p, MU, SIGMA, ALPHA)
+    got = cal.predict_work(features, tags, e)
+    assert got[0] == pytest.approx(1 / (1 + math.exp(-(0.5 + 2.0 * e[1]))))
+    assert got[1] == cal.predict(features, tags)[1]
+    with pytest.raises(ValueError, match="needs the work's ending evidence"):
+        cal.predict_work(features, tags)
+    config = json.loads(json.dumps(cal.to_config()))
+    assert config["cross"]["a"]["reads"] == "ending" and WorkCalibrator.from_config(config) == cal
+    with pytest.raises(ValueError, match="reads one of"):
+        CrossScore(0.0, {}, "middle")
+
+
+def test_fitting_an_ending_score_reads_only_its_inputs() -> None:
+    rng = np.random.default_rng(1)
+    ending = rng.normal(size=(400, 3))
+    y = (ending[:, 2] + rng.normal(0, 0.5, 400) > 0).astype(int)
+    cross = fit_cross(np.full((400, 3), 0.5), ["a", "b", "c"], y, "ending", ending, ["a", "c"])
+    assert cross.reads == "ending" and set(cross.weights) == {"a", "c"}
+    assert cross.weights["c"] > 1.0 > abs(cross.weights["a"])
 
 
 def test_the_shipped_calibrator_has_no_cross_tags() -> None:

@@ -24,6 +24,9 @@ from tropeml.cli.common import (
 if TYPE_CHECKING:
     from tropeml.model.evaluation import EvalReport
 
+READ_AS = {"work": "every tag's score", "ending": "its ending"}
+"""How ``tropeml tune`` names what a cross tag reads."""
+
 
 DataListOpt = Annotated[
     list[Path] | None,
@@ -240,7 +243,22 @@ def tune(
             help="Read this tag from every tag's score (repeatable): a logistic regression "
             "on the work's scores of all tags, shown from the lowest floor that meets the "
             "tag's false-tag target, without the chance rule. Measure it on works you did "
-            "not write before keeping it: the shipped model has none.",
+            "not write before keeping it.",
+        ),
+    ] = None,
+    ending: Annotated[
+        bool,
+        typer.Option(
+            "--ending",
+            help="Read the new --cross tags from the work's ending instead: each tag's best "
+            "passage in its last tenth (for a tag about how a story ends).",
+        ),
+    ] = False,
+    inputs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--inputs",
+            help="The tags a new --cross tag reads (repeatable). Default: every tag.",
         ),
     ] = None,
     no_cache: NoCacheOpt = False,
@@ -281,11 +299,14 @@ def tune(
     tagger = load(folder, cache=not no_cache, backend=backend_from(backend, "auto"))
     if floor is not None and not 0.0 <= floor < 1.0:
         raise TropemlError(f"--floor must be in [0, 1), got {floor:g}")
-    for flag, given in (("--tag", only), ("--cross", cross)):
+    if (ending or inputs) and not cross:
+        raise TropemlError("--ending and --inputs are for the tags of --cross; give one")
+    for flag, given in (("--tag", only), ("--cross", cross), ("--inputs", inputs)):
         unknown = sorted(set(given or ()) - set(tagger.tags))
         if unknown:
             raise TropemlError(f"{flag}: the model has no tag {', '.join(unknown)}")
-    result = run_tune(tagger, items, only, floor, cross or ())
+    reads = "ending" if ending else "work"
+    result = run_tune(tagger, items, only, floor, cross or (), reads, inputs)
     typer.echo(f"{result.works} judged works, {result.pairs} judged (work, tag) pairs")
     typer.echo(f"{'tag':18} {'alpha':>19}  found  false tags")
     for c in result.choices:
@@ -307,7 +328,7 @@ def tune(
             typer.echo(f"floor {floor:g} for {', '.join(only) if only else 'every tag'}")
     for x in result.crossed:
         typer.echo(
-            f"cross score of {x.tag} refitted on every tag's score; shown from {x.floor:g} "
+            f"cross score of {x.tag} refitted on {READ_AS[x.reads]}; shown from {x.floor:g} "
             f"(was {x.before:g}): found {x.found}/{x.shown}, false {x.false}/{x.trope_free}"
         )
     if dry_run:

@@ -163,13 +163,19 @@ def _floors_clause(floors: dict[str, float]) -> str:
 
 
 def _cross_clause(cross: dict[str, Any]) -> str:
-    """The sentence on cross tags (scored from every tag's score); empty without any."""
-    if not cross:
+    """The sentence on cross tags (scored from other tags' scores); empty without any."""
+    parts = [
+        f"{tag}: scored by a logistic regression on "
+        + (
+            f"the best passage scores of {', '.join(c['weights'])} in the work's last tenth"
+            if c.get("reads") == "ending"
+            else "the scores of the work's tags"
+        )
+        for tag, c in cross.items()
+    ]
+    if not parts:
         return ""
-    return (
-        f". {', '.join(cross)}: scored by a logistic regression on the scores of all the "
-        "work's tags and shown when that score reaches the floor, without the chance rule"
-    )
+    return f". {'; '.join(parts)}; shown when that score reaches the floor, without the chance rule"
 
 
 def refresh_work_score(card: str, rollup: dict[str, Any]) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 from tropeml._version import __version__
 from tropeml.core.errors import TropemlError
 from tropeml.core.lazy import skops_io
-from tropeml.model.workcal import FEATURES
+from tropeml.model.workcal import FEATURES, READS
 
 FORMAT = "tropeml-model"
 
@@ -69,8 +69,8 @@ _SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 _FLOOR = {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
 _NUMBER = {"type": "number"}
 _NUMBERS = {"type": "object", "additionalProperties": _NUMBER}
-_CROSS_PROPERTIES = {"bias": _NUMBER, "weights": _NUMBERS}
-_CROSS = {"type": "object", "required": list(_CROSS_PROPERTIES), "properties": _CROSS_PROPERTIES}
+_CROSS_PROPERTIES = {"bias": _NUMBER, "weights": _NUMBERS, "reads": {"enum": list(READS)}}
+_CROSS = {"type": "object", "required": ["bias", "weights"], "properties": _CROSS_PROPERTIES}
 _POSITIVE = {"type": "integer", "minimum": 1}
 
 
@@ -159,7 +159,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
                     "message": "'rollup.calibrator' must give its 'features' "
                     f"({', '.join(FEATURES)}), a number 'intercept', one number per feature in "
                     "'weights', a number per tag in 'tags' and, if any, a 'floor' and per-tag "
-                    "'floors', each in [0, 1), and per-tag 'cross' scores ('bias', 'weights')",
+                    "'floors', each in [0, 1), and per-tag 'cross' ('bias', 'weights', 'reads')",
                 },
             },
         },

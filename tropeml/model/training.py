@@ -59,7 +59,7 @@ from tropeml.model.protocols import (
     run_protocol,
 )
 from tropeml.model.screen import Screen, build_screen
-from tropeml.model.workcal import WORK_CALIBRATOR
+from tropeml.model.shipped import WORK_CALIBRATOR
 from tropeml.text.passages import count_words
 
 

@@ -23,8 +23,11 @@ score (evidence beyond chance, of a kind that often misleads).
 A tag can also be read from the whole work instead of its own passages: a *cross tag* has a
 :class:`CrossScore`, a logistic regression on the scores of every tag of the work (its own
 included), and is given when that score reaches its floor, without the chance rule
-(:meth:`WorkCalibrator.decide`; ``tropeml tune --cross``). The shipped calibrator has none:
-happy_ending's and first_kiss's ranked no better than their own scores on public-domain prose.
+(:meth:`WorkCalibrator.decide`; ``tropeml tune --cross``). An *ending* cross score reads,
+instead, each tag's best passage in the work's last tenth (:func:`ending_evidence`): whether
+a story ends well is a matter of its last pages. The shipped calibrator has no cross score
+on the work's scores: happy_ending's and first_kiss's ranked no better than their own
+scores on public-domain prose.
 """
 
 from __future__ import annotations
@@ -51,6 +54,10 @@ FEATURES = (
     *(f"z{i}" for i in range(1, TOP_Z + 1)),
 )
 """Names of the evidence features, in :func:`evidence_features`' column order."""
+ENDING = 0.1
+"""Share of a work's passages, counted from its end, that an ending cross score reads."""
+READS = ("work", "ending")
+"""What a :class:`CrossScore` reads: the work's scores of every tag, or its ending."""
 C = 0.1
 """Inverse L2 strength of :func:`fit_work_calibrator` (scikit-learn's ``C``, raw features):
 chosen by leaving one confirmation round out at a time (``data/confirm/README.md``, the
@@ -83,21 +90,72 @@ def evidence_features(
     return out
 
 
+def ending_passages(n: int) -> int:
+    """How many of a work's ``n`` passages its ending is: the last :data:`ENDING`, at least 1."""
+    return max(1, math.ceil(n * ENDING)) if n else 0
+
+
+def ending_evidence(
+    probabilities: ArrayLike, mu: ArrayLike, sigma: ArrayLike
+) -> NDArray[np.float64]:
+    """Each tag's best passage logit in the work's ending, as a z-score against its null.
+
+    Args:
+        probabilities: The work's passage probabilities in reading order, shape ``(n, T)``,
+            ``n >= 1``.
+        mu: Null location per tag, shape ``(T,)``.
+        sigma: Null scale per tag, shape ``(T,)``.
+
+    Returns:
+        Shape ``(T,)``, clipped to :data:`Z_CLIP`.
+    """
+    p = np.asarray(probabilities, dtype=np.float64)
+    best = logits(p[-ending_passages(len(p)) :]).max(axis=0)
+    return np.asarray(np.clip((best - np.asarray(mu)) / np.asarray(sigma), *Z_CLIP))
+
+
+def cross_inputs(
+    reads: str, base: ArrayLike, ending: ArrayLike | None = None
+) -> NDArray[np.float64]:
+    """What a cross score reading ``reads`` regresses on, shape ``(..., T)``.
+
+    Args:
+        reads: ``"work"``: the logits of ``base``; ``"ending"``: ``ending``.
+        base: :meth:`WorkCalibrator.predict` scores, shape ``(..., T)``.
+        ending: :func:`ending_evidence`, shape ``(..., T)``; needed to read the ending.
+    """
+    if reads == "work":
+        return logits(base)
+    if ending is None:
+        raise ValueError("a cross score on the ending needs the work's ending evidence")
+    return np.asarray(ending, dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class CrossScore:
-    """A tag's score read from every tag's score of the work.
+    """A tag's score read from every tag's score of the work, or from its ending.
 
-    ``P = sigmoid(bias + sum over tags t of weights[t] * logit(base score of t))``, where a
-    base score is :meth:`WorkCalibrator.predict`'s (tags not in ``weights`` weigh 0).
+    ``P = sigmoid(bias + sum over tags t of weights[t] * x[t])`` (tags not in ``weights``
+    weigh 0), where ``x`` is :func:`cross_inputs`: with ``reads="work"`` the logit of each
+    tag's base score (:meth:`WorkCalibrator.predict`), with ``reads="ending"`` each tag's
+    :func:`ending_evidence`.
     """
 
     bias: float
     weights: Mapping[str, float]
+    reads: str = "work"
 
-    def predict(self, base: ArrayLike, tags: Sequence[str]) -> NDArray[np.float64]:
-        """The cross score from base scores of shape ``(..., T)`` (columns ``tags``): ``(...)``."""
+    def __post_init__(self) -> None:
+        if self.reads not in READS:
+            raise ValueError(f"a cross score reads one of {READS}, not {self.reads!r}")
+
+    def predict(
+        self, base: ArrayLike, tags: Sequence[str], ending: ArrayLike | None = None
+    ) -> NDArray[np.float64]:
+        """The cross score from base scores (and ending evidence) ``(..., T)``: ``(...)``."""
         w = np.array([self.weights.get(t, 0.0) for t in tags])
-        return np.asarray(1.0 / (1.0 + np.exp(-(self.bias + logits(base) @ w))))
+        x = cross_inputs(self.reads, base, ending)
+        return np.asarray(1.0 / (1.0 + np.exp(-(self.bias + x @ w))))
 
 
 @dataclass(frozen=True)
@@ -149,16 +207,19 @@ class WorkCalibrator:
         z = self.intercept + x @ np.asarray(self.weights) + offset
         return np.asarray(1.0 / (1.0 + np.exp(-z)))
 
-    def predict_work(self, features: ArrayLike, tags: Sequence[str]) -> NDArray[np.float64]:
+    def predict_work(
+        self, features: ArrayLike, tags: Sequence[str], ending: ArrayLike | None = None
+    ) -> NDArray[np.float64]:
         """One work's scores, shape ``(T,)``, from its features, shape ``(T, len(FEATURES))``.
 
-        :meth:`predict` for each tag, then the :attr:`cross` tags read from all of them.
+        :meth:`predict` for each tag, then the :attr:`cross` tags read from all of them (or
+        from ``ending``, the work's :func:`ending_evidence`, shape ``(T,)``).
         """
         base = self.predict(features, tags)
         out = base.copy()
         for i, tag in enumerate(tags):
             if (c := self.cross.get(tag)) is not None:
-                out[i] = c.predict(base, tags)
+                out[i] = c.predict(base, tags, ending)
         return out
 
     def decide(
@@ -194,6 +255,7 @@ class WorkCalibrator:
                 t: {
                     "bias": round(c.bias, 6),
                     "weights": {k: round(w, 6) for k, w in c.weights.items()},
+                    **({"reads": c.reads} if c.reads != "work" else {}),
                 }
                 for t, c in self.cross.items()
             }
@@ -212,7 +274,9 @@ class WorkCalibrator:
             {str(t): float(v) for t, v in entry.get("floors", {}).items()},
             {
                 str(t): CrossScore(
-                    float(c["bias"]), {str(k): float(w) for k, w in c["weights"].items()}
+                    float(c["bias"]),
+                    {str(k): float(w) for k, w in c["weights"].items()},
+                    str(c.get("reads", "work")),
                 )
                 for t, c in entry.get("cross", {}).items()
             },
@@ -284,7 +348,14 @@ def fit_tag_offsets(
     return replace(calibrator, tags=offsets)
 
 
-def fit_cross(base: NDArray[np.float64], tags: Sequence[str], y: NDArray[np.int_]) -> CrossScore:
+def fit_cross(
+    base: NDArray[np.float64],
+    tags: Sequence[str],
+    y: NDArray[np.int_],
+    reads: str = "work",
+    ending: NDArray[np.float64] | None = None,
+    inputs: Sequence[str] | None = None,
+) -> CrossScore:
     """Fit one tag's :class:`CrossScore` on judged works (L2, scikit-learn's ``C`` = :data:`C`).
 
     Args:
@@ -292,71 +363,16 @@ def fit_cross(base: NDArray[np.float64], tags: Sequence[str], y: NDArray[np.int_
             ``(works, T)``.
         tags: The ``T`` tag ids, in ``base``'s column order.
         y: 1 if the work shows the tag, else 0, shape ``(works,)``.
+        reads: What the score reads (:data:`READS`).
+        ending: Each work's :func:`ending_evidence`, shape ``(works, T)``; needed to read
+            the ending.
+        inputs: The tags it reads; ``None``: all of ``tags``.
     """
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression(C=C, max_iter=5000).fit(logits(base), np.asarray(y))
-    weights = dict(zip(tags, (float(w) for w in model.coef_[0]), strict=True))
-    return CrossScore(float(model.intercept_[0]), weights)
-
-
-WORK_CALIBRATOR = WorkCalibrator(
-    intercept=-1.349104,
-    weights=(
-        0.552705,
-        0.114391,
-        -0.199604,
-        0.134981,
-        -0.11036,
-        -0.16983,
-        0.20563,
-        0.316613,
-        0.378618,
-        0.180375,
-    ),
-    tags={
-        "hurt_comfort": 0.482167,
-        "fake_death": -0.511081,
-        "reunion": -0.278275,
-        "soulmates": -0.021444,
-        "mates": -0.100252,
-        "alpha_beta_omega": -0.008222,
-        "angst": 0.540901,
-        "fluff": 0.364345,
-        "first_kiss": -0.249936,
-        "love_confession": -0.22708,
-        "grief": 0.527746,
-        "on_the_run": -0.61772,
-        "apology": 0.356182,
-        "protectiveness": 1.131315,
-        "cuddling": 0.523957,
-        "phone_call": 1.354035,
-        "happy_ending": 1.194815,
-        "injury": 0.145792,
-    },
-    floor=0.4,
-    floors=dict.fromkeys(
-        (
-            "grief",
-            "on_the_run",
-            "apology",
-            "protectiveness",
-            "cuddling",
-            "phone_call",
-            "happy_ending",
-            "injury",
-        ),
-        0.7,
-    ),
-)
-"""The shipped calibrator: fitted by :func:`fit_work_calibrator` on the 2,550 judged
-(work, required tag) pairs of the 93 dev works and the 171 works of the first fourteen
-confirmation rounds, and tested on the fifteenth round before it shipped; its floor of 0.4
-(the highest that kept the dev recall target when held out) was tested on the sixteenth
-(``data/confirm/README.md``). The eight other tags' offsets were fitted afterwards by
-:func:`fit_tag_offsets` (``tropeml tune --tag``) on the 212 dev and confirmation works judged
-for them, with the shared weights kept, and their floor of 0.7 (they are shown only when the
-model is fairly sure) was tested on the twentieth round. It has no cross tags: the ones it
-carried for happy_ending and first_kiss (the twenty-first test) ranked no better than the
-tags' own scores on public-domain prose and left with the twenty-third test. Models trained
-on other data get it until ``tropeml tune`` fits their own (keeping the floors)."""
+    cols = [list(tags).index(t) for t in (tags if inputs is None else inputs)]
+    x = cross_inputs(reads, base, ending)[:, cols]
+    model = LogisticRegression(C=C, max_iter=5000).fit(x, np.asarray(y))
+    names = [tags[j] for j in cols]
+    weights = dict(zip(names, (float(w) for w in model.coef_[0]), strict=True))
+    return CrossScore(float(model.intercept_[0]), weights, reads)

@@ -1,10 +1,10 @@
 """Refit the cross tags of a work calibrator on judged works (part of ``tropeml tune``).
 
 A cross tag (:class:`~tropeml.model.workcal.CrossScore`) is scored from every tag's score of
-the work and decided by its floor alone, so after the base scores are refitted, its
-regression is refitted on them (:func:`~tropeml.model.workcal.fit_cross`) and its floor is
-chosen like an alpha: the lowest of :data:`FLOOR_GRID` whose false-tag rate on the judged
-works meets the target (:func:`~tropeml.serve.targets.meets`).
+the work (or from its ending) and decided by its floor alone, so after the base scores are
+refitted, its regression is refitted on them (:func:`~tropeml.model.workcal.fit_cross`) and
+its floor is chosen like an alpha: the lowest of :data:`FLOOR_GRID` whose false-tag rate on
+the judged works meets the target (:func:`~tropeml.serve.targets.meets`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ class CrossChoice:
     """A cross tag's floor, with what its cross score finds on the judged works."""
 
     tag: str
+    reads: str
     before: float
     floor: float
     found: int
@@ -54,8 +55,12 @@ def refit_cross(
     judged: dict[str, NDArray[np.int_]],
     kinds: Sequence[str],
     only: Sequence[str] | None = None,
+    ending: NDArray[np.float64] | None = None,
 ) -> tuple[WorkCalibrator, list[CrossChoice]]:
     """Refit ``calibrator``'s cross tags (those of ``only``, if given) and choose their floors.
+
+    A cross tag keeps what it reads (:attr:`~tropeml.model.workcal.CrossScore.reads`) and
+    its inputs: the tags it has weights for, or every tag if it has none yet.
 
     Args:
         calibrator: The calibrator, its base scores already fitted.
@@ -64,16 +69,19 @@ def refit_cross(
         judged: Per tag, each work's judgment (:func:`judged`), shape ``(works,)``.
         kinds: Each work's kind.
         only: The tags to refit; ``None``: every cross tag.
+        ending: Each work's :func:`~tropeml.model.workcal.ending_evidence`, shape
+            ``(works, T)``; needed for a cross tag that reads the ending.
     """
     base = np.array([calibrator.predict(f, tags) for f in features])
     cross, floors, out = dict(calibrator.cross), dict(calibrator.floors), []
-    for tag in calibrator.cross:
+    for tag, old in calibrator.cross.items():
         y = judged.get(tag)
         if y is None or (only is not None and tag not in only) or len(set(y[y >= 0])) < 2:
             continue
         m = y >= 0
-        cross[tag] = fit_cross(base[m], tags, y[m])
-        score = cross[tag].predict(base, tags)
+        end = None if ending is None else ending[m]
+        cross[tag] = fit_cross(base[m], tags, y[m], old.reads, end, list(old.weights) or None)
+        score = cross[tag].predict(base, tags, ending)
         floor = choose_floor(score[m], y[m], tag, np.asarray(kinds)[m])
         fire = score >= floor
         before = calibrator.floor_of(tag)
@@ -81,6 +89,7 @@ def refit_cross(
         out.append(
             CrossChoice(
                 tag,
+                old.reads,
                 before,
                 floor,
                 int((fire & (y == 1)).sum()),

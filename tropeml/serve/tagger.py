@@ -23,7 +23,7 @@ from tropeml.model.persistence import CONFIG_FILE, load_head
 from tropeml.model.rollup import pool_scores, rollup_settings, tag_results
 from tropeml.model.screen import SCREEN_DIR, Screen
 from tropeml.model.weights import EncoderMismatchError
-from tropeml.model.workcal import WorkCalibrator, evidence_features
+from tropeml.model.workcal import WorkCalibrator, ending_evidence, evidence_features
 from tropeml.serve.reading import WorkReader
 from tropeml.serve.screening import screened_scores
 
@@ -324,7 +324,7 @@ class Tagger(WorkReader):
             return pool_scores(s, self.top_k)
         if self.calibrator is not None:
             features = evidence_features(s, self.null[0], self.null[1], self.alpha)
-            return self.calibrator.predict_work(features, self.tags)
+            return self.calibrator.predict_work(features, self.tags, ending_evidence(s, *self.null))
         if self.calibration is None:
             return chance_scores(s, self.null[0], self.null[1], self.k)
         log_c = log_chance(s, self.null[0], self.null[1], self.k)

@@ -50,6 +50,7 @@ from tropeml.model.persistence import CARD_FILE, CONFIG_FILE, model_lock
 from tropeml.model.workcal import (
     CrossScore,
     WorkCalibrator,
+    ending_evidence,
     evidence_features,
     fit_tag_offsets,
     fit_work_calibrator,
@@ -181,6 +182,8 @@ def tune(
     only: Sequence[str] | None = None,
     floor: float | None = None,
     cross: Sequence[str] = (),
+    reads: str = "work",
+    inputs: Sequence[str] | None = None,
 ) -> Tuning:
     """Choose alphas (:func:`choose`) and then the score calibrator for ``tagger`` on ``items``.
 
@@ -196,8 +199,9 @@ def tune(
     show their tag and works that do not. Floors are decision rules, never fitted: the
     calibrator's are kept, unless ``floor`` is given, which becomes the floor of the tags of
     ``only`` (or, without ``only``, the shared floor). The calibrator's cross tags, and the
-    tags of ``cross`` (made cross tags here), are refitted on every tag's score and given
-    the lowest floor that meets their target (:func:`~tropeml.serve.crosstune.refit_cross`).
+    tags of ``cross`` (made cross tags here, or made anew, reading ``reads`` of the tags
+    ``inputs``, all by default), are refitted and given the lowest floor that meets their target
+    (:func:`~tropeml.serve.crosstune.refit_cross`).
 
     Raises:
         TropemlError: If the model has no background null (nothing to choose), no works, or
@@ -239,12 +243,13 @@ def tune(
         return alpha, choices
 
     alpha, choices = pick(0.0)
-    rows, pair_tags, y_pairs, per_work = [], [], [], []
+    rows, pair_tags, y_pairs, per_work, endings = [], [], [], [], []
     for s in scored:
         if not len(s.scores):
             continue
         features = evidence_features(s.scores, mu, sigma, alpha)
         per_work.append(features)
+        endings.append(ending_evidence(s.scores, mu, sigma))
         for c in choices:
             if s.item.judgments.get(c.tag, -1) >= 0:
                 rows.append(features[col[c.tag]])
@@ -275,15 +280,17 @@ def tune(
     if cross:
         if fitted is None:
             raise TropemlError("a cross tag needs a score calibrator, and this model has none")
-        new = {t: CrossScore(0.0, {}) for t in cross if t not in fitted.cross}
-        fitted = replace(fitted, cross={**fitted.cross, **new})
+        start = CrossScore(0.0, dict.fromkeys(inputs or (), 0.0), reads)
+        fitted = replace(fitted, cross={**fitted.cross, **dict.fromkeys(cross, start)})
         only = None if only is None else [*only, *cross]
     crossed: list[CrossChoice] = []
     if fitted is not None and fitted.cross:
         has = np.array([len(s.scores) > 0 for s in scored])
         kept = [k for k, h in zip(kinds, has, strict=True) if h]
         J = {t: y[has] for t, y in J.items()}
-        fitted, crossed = refit_cross(fitted, np.array(per_work), tagger.tags, J, kept, only)
+        fitted, crossed = refit_cross(
+            fitted, np.array(per_work), tagger.tags, J, kept, only, np.array(endings)
+        )
     unfitted = sorted(set(cross) - {c.tag for c in crossed})
     if unfitted:
         raise TropemlError(
