@@ -76,6 +76,7 @@ ROUNDS = {
     "twenty-first round": ("devc53-", "devc54-", "devc55-", "devc56-"),
     "twenty-second round": ("devc57-", "devc58-", "devc59-", "devc60-"),
     "twenty-third round": ("devc61-", "devc62-", "devc63-", "devc64-"),
+    "twenty-fourth round": ("devc65-", "devc66-", "devc67-", "devc68-"),
 }
 """The confirmation set's rounds by work-id prefix (``data/confirm/README.md``): the second was
 judged after the first calibration was committed, the third to fifth after the model they

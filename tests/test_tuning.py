@@ -189,8 +189,8 @@ def test_tune_from_the_cli_writes_the_config_and_the_model_still_loads(
     config = chance_model / "config.json"
     dev = chance_model.parent.parent / "data" / "dev"
     before = config.read_bytes()
-    old = json.loads(before)["rollup"]["calibrator"]
-    assert old == WORK_CALIBRATOR.to_config()  # a new model gets the shipped calibrator
+    old, tags = json.loads(before)["rollup"]["calibrator"], json.loads(before)["tags"]
+    assert old == WORK_CALIBRATOR.for_tags(tags).to_config()  # a new model: the shipped one
     dry = run("tune", dev, "--model", chance_model, "--dry-run", "--no-cache")
     assert dry.exit_code == 0, dry.output
     assert "hurt_comfort" in stdout_of(dry) and "dry run: nothing written" in stdout_of(dry)

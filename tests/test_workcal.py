@@ -13,9 +13,12 @@ import pytest
 from conftest import make_passage
 
 from tropeml.core.errors import TropemlError
+from tropeml.core.taxonomy import Taxonomy
+from tropeml.core.types import Passage
 from tropeml.model.decision import CLIP, beyond, fit_null, log_chance, logits
 from tropeml.model.encoders import HashingEncoder
 from tropeml.model.persistence import load_head
+from tropeml.model.rollup import tag_results
 from tropeml.model.shipped import WORK_CALIBRATOR
 from tropeml.model.workcal import (
     FEATURES,
@@ -249,6 +252,30 @@ def test_an_ending_cross_score_reads_each_tags_best_passage_in_the_last_tenth() 
         CrossScore(0.0, {}, "middle")
 
 
+def test_a_tag_read_from_the_ending_shows_evidence_from_the_ending() -> None:
+    cal = WorkCalibrator(0.0, (0.0,) * len(FEATURES), cross={"a": CrossScore(0.0, {}, "ending")})
+    assert cal.evidence_from(20, ["a", "b"]).tolist() == [18, 0]
+    assert cal.for_tags(["a", "b"]) == cal and cal.for_tags(["b"]).cross == {}
+    assert WORK_CALIBRATOR.for_tags(["happy_ending", "fluff"]).cross == {}  # no grief to read
+    p = np.full((20, 2), 0.2)
+    p[3] = 0.9  # both tags' best passage is early; a's ending holds passages 18 and 19
+    p[19, 0] = 0.5
+    passages = [Passage(i * 10, i * 10 + 9, "x" * 9) for i in range(20)]
+    results = tag_results(
+        p,
+        np.array([0.8, 0.8]),
+        passages,
+        ["a", "b"],
+        np.array([0.4, 0.4]),
+        np.array([0.5, 0.5]),
+        Taxonomy([]),
+        fired=np.array([True, True]),
+        evidence_from=cal.evidence_from(20, ["a", "b"]),
+    )
+    evidence = {r.id: [e.start for e in r.evidence] for r in results}
+    assert evidence == {"a": [190], "b": [30]}
+
+
 def test_fitting_an_ending_score_reads_only_its_inputs() -> None:
     rng = np.random.default_rng(1)
     ending = rng.normal(size=(400, 3))
@@ -258,9 +285,17 @@ def test_fitting_an_ending_score_reads_only_its_inputs() -> None:
     assert cross.weights["c"] > 1.0 > abs(cross.weights["a"])
 
 
-def test_the_shipped_calibrator_has_no_cross_tags() -> None:
-    # the twenty-third test: on public-domain prose the cross scores ranked no better than the
-    # tags' own scores, so happy_ending and first_kiss are decided like the other tags again
-    assert WORK_CALIBRATOR.cross == {}
-    assert WORK_CALIBRATOR.floor_of("happy_ending") == 0.7
+def test_the_shipped_calibrator_reads_happy_ending_from_the_ending_alone() -> None:
+    # the twenty-third test: cross scores on every tag's score ranked no better than the tags'
+    # own on public-domain prose; the twenty-fourth: happy_ending read from the last tenth did
+    assert set(WORK_CALIBRATOR.cross) == {"happy_ending"}
+    ending = WORK_CALIBRATOR.cross["happy_ending"]
+    assert ending.reads == "ending" and set(ending.weights) == {
+        "happy_ending",
+        "fluff",
+        "angst",
+        "grief",
+    }
+    assert ending.weights["fluff"] > 0 > ending.weights["grief"]
+    assert WORK_CALIBRATOR.floor_of("happy_ending") == 0.72
     assert WORK_CALIBRATOR.floor_of("first_kiss") == WORK_CALIBRATOR.floor == 0.4

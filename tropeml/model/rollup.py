@@ -76,6 +76,7 @@ def tag_results(
     taxonomy: Taxonomy,
     max_evidence: int = 3,
     fired: NDArray[np.bool_] | None = None,
+    evidence_from: NDArray[np.int_] | None = None,
 ) -> tuple[TagResult, ...]:
     """The work's tags, best first: each tag whose work score reaches its work threshold.
 
@@ -93,6 +94,8 @@ def tag_results(
         taxonomy: Names and spoiler flags.
         max_evidence: Evidence passages kept per tag.
         fired: The tags the work gets, shape ``(T,)`` (default: score over threshold).
+        evidence_from: Per tag, the first passage its evidence may come from, shape ``(T,)``
+            (default 0: any; a tag read from the work's ending shows passages of the ending).
     """
     if not len(passages):
         return ()
@@ -101,6 +104,7 @@ def tag_results(
     for j, tag in enumerate(tags):
         if not (work_scores[j] >= work_thresholds[j] if fired is None else fired[j]):
             continue
+        lo = 0 if evidence_from is None else int(evidence_from[j])
         evidence = tuple(
             Evidence(
                 start=passages[i].start,
@@ -109,7 +113,9 @@ def tag_results(
                 text=passages[i].text,
                 chapter=passages[i].chapter,
             )
-            for i in evidence_order(scores[:, j], float(thresholds[j]), max_evidence)
+            for i in (
+                lo + k for k in evidence_order(scores[lo:, j], float(thresholds[j]), max_evidence)
+            )
         )
         trope = taxonomy.get(tag)
         out.append(

@@ -233,7 +233,7 @@ def chance_rollup(
             "passages": len(texts),
             "files": files,
         },
-        "calibrator": WORK_CALIBRATOR.to_config(),
+        "calibrator": WORK_CALIBRATOR.for_tags(tags).to_config(),
         "top_k": top_k,
         "max_evidence": 3,
     }

@@ -197,6 +197,20 @@ class WorkCalibrator:
         """The least score ``tag`` is shown with: its own floor, else the shared one."""
         return self.floors.get(tag, self.floor)
 
+    def for_tags(self, tags: Sequence[str]) -> WorkCalibrator:
+        """This calibrator for a model of ``tags``: only the cross tags it can read."""
+        have = set(tags)
+        cross = {t: c for t, c in self.cross.items() if t in have and set(c.weights) <= have}
+        return replace(self, cross=cross)
+
+    def evidence_from(self, n: int, tags: Sequence[str]) -> NDArray[np.int_]:
+        """Per tag, the first of a work's ``n`` passages its evidence is shown from, ``(T,)``.
+
+        0 (any passage), but the first passage of the ending for a tag read from it.
+        """
+        ending = {t for t, c in self.cross.items() if c.reads == "ending"}
+        return np.array([n - ending_passages(n) if t in ending else 0 for t in tags], dtype=int)
+
     def predict(self, features: ArrayLike, tags: Sequence[str]) -> NDArray[np.float64]:
         """Probabilities, shape ``(R,)``, from features of shape ``(R, len(FEATURES))``.
 

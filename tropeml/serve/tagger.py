@@ -358,7 +358,7 @@ class Tagger(WorkReader):
         source: str | None = None,
     ) -> WorkResult:
         """The work's result from its passage scores, shape ``(n, T)``."""
-        work_scores = self.work_scores(scores)
+        work_scores, cal = self.work_scores(scores), self.calibrator
         tags = tag_results(
             scores,
             work_scores,
@@ -368,9 +368,8 @@ class Tagger(WorkReader):
             self.work_thresholds,
             self.taxonomy,
             self.max_evidence,
-            fired=None
-            if self.calibrator is None
-            else self.calibrator.decide(self.fired(scores), work_scores, self.tags),
+            fired=None if cal is None else cal.decide(self.fired(scores), work_scores, self.tags),
+            evidence_from=None if cal is None else cal.evidence_from(len(passages), self.tags),
         )
         return WorkResult(
             source=source or work.source,
