@@ -77,6 +77,7 @@ ROUNDS = {
     "twenty-second round": ("devc57-", "devc58-", "devc59-", "devc60-"),
     "twenty-third round": ("devc61-", "devc62-", "devc63-", "devc64-"),
     "twenty-fourth round": ("devc65-", "devc66-", "devc67-", "devc68-"),
+    "twenty-fifth round": ("devc69-", "devc70-", "devc71-", "devc72-"),
 }
 """The confirmation set's rounds by work-id prefix (``data/confirm/README.md``): the second was
 judged after the first calibration was committed, the third to fifth after the model they
