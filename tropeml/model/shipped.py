@@ -66,18 +66,18 @@ WORK_CALIBRATOR = WorkCalibrator(
         )
     },
 )
-"""The shipped calibrator: fitted by :func:`fit_work_calibrator` on the 2,550 judged
-(work, required tag) pairs of the 93 dev works and the 171 works of the first fourteen
-confirmation rounds, and tested on the fifteenth round before it shipped; its floor of 0.4
-(the highest that kept the dev recall target when held out) was tested on the sixteenth
-(``data/confirm/README.md``). The eight other tags' offsets were fitted afterwards by
-:func:`fit_tag_offsets` (``tropeml tune --tag``) on the 212 dev and confirmation works judged
-for them, with the shared weights kept, and their floor of 0.7 (they are shown only when the
-model is fairly sure) was tested on the twentieth round. happy_ending is read from the
-work's ending (a cross score on the best passages of happy_ending, fluff, angst and grief
-in its last tenth, shown from 0.72), fitted by ``benchmarks/crosstag.py fit --ending`` on
-the 379 dev and confirmation works judged for it and tested on the twenty-fourth round; the
-cross scores on every tag's score that happy_ending and first_kiss carried from the
-twenty-first test ranked no better than the tags' own scores on public-domain prose and
-left with the twenty-third. Models trained on other data get it until ``tropeml tune`` fits
-their own (keeping the floors)."""
+"""The shipped calibrator: fitted by :func:`~tropeml.model.workcal.fit_work_calibrator` on the
+2,550 judged (work, required tag) pairs of the 93 dev works and the 171 works of the first
+fourteen confirmation rounds, and tested on the fifteenth round before it shipped; its floor
+of 0.4 (the highest that kept the dev recall target when held out) was tested on the
+sixteenth (``data/confirm/README.md``). The eight other tags' offsets were fitted afterwards
+by :func:`~tropeml.model.workcal.fit_tag_offsets` (``tropeml tune --tag``) on the 212 dev
+and confirmation works judged for them, with the shared weights kept, and their floor of 0.7
+(they are shown only when the model is fairly sure) was tested on the twentieth round.
+happy_ending is read from the work's ending (a cross score on the best passages of
+happy_ending, fluff, angst and grief in its last tenth, shown from 0.72), fitted by
+``benchmarks/crosstag.py fit --ending`` on the 379 dev and confirmation works judged for it
+and tested on the twenty-fourth round; the cross scores on every tag's score that
+happy_ending and first_kiss carried from the twenty-first test ranked no better than the
+tags' own scores on public-domain prose and left with the twenty-third. Models trained on
+other data get it until ``tropeml tune`` fits their own (keeping the floors)."""
