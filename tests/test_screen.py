@@ -235,5 +235,6 @@ def test_with_a_cross_tag_the_best_passages_of_every_tag_are_scored_in_full(
         _, ending_full = screened_scores(screened, screened.screen, texts)
     finally:
         screened.calibrator = None
-    for b in ending_full:  # and an ending score's passages: the last tenth
+    for a, b in zip(plain_full, ending_full, strict=True):  # an ending score's passages
         assert b[-ending_passages(len(b)) :].all()
+        assert (b[: -ending_passages(len(b))] == a[: -ending_passages(len(b))]).all()  # only

@@ -384,9 +384,8 @@ def fit_cross(
     """
     from sklearn.linear_model import LogisticRegression
 
-    cols = [list(tags).index(t) for t in (tags if inputs is None else inputs)]
-    x = cross_inputs(reads, base, ending)[:, cols]
+    names = list(tags if inputs is None else inputs)
+    x = cross_inputs(reads, base, ending)[:, [list(tags).index(t) for t in names]]
     model = LogisticRegression(C=C, max_iter=5000).fit(x, np.asarray(y))
-    names = [tags[j] for j in cols]
     weights = dict(zip(names, (float(w) for w in model.coef_[0]), strict=True))
     return CrossScore(float(model.intercept_[0]), weights, reads)

@@ -293,9 +293,10 @@ def tune(
         )
     unfitted = sorted(set(cross) - {c.tag for c in crossed})
     if unfitted:
+        source = "its ending" if reads == "ending" else "every tag's score"
         raise TropemlError(
-            f"cannot read {', '.join(unfitted)} from every tag's score: it needs works judged "
-            "to show it and works judged not to"
+            f"cannot read {', '.join(unfitted)} from {source}: it needs works judged to show "
+            "it and works judged not to"
         )
     return Tuning(choices, fitted, before, len(items), len(y_pairs), crossed)
 
