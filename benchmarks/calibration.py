@@ -78,6 +78,7 @@ ROUNDS = {
     "twenty-third round": ("devc61-", "devc62-", "devc63-", "devc64-"),
     "twenty-fourth round": ("devc65-", "devc66-", "devc67-", "devc68-"),
     "twenty-fifth round": ("devc69-", "devc70-", "devc71-", "devc72-"),
+    "twenty-sixth round": ("devc73-", "devc74-", "devc75-", "devc76-"),
 }
 """The confirmation set's rounds by work-id prefix (``data/confirm/README.md``): the second was
 judged after the first calibration was committed, the third to fifth after the model they
