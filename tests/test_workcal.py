@@ -287,7 +287,8 @@ def test_fitting_an_ending_score_reads_only_its_inputs() -> None:
 
 def test_the_shipped_calibrator_reads_happy_ending_from_the_ending_alone() -> None:
     # the twenty-third test: cross scores on every tag's score ranked no better than the tags'
-    # own on public-domain prose; the twenty-fourth: happy_ending read from the last tenth did
+    # own on public-domain prose; the twenty-fourth: happy_ending read from the last tenth did;
+    # the twenty-sixth: refitted on every read work, shown from 0.69
     assert set(WORK_CALIBRATOR.cross) == {"happy_ending"}
     ending = WORK_CALIBRATOR.cross["happy_ending"]
     assert ending.reads == "ending" and set(ending.weights) == {
@@ -297,5 +298,5 @@ def test_the_shipped_calibrator_reads_happy_ending_from_the_ending_alone() -> No
         "grief",
     }
     assert ending.weights["fluff"] > 0 > ending.weights["grief"]
-    assert WORK_CALIBRATOR.floor_of("happy_ending") == 0.72
+    assert WORK_CALIBRATOR.floor_of("happy_ending") == 0.69
     assert WORK_CALIBRATOR.floor_of("first_kiss") == WORK_CALIBRATOR.floor == 0.4
