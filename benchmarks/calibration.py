@@ -79,6 +79,7 @@ ROUNDS = {
     "twenty-fourth round": ("devc65-", "devc66-", "devc67-", "devc68-"),
     "twenty-fifth round": ("devc69-", "devc70-", "devc71-", "devc72-"),
     "twenty-sixth round": ("devc73-", "devc74-", "devc75-", "devc76-"),
+    "twenty-seventh round": ("devc77-", "devc78-", "devc79-", "devc80-"),
 }
 """The confirmation set's rounds by work-id prefix (``data/confirm/README.md``): the second was
 judged after the first calibration was committed, the third to fifth after the model they
