@@ -300,3 +300,9 @@ def test_the_shipped_calibrator_reads_happy_ending_from_the_ending_alone() -> No
     assert ending.weights["fluff"] > 0 > ending.weights["grief"]
     assert WORK_CALIBRATOR.floor_of("happy_ending") == 0.69
     assert WORK_CALIBRATOR.floor_of("first_kiss") == WORK_CALIBRATOR.floor == 0.4
+
+
+def test_the_shipped_calibrator_shows_reunion_only_from_half() -> None:
+    # the twenty-seventh test: a shown reunion under 0.5 was more often false than right
+    assert WORK_CALIBRATOR.floor_of("reunion") == 0.5
+    assert WORK_CALIBRATOR.floor_of("fake_death") == WORK_CALIBRATOR.floor == 0.4
