@@ -21,9 +21,16 @@ or no, how many of the first judge's positives the passage alone shows, and the 
 against each judge and on the passages where they agree: how much of the distance to a
 perfect AP is the labels' and the passage's, not the ranking's.
 
+A later second judge read every work of the twenty-sixth and twenty-seventh rounds for the
+three tags those rounds' tests decided on (fake_death, reunion, happy_ending;
+``data/confirm/second_judge_b.jsonl``); ``--second`` and ``--tags`` report such a file the
+same way (the passage section only with the default file).
+
 Usage::
 
     .venv/bin/python benchmarks/agreement.py [--out FILE]
+    .venv/bin/python benchmarks/agreement.py --second data/confirm/second_judge_b.jsonl \
+        --tags fake_death reunion happy_ending --out benchmarks/results/agreement_b.md
 
 Writes ``benchmarks/results/agreement.md`` by default (the passage section once its file is in).
 """
@@ -135,30 +142,40 @@ def main() -> None:
     """Compare the two judges, and the model's tags against each, on the re-read works."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--second", type=Path, default=SECOND, help="a second judge's file")
+    parser.add_argument("--tags", nargs="+", default=list(TAGS), help="the tags it judged")
     args = parser.parse_args()
+    tags = tuple(args.tags)
     second = {
-        r["id"]: {t: VALUE[r["judgments"][t]] for t in TAGS}
-        for r in map(json.loads, SECOND.read_text(encoding="utf-8").splitlines())
+        r["id"]: {t: VALUE[r["judgments"][t]] for t in tags}
+        for r in map(json.loads, args.second.read_text(encoding="utf-8").splitlines())
     }
-    items = [it for it in load_dev_works(ROOT / "data" / "confirm") if it.id in second]
+    confirm = load_dev_works(ROOT / "data" / "confirm", required=None)
+    items = [it for it in confirm if it.id in second]
     tagger = load(None)
-    fired = {s.item.id: {t: t in s.fired for t in TAGS} for s in score_items(tagger, items)}
+    fired = {s.item.id: {t: t in s.fired for t in tags} for s in score_items(tagger, items)}
+    default = args.second.resolve() == SECOND.resolve()
+    which = (
+        "18 are every fresh work the shipped model (6254927) tags hurt_comfort or reunion "
+        "against the first judgment, 6 are random, so these are mostly the hard works"
+        if default
+        else "every work of the rounds it covers"
+    )
     lines = [
-        "# Two judges, on the fresh works and on the dev passages",
+        "# Two judges, on the fresh works" + (" and on the dev passages" if default else ""),
         "",
         f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC at commit "
         f"{git('rev-parse', '--short', 'HEAD')} by `benchmarks/agreement.py`: {len(items)} "
         "fresh works re-read by a second judge who never saw the first judgments "
-        "(`data/confirm/second_judge.jsonl`); 18 are every fresh work the shipped model tags "
-        "hurt_comfort or reunion against the first judgment, 6 are random, so these are "
-        "mostly the hard works. Pairs: works both judges call `yes` or `no`.",
+        f"(`{args.second.resolve().relative_to(ROOT)}`); {which}. Pairs: works both judges "
+        "call `yes` or `no`. The model: the shipped one at this commit.",
         "",
         "| tag | pairs | agree | kappa | first yes / second yes | model's false tags (by the "
         "first judge) the second calls yes | model's tags both call no |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for t in TAGS:
-        first = np.array([it.judgments[t] for it in items])
+    for t in tags:
+        first = np.array([it.judgments.get(t, -1) for it in items])
         other = np.array([second[it.id][t] for it in items])
         model = np.array([fired[it.id][t] for it in items])
         both = (first >= 0) & (other >= 0)
@@ -171,7 +188,7 @@ def main() -> None:
             f"| {int((model & (first == 0) & (other == 0)).sum())} |"
         )
     lines.append("")
-    if SECOND_PASSAGES.is_file():
+    if default and SECOND_PASSAGES.is_file():
         lines += passage_lines(tagger)
     args.out.write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
