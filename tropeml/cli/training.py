@@ -24,9 +24,6 @@ from tropeml.cli.common import (
 if TYPE_CHECKING:
     from tropeml.model.evaluation import EvalReport
 
-READ_AS = {"work": "every tag's score", "ending": "its ending"}
-"""How ``tropeml tune`` names what a cross tag reads."""
-
 
 DataListOpt = Annotated[
     list[Path] | None,
@@ -275,6 +272,7 @@ def tune(
     from tropeml.core.errors import TropemlError
     from tropeml.core.resources import default_model_dir
     from tropeml.io.devset import load_dev_works
+    from tropeml.model.workcal import READS
     from tropeml.serve.tagger import load
     from tropeml.serve.tuning import tune as run_tune
     from tropeml.serve.tuning import write_tuning
@@ -328,7 +326,7 @@ def tune(
             typer.echo(f"floor {floor:g} for {', '.join(only) if only else 'every tag'}")
     for x in result.crossed:
         typer.echo(
-            f"cross score of {x.tag} refitted on {READ_AS[x.reads]}; shown from {x.floor:g} "
+            f"cross score of {x.tag} refitted on {READS[x.reads]}; shown from {x.floor:g} "
             f"(was {x.before:g}): found {x.found}/{x.shown}, false {x.false}/{x.trope_free}"
         )
     if dry_run:

@@ -56,8 +56,9 @@ FEATURES = (
 """Names of the evidence features, in :func:`evidence_features`' column order."""
 ENDING = 0.1
 """Share of a work's passages, counted from its end, that an ending cross score reads."""
-READS = ("work", "ending")
-"""What a :class:`CrossScore` reads: the work's scores of every tag, or its ending."""
+READS = {"work": "every tag's score", "ending": "its ending"}
+"""What a :class:`CrossScore` can read, with how to say it: the work's scores of every tag,
+or its ending."""
 C = 0.1
 """Inverse L2 strength of :func:`fit_work_calibrator` (scikit-learn's ``C``, raw features):
 chosen by leaving one confirmation round out at a time (``data/confirm/README.md``, the
@@ -147,7 +148,7 @@ class CrossScore:
 
     def __post_init__(self) -> None:
         if self.reads not in READS:
-            raise ValueError(f"a cross score reads one of {READS}, not {self.reads!r}")
+            raise ValueError(f"a cross score reads one of {tuple(READS)}, not {self.reads!r}")
 
     def predict(
         self, base: ArrayLike, tags: Sequence[str], ending: ArrayLike | None = None

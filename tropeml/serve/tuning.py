@@ -48,6 +48,7 @@ from tropeml.model.decision import log_chance
 from tropeml.model.integrity import verified_config
 from tropeml.model.persistence import CARD_FILE, CONFIG_FILE, model_lock
 from tropeml.model.workcal import (
+    READS,
     CrossScore,
     WorkCalibrator,
     ending_evidence,
@@ -293,9 +294,8 @@ def tune(
         )
     unfitted = sorted(set(cross) - {c.tag for c in crossed})
     if unfitted:
-        source = "its ending" if reads == "ending" else "every tag's score"
         raise TropemlError(
-            f"cannot read {', '.join(unfitted)} from {source}: it needs works judged to show "
+            f"cannot read {', '.join(unfitted)} from {READS[reads]}: it needs works judged to show "
             "it and works judged not to"
         )
     return Tuning(choices, fitted, before, len(items), len(y_pairs), crossed)
