@@ -124,9 +124,11 @@ def test_tune_chooses_alphas_that_find_the_works_and_fits_a_calibrator(
     assert kept.pairs == result.pairs
     assert result.calibrator is not None and set(result.calibrator.tags) == {"rain", "sword"}
     floored = _tagger(tiny_model, random.Random(3), floor=True, alpha=alpha)
-    floored.calibrator = WorkCalibrator(0.0, (0.0,) * len(FEATURES), floor=0.3)
+    sure = {"rain": 0.8}
+    floored.calibrator = WorkCalibrator(0.0, (0.0,) * len(FEATURES), floor=0.3, sure=sure)
     refit = tune(floored, items).calibrator
     assert refit is not None and refit.floor == 0.3  # refitting keeps the model's floor
+    assert refit.sure == sure  # and its sure scores: a decision rule, not fitted
     # the works full of rain are scored as likelier to show it than the trope-free ones
     scoring = _tagger(tiny_model, random.Random(3), floor=True, calibrator=result.calibrator)
     full, empty = (scoring.tag(_work(rng, n)).scores["rain"] for n in (4, 0))
@@ -327,6 +329,10 @@ def test_the_cards_work_score_line_follows_the_rollup() -> None:
     clause = "happy_ending: scored by a logistic regression on the best passage scores of fluff"
     ended = refresh_work_score(new, rollup)
     assert clause + ", grief in the work's last tenth; shown when" in ended
+    sure = replace(WORK_CALIBRATOR, sure={"angst": 0.7, "fluff": 0.7, "mates": 0.8})
+    rollup["calibrator"] = sure.to_config()
+    sured = refresh_work_score(new, rollup)
+    assert ", or, chance rule or not, angst, fluff from a score of 0.7; mates from" in sured
 
 
 def test_a_model_left_uncalibrated_gets_no_alpha_its_scores_cannot_resolve(

@@ -136,8 +136,9 @@ def test_a_calibrator_changes_the_scores_but_not_which_tags_a_work_gets(tiny_mod
         (lambda c: c.update(weights=[1.0]), "'rollup.calibrator' must give its 'features'"),
         (lambda c: c.update(features=["d1"]), "'rollup.calibrator' must give its 'features'"),
         (lambda c: c.pop("tags"), "'rollup.calibrator.tags' missing"),
-        (lambda c: c.update(floor=1.5), "a 'floor' and per-tag 'floors', each in [0, 1)"),
-        (lambda c: c.update(floors={"rain": -0.1}), "per-tag 'floors', each in [0, 1)"),
+        (lambda c: c.update(floor=1.5), "a 'floor' and per-tag 'floors' and 'sure' scores"),
+        (lambda c: c.update(floors={"rain": -0.1}), "per-tag 'floors' and 'sure' scores"),
+        (lambda c: c.update(sure={"rain": 1.0}), "'sure' scores, each in [0, 1)"),
         (lambda c: c.update(cross={"rain": {"bias": "1", "weights": {}}}), "per-tag 'cross'"),
         (lambda c: c.update(cross={"rain": {"bias": 1.0}}), "rain.weights' missing"),
         (lambda c: c.update(cross={"rain": {"bias": 1, "weights": {}, "reads": "x"}}), "'reads'"),
@@ -219,6 +220,19 @@ def test_a_cross_tag_is_decided_by_its_floor_alone_the_others_need_the_chance_ru
     chance, scores = np.array([False, False, True, True]), np.array([0.5, 0.5, 0.3, 0.5])
     assert cal.decide(chance, scores, ["a", "b", "c", "d"]).tolist() == [True, False, False, True]
     assert not cal.decide(chance, np.full(4, 0.39), ["a", "b", "c", "d"]).any()
+
+
+def test_a_sure_score_shows_a_tag_without_the_chance_rule_but_not_under_its_floor() -> None:
+    half = (0.0, (0.0,) * len(FEATURES))
+    cal = WorkCalibrator(*half, floor=0.4, floors={"c": 0.9}, sure={"a": 0.7, "c": 0.7})
+    chance = np.array([False, False, False, True])
+    scores = np.array([0.7, 0.8, 0.8, 0.45])  # "b" has no sure score; "c"'s floor is higher
+    assert cal.decide(chance, scores, ["a", "b", "c", "d"]).tolist() == [True, False, False, True]
+    assert not cal.decide(chance, np.full(4, 0.69), ["a", "b", "c", "d"])[:3].any()
+    assert WorkCalibrator.from_config(json.loads(json.dumps(cal.to_config()))) == cal
+    assert "sure" not in WorkCalibrator(*half).to_config()
+    with pytest.raises(ValueError, match="sure score for 'a' must be in"):
+        WorkCalibrator(*half, sure={"a": 1.0})
 
 
 def test_fitting_a_cross_score_learns_which_tags_go_together() -> None:

@@ -153,13 +153,24 @@ evaluated fairly by holding that fic out.
 """
 
 
+def _by_value(per_tag: dict[str, float]) -> dict[float, str]:
+    """Per-tag values grouped: each value with its tags, comma-separated."""
+    by_value: dict[float, list[str]] = {}
+    for tag, value in per_tag.items():
+        by_value.setdefault(value, []).append(tag)
+    return {v: ", ".join(tags) for v, tags in by_value.items()}
+
+
 def _floors_clause(floors: dict[str, float]) -> str:
     """`` (at least P for tag, ...)`` for per-tag floors; empty without any."""
-    by_value: dict[float, list[str]] = {}
-    for tag, value in floors.items():
-        by_value.setdefault(value, []).append(tag)
-    parts = [f"at least {v:g} for {', '.join(tags)}" for v, tags in by_value.items()]
+    parts = [f"at least {v:g} for {tags}" for v, tags in _by_value(floors).items()]
     return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _sure_clause(sure: dict[str, float]) -> str:
+    """The clause on tags shown without the chance rule at a high score; empty without any."""
+    parts = [f"{tags} from a score of {v:g}" for v, tags in _by_value(sure).items()]
+    return f", or, chance rule or not, {'; '.join(parts)}" if parts else ""
 
 
 def _cross_clause(cross: dict[str, Any]) -> str:
@@ -230,6 +241,7 @@ def _work_score_line(rollup: dict[str, Any]) -> str:
                 "that often misleads"
             )
             + _floors_clause(rollup["calibrator"].get("floors") or {})
+            + _sure_clause(rollup["calibrator"].get("sure") or {})
             + _cross_clause(rollup["calibrator"].get("cross") or {})
         )
     cal = rollup.get("calibration")

@@ -27,15 +27,12 @@ FORMAT_VERSION = 2
 """2 added ``files`` and ``content_sha256``; folders of format 1 (head hash only) still load."""
 
 HEAD_FILE = "head.skops"
+CONFIG_FILE = "config.json"
+TAXONOMY_FILE = "tropes.toml"
+CARD_FILE = "README.md"
 
 ARRAYS_FILE = "head.npz"
 """The classifier's prediction as plain arrays, for fast loading (see :mod:`tropeml.model.head`)."""
-
-CONFIG_FILE = "config.json"
-
-TAXONOMY_FILE = "tropes.toml"
-
-CARD_FILE = "README.md"
 
 TRUSTED_TYPES = frozenset(
     {
@@ -67,6 +64,7 @@ left out so they can be edited by hand."""
 
 _SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 _FLOOR = {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
+_FLOORS = {"type": "object", "additionalProperties": _FLOOR}
 _NUMBER = {"type": "number"}
 _NUMBERS = {"type": "object", "additionalProperties": _NUMBER}
 _CROSS_PROPERTIES = {"bias": _NUMBER, "weights": _NUMBERS, "reads": {"enum": list(READS)}}
@@ -153,13 +151,15 @@ CONFIG_SCHEMA: dict[str, Any] = {
                         },
                         "tags": _NUMBERS,
                         "floor": _FLOOR,
-                        "floors": {"type": "object", "additionalProperties": _FLOOR},
+                        "floors": _FLOORS,
+                        "sure": _FLOORS,
                         "cross": {"type": "object", "additionalProperties": _CROSS},
                     },
                     "message": "'rollup.calibrator' must give its 'features' "
                     f"({', '.join(FEATURES)}), a number 'intercept', one number per feature in "
                     "'weights', a number per tag in 'tags' and, if any, a 'floor' and per-tag "
-                    "'floors', each in [0, 1), and per-tag 'cross' ('bias', 'weights', 'reads')",
+                    "'floors' and 'sure' scores, each in [0, 1), and per-tag 'cross' ('bias', "
+                    "'weights', 'reads')",
                 },
             },
         },

@@ -18,16 +18,16 @@ were right a third of the time and shown fluff tags six times in seven. The
 It is fitted on judged whole works (``tropeml tune``; :func:`fit_work_calibrator`). A tag
 fires when its evidence beats chance at its alpha and its score reaches the calibrator's
 ``floor``; with a floor of 0 the chance rule alone decides, so a tag can fire with a low
-score (evidence beyond chance, of a kind that often misleads).
+score (evidence beyond chance, of a kind that often misleads). A tag with a ``sure`` score
+is also given, chance rule or not, when its score reaches it: the score reads more of the
+evidence than the chance rule's second-best passage.
 
 A tag can also be read from the whole work instead of its own passages: a *cross tag* has a
 :class:`CrossScore`, a logistic regression on the scores of every tag of the work (its own
 included), and is given when that score reaches its floor, without the chance rule
 (:meth:`WorkCalibrator.decide`; ``tropeml tune --cross``). An *ending* cross score reads,
 instead, each tag's best passage in the work's last tenth (:func:`ending_evidence`): whether
-a story ends well is a matter of its last pages. The shipped calibrator has no cross score
-on the work's scores: happy_ending's and first_kiss's ranked no better than their own
-scores on public-domain prose.
+a story ends well is a matter of its last pages.
 """
 
 from __future__ import annotations
@@ -171,6 +171,7 @@ class WorkCalibrator:
         floors: Per-tag floors that replace ``floor`` for their tags (:meth:`floor_of`).
         cross: Tags scored from every tag's score (:class:`CrossScore`), decided by their
             floor alone.
+        sure: Per-tag scores from which a tag is shown without the chance rule.
     """
 
     intercept: float
@@ -179,6 +180,7 @@ class WorkCalibrator:
     floor: float = 0.0
     floors: Mapping[str, float] = field(default_factory=dict)
     cross: Mapping[str, CrossScore] = field(default_factory=dict)
+    sure: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.weights) != len(FEATURES):
@@ -189,10 +191,11 @@ class WorkCalibrator:
         values = (self.intercept, *self.weights, *self.tags.values(), *crossed)
         if not all(math.isfinite(v) for v in values):
             raise ValueError("a work calibrator's numbers must be finite")
-        for tag, floor in {"": self.floor, **self.floors}.items():
-            if not 0.0 <= floor < 1.0:
-                which = f"floor for {tag!r}" if tag else "floor"
-                raise ValueError(f"a work calibrator's {which} must be in [0, 1), got {floor}")
+        bars = {"floor": self.floor, **{f"floor for {t!r}": v for t, v in self.floors.items()}}
+        bars |= {f"sure score for {t!r}": v for t, v in self.sure.items()}
+        for name, bar in bars.items():
+            if not 0.0 <= bar < 1.0:
+                raise ValueError(f"a work calibrator's {name} must be in [0, 1), got {bar}")
 
     def floor_of(self, tag: str) -> float:
         """The least score ``tag`` is shown with: its own floor, else the shared one."""
@@ -247,11 +250,13 @@ class WorkCalibrator:
             scores: :meth:`predict_work`'s scores, shape ``(T,)``.
             tags: The tag ids.
 
-        A tag needs its floor; the chance rule must give it too, unless it is a cross tag.
+        A tag needs its floor; the chance rule must give it too, unless it is a cross tag
+        or its score reaches its :attr:`sure` score.
         """
         crossed = np.array([t in self.cross for t in tags], dtype=bool)
         floors = np.array([self.floor_of(t) for t in tags])
-        return np.asarray((chance | crossed) & (scores >= floors))
+        sure = scores >= np.array([self.sure.get(t, np.inf) for t in tags])
+        return np.asarray((chance | crossed | sure) & (scores >= floors))
 
     def to_config(self) -> dict[str, Any]:
         """The ``rollup.calibrator`` entry of a model's config (rounded to 6 decimals)."""
@@ -265,6 +270,8 @@ class WorkCalibrator:
             entry["floor"] = self.floor
         if self.floors:
             entry["floors"] = dict(self.floors)
+        if self.sure:
+            entry["sure"] = dict(self.sure)
         if self.cross:
             entry["cross"] = {
                 t: {
@@ -295,6 +302,7 @@ class WorkCalibrator:
                 )
                 for t, c in entry.get("cross", {}).items()
             },
+            {str(t): float(v) for t, v in entry.get("sure", {}).items()},
         )
 
 

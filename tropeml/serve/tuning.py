@@ -266,7 +266,11 @@ def tune(
             fitted = fit_work_calibrator(X, pair_tags, y)
             if before is not None:  # floors are a decision rule, not fitted: they stay
                 fitted = replace(
-                    fitted, floor=before.floor, floors=before.floors, cross=before.cross
+                    fitted,
+                    floor=before.floor,
+                    floors=before.floors,
+                    cross=before.cross,
+                    sure=before.sure,
                 )
     if fitted is None and tagger.calibration is None:
         # its decisions compare 1 - chance, which is 1.0 beyond UNCALIBRATED
