@@ -227,6 +227,14 @@ def test_tune_from_the_cli_writes_the_config_and_the_model_still_loads(
     assert load(chance_model, cache=False).calibrator.floor_of("hurt_comfort") == 0.55
     card = (chance_model / "README.md").read_text(encoding="utf-8")
     assert "at least 0.55 for hurt_comfort" in card
+    bad = run("tune", dev, "--model", chance_model, "--sure", "1.5", "--no-cache")
+    assert bad.exit_code != 0 and "--sure must be in [0, 1)" in stderr_of(bad)
+    sure = run("tune", dev, "--model", chance_model, "-t", "cake", "--sure", "0.8", "--no-cache")
+    assert sure.exit_code == 0, sure.output
+    assert "sure score 0.8 for cake: shown from it, chance rule or not" in stdout_of(sure)
+    assert load(chance_model, cache=False).calibrator.sure == {"cake": 0.8}
+    card = (chance_model / "README.md").read_text(encoding="utf-8")
+    assert "chance rule or not, cake from a score of 0.8" in card
 
 
 def test_tune_cross_reads_a_tag_from_every_tags_score(chance_model: Path) -> None:

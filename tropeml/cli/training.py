@@ -233,6 +233,15 @@ def tune(
             "for every tag without --tag. Default: the floors stay.",
         ),
     ] = None,
+    sure: Annotated[
+        float | None,
+        typer.Option(
+            "--sure",
+            help="Also show a tag whose score reaches this, whether or not the chance rule "
+            "gives it (it still needs its floor): for the --tag tags only, or for every tag "
+            "without --tag. Default: the sure scores stay.",
+        ),
+    ] = None,
     cross: Annotated[
         list[str] | None,
         typer.Option(
@@ -295,8 +304,9 @@ def tune(
     if twice:
         raise TropemlError(f"work ids judged twice across the folders: {', '.join(twice[:5])}")
     tagger = load(folder, cache=not no_cache, backend=backend_from(backend, "auto"))
-    if floor is not None and not 0.0 <= floor < 1.0:
-        raise TropemlError(f"--floor must be in [0, 1), got {floor:g}")
+    for flag, bar in (("--floor", floor), ("--sure", sure)):
+        if bar is not None and not 0.0 <= bar < 1.0:
+            raise TropemlError(f"{flag} must be in [0, 1), got {bar:g}")
     if (ending or inputs) and not cross:
         raise TropemlError("--ending and --inputs are for the tags of --cross; give one")
     for flag, given in (("--tag", only), ("--cross", cross), ("--inputs", inputs)):
@@ -304,7 +314,7 @@ def tune(
         if unknown:
             raise TropemlError(f"{flag}: the model has no tag {', '.join(unknown)}")
     reads = "ending" if ending else "work"
-    result = run_tune(tagger, items, only, floor, cross or (), reads, inputs)
+    result = run_tune(tagger, items, only, floor, cross or (), reads, inputs, sure)
     typer.echo(f"{result.works} judged works, {result.pairs} judged (work, tag) pairs")
     typer.echo(f"{'tag':18} {'alpha':>19}  found  false tags")
     for c in result.choices:
@@ -322,8 +332,11 @@ def tune(
                 f"score calibrator fitted on the {result.pairs} pairs: intercept "
                 f"{cal.intercept:.4f}; per tag {offsets}"
             )
+        which = ", ".join(only) if only else "every tag"
         if floor is not None:
-            typer.echo(f"floor {floor:g} for {', '.join(only) if only else 'every tag'}")
+            typer.echo(f"floor {floor:g} for {which}")
+        if sure is not None:
+            typer.echo(f"sure score {sure:g} for {which}: shown from it, chance rule or not")
     for x in result.crossed:
         typer.echo(
             f"cross score of {x.tag} refitted on {READS[x.reads]}; shown from {x.floor:g} "

@@ -185,6 +185,7 @@ def tune(
     cross: Sequence[str] = (),
     reads: str = "work",
     inputs: Sequence[str] | None = None,
+    sure: float | None = None,
 ) -> Tuning:
     """Choose alphas (:func:`choose`) and then the score calibrator for ``tagger`` on ``items``.
 
@@ -199,14 +200,16 @@ def tune(
     is kept (``None`` if it has none) when the judged pairs do not hold both works that
     show their tag and works that do not. Floors are decision rules, never fitted: the
     calibrator's are kept, unless ``floor`` is given, which becomes the floor of the tags of
-    ``only`` (or, without ``only``, the shared floor). The calibrator's cross tags, and the
+    ``only`` (or, without ``only``, the shared floor); so are sure scores, unless ``sure`` is
+    given, which becomes the sure score of the tags of ``only`` (or of every tag). The
+    calibrator's cross tags, and the
     tags of ``cross`` (made cross tags here, or made anew, reading ``reads`` of the tags
     ``inputs``, all by default), are refitted and given the lowest floor that meets their target
     (:func:`~tropeml.serve.crosstune.refit_cross`).
 
     Raises:
         TropemlError: If the model has no background null (nothing to choose), no works, or
-            ``floor`` is given to a model left without a calibrator.
+            ``floor`` or ``sure`` is given to a model left without a calibrator.
     """
     if tagger.null is None:
         raise TropemlError(
@@ -275,13 +278,16 @@ def tune(
     if fitted is None and tagger.calibration is None:
         # its decisions compare 1 - chance, which is 1.0 beyond UNCALIBRATED
         _, choices = pick(UNCALIBRATED)
-    if floor is not None:
-        if fitted is None:
-            raise TropemlError("a floor needs a score calibrator, and this model has none")
+    for name, value in (("floor", floor), ("sure score", sure)):
+        if value is not None and fitted is None:
+            raise TropemlError(f"a {name} needs a score calibrator, and this model has none")
+    if floor is not None and fitted is not None:
         if only is None:
             fitted = replace(fitted, floor=floor)
         else:
             fitted = replace(fitted, floors={**fitted.floors, **dict.fromkeys(only, floor)})
+    if sure is not None and fitted is not None:
+        fitted = replace(fitted, sure={**fitted.sure, **dict.fromkeys(only or tagger.tags, sure)})
     if cross:
         if fitted is None:
             raise TropemlError("a cross tag needs a score calibrator, and this model has none")
