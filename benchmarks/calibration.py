@@ -81,6 +81,7 @@ ROUNDS = {
     "twenty-sixth round": ("devc73-", "devc74-", "devc75-", "devc76-"),
     "twenty-seventh round": ("devc77-", "devc78-", "devc79-", "devc80-"),
     "twenty-eighth round": ("devc81-", "devc82-", "devc83-", "devc84-"),
+    "twenty-ninth round": ("devc85-", "devc86-", "devc87-", "devc88-"),
 }
 """The confirmation set's rounds by work-id prefix (``data/confirm/README.md``): the second was
 judged after the first calibration was committed, the third to fifth after the model they
