@@ -82,6 +82,7 @@ ROUNDS = {
     "twenty-seventh round": ("devc77-", "devc78-", "devc79-", "devc80-"),
     "twenty-eighth round": ("devc81-", "devc82-", "devc83-", "devc84-"),
     "twenty-ninth round": ("devc85-", "devc86-", "devc87-", "devc88-"),
+    "thirtieth round": ("devc89-", "devc90-", "devc91-", "devc92-", "devc93-", "devc94-"),
 }
 """The confirmation set's rounds by work-id prefix (``data/confirm/README.md``): the second was
 judged after the first calibration was committed, the third to fifth after the model they
