@@ -132,6 +132,7 @@ def test_result_json_has_every_tag(
     scores = np.array(results[key].passage_scores)
     fired = {t for t, f in zip(tagger.tags, tagger.fired(scores), strict=True) if f}
     fired |= set(WORK_CALIBRATOR.cross)  # cross tags: their floor alone decides
+    fired |= {t for t, bar in WORK_CALIBRATOR.sure.items() if obj["scores"][t] >= bar}
     floor = WORK_CALIBRATOR.floor_of
     shown = {t for t in fired if obj["scores"][t] >= floor(t)}
     assert {tag["id"] for tag in obj["tags"]} == shown  # the chance rule and the floors decide

@@ -232,9 +232,10 @@ def test_tune_from_the_cli_writes_the_config_and_the_model_still_loads(
     sure = run("tune", dev, "--model", chance_model, "-t", "cake", "--sure", "0.8", "--no-cache")
     assert sure.exit_code == 0, sure.output
     assert "sure score 0.8 for cake: shown from it, chance rule or not" in stdout_of(sure)
-    assert load(chance_model, cache=False).calibrator.sure == {"cake": 0.8}
+    sured = load(chance_model, cache=False).calibrator.sure
+    assert sured["cake"] == 0.8 and sured["hurt_comfort"] == 0.7  # the others' stay
     card = (chance_model / "README.md").read_text(encoding="utf-8")
-    assert "chance rule or not, cake from a score of 0.8" in card
+    assert "; cake from a score of 0.8" in card
 
 
 def test_tune_cross_reads_a_tag_from_every_tags_score(chance_model: Path) -> None:

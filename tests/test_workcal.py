@@ -319,4 +319,12 @@ def test_the_shipped_calibrator_reads_happy_ending_from_the_ending_alone() -> No
 def test_the_shipped_calibrator_shows_reunion_only_from_half() -> None:
     # the twenty-seventh test: a shown reunion under 0.5 was more often false than right
     assert WORK_CALIBRATOR.floor_of("reunion") == 0.5
-    assert WORK_CALIBRATOR.floor_of("fake_death") == WORK_CALIBRATOR.floor == 0.4
+    assert WORK_CALIBRATOR.floor_of("first_kiss") == WORK_CALIBRATOR.floor == 0.4
+
+
+def test_the_shipped_calibrator_is_sure_of_the_required_tags_from_0_7() -> None:
+    # the twenty-ninth and thirtieth tests: a required tag scored 0.7 or more is shown without
+    # the chance rule; a shown fake_death under 0.65 was more often false than right
+    assert WORK_CALIBRATOR.floor_of("fake_death") == 0.65
+    assert len(WORK_CALIBRATOR.sure) == 10 and set(WORK_CALIBRATOR.sure.values()) == {0.7}
+    assert "cuddling" not in WORK_CALIBRATOR.sure  # the eight other tags need the chance rule
