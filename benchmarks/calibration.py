@@ -83,6 +83,7 @@ ROUNDS = {
     "twenty-eighth round": ("devc81-", "devc82-", "devc83-", "devc84-"),
     "twenty-ninth round": ("devc85-", "devc86-", "devc87-", "devc88-"),
     "thirtieth round": ("devc89-", "devc90-", "devc91-", "devc92-", "devc93-", "devc94-"),
+    "thirty-first round": ("devc95-", "devc96-", "devc97-", "devc98-", "devc99-", "devc100-"),
 }
 """The confirmation set's rounds by work-id prefix (``data/confirm/README.md``): the second was
 judged after the first calibration was committed, the third to fifth after the model they
