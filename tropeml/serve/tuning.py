@@ -267,13 +267,9 @@ def tune(
             fitted = fit_tag_offsets(before, X, pair_tags, y, only)
         else:
             fitted = fit_work_calibrator(X, pair_tags, y)
-            if before is not None:  # floors are a decision rule, not fitted: they stay
+            if before is not None:  # decision rules (floors, sure scores, cross tags) stay
                 fitted = replace(
-                    fitted,
-                    floor=before.floor,
-                    floors=before.floors,
-                    cross=before.cross,
-                    sure=before.sure,
+                    before, intercept=fitted.intercept, weights=fitted.weights, tags=fitted.tags
                 )
     if fitted is None and tagger.calibration is None:
         # its decisions compare 1 - chance, which is 1.0 beyond UNCALIBRATED
@@ -281,13 +277,16 @@ def tune(
     for name, value in (("floor", floor), ("sure score", sure)):
         if value is not None and fitted is None:
             raise TropemlError(f"a {name} needs a score calibrator, and this model has none")
-    if floor is not None and fitted is not None:
-        if only is None:
-            fitted = replace(fitted, floor=floor)
-        else:
-            fitted = replace(fitted, floors={**fitted.floors, **dict.fromkeys(only, floor)})
-    if sure is not None and fitted is not None:
-        fitted = replace(fitted, sure={**fitted.sure, **dict.fromkeys(only or tagger.tags, sure)})
+    if fitted is not None:
+        if floor is not None:
+            if only is None:
+                fitted = replace(fitted, floor=floor)
+            else:
+                fitted = replace(fitted, floors={**fitted.floors, **dict.fromkeys(only, floor)})
+        if sure is not None:
+            fitted = replace(
+                fitted, sure={**fitted.sure, **dict.fromkeys(only or tagger.tags, sure)}
+            )
     if cross:
         if fitted is None:
             raise TropemlError("a cross tag needs a score calibrator, and this model has none")
