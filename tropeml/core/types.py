@@ -359,7 +359,7 @@ class WorkResult:
         """Return a copy whose ``tags`` keep only those scoring at least ``min_score``.
 
         With a calibrated model the score is how likely the work shows the tag, so this
-        trades recall for surer tags (the README's Honest accuracy gives both at 0.5-0.8).
+        trades recall for surer tags (the README's Honest accuracy gives both at 0.5 and 0.7).
         Every score stays in ``scores``; scores are never negative, so 0 keeps every tag.
         """
         return replace(self, tags=tuple(t for t in self.tags if t.score >= min_score))
