@@ -84,6 +84,15 @@ ROUNDS = {
     "twenty-ninth round": ("devc85-", "devc86-", "devc87-", "devc88-"),
     "thirtieth round": ("devc89-", "devc90-", "devc91-", "devc92-", "devc93-", "devc94-"),
     "thirty-first round": ("devc95-", "devc96-", "devc97-", "devc98-", "devc99-", "devc100-"),
+    "thirty-second round": (
+        "devc101-",
+        "devc102-",
+        "devc103-",
+        "devc104-",
+        "devc105-",
+        "wc106-",
+        "wc107-",
+    ),
 }
 """The confirmation set's rounds by work-id prefix (``data/confirm/README.md``): the second was
 judged after the first calibration was committed, the third to fifth after the model they
