@@ -6,9 +6,10 @@ import json
 import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
+from numpy.typing import ArrayLike
 
 from tropeml.model.encoders import HashingEncoder
 from tropeml.model.persistence import (
@@ -68,6 +69,34 @@ FILLER = [
     "over",
     "into",
 ]
+
+
+class ClassifierSettings(TypedDict, total=False):
+    """:class:`TropeClassifier`'s keyword arguments other than its tags and prototypes."""
+
+    C: float
+    kernel: str
+    gamma_scale: float
+    lexical_C: float
+    class_weight: str | None
+    embedding_weight: float
+    lexical_weight: float
+    prototype_weight: float
+    stack_C: float | None
+    ngram_range: tuple[int, int]
+    max_features: int | None
+    min_df: int
+    min_positives: int
+    threshold_folds: int
+    default_threshold: float
+    max_iter: int
+
+
+class ClassifierParams(ClassifierSettings, total=False):
+    """All of :class:`TropeClassifier`'s keyword arguments, for tests that pass a dict of them."""
+
+    tags: list[str] | None
+    prototypes: ArrayLike | None
 
 
 def make_passage(rng: random.Random, tags: list[str], words: int = 40) -> str:

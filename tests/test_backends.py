@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from importlib.machinery import ModuleSpec
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +19,7 @@ from test_cli import all_text, assert_one_line_error, json_lines, run, stderr_of
 
 import tropeml
 from tropeml.core.errors import TropemlError
-from tropeml.model import backends, onnx_backend, onnx_export
+from tropeml.model import onnx_backend, onnx_export
 from tropeml.model.backends import BackendError, load_encoder
 from tropeml.model.cache import CachedEncoder, EmbeddingCache
 from tropeml.model.encoders import HashingEncoder, SentenceTransformerEncoder
@@ -64,9 +67,9 @@ def loaded_with(monkeypatch: pytest.MonkeyPatch, tiny_model: Path) -> list[str |
     seen: list[str | None] = []
     real = tagger.load
 
-    def load(path: object = None, **kwargs: object) -> object:
-        seen.append(kwargs.get("backend"))  # type: ignore[arg-type]
-        return real(tiny_model, **kwargs)  # type: ignore[arg-type]
+    def load(path: object = None, **kwargs: Any) -> tagger.Tagger:
+        seen.append(kwargs.get("backend"))
+        return real(tiny_model, **kwargs)
 
     monkeypatch.setattr(tagger, "load", load)
     return seen
@@ -120,7 +123,9 @@ def test_bogus_backend_flag_names_the_option_and_the_choices(
 ) -> None:
     fic = tmp_path / "fic.txt"
     fic.write_text("Rain fell.", encoding="utf-8")
-    args = [fic, "--model", tiny_model] if command == "tag" else ["--data", tmp_path]
+    args: list[str | Path] = (
+        [fic, "--model", tiny_model] if command == "tag" else ["--data", tmp_path]
+    )
     line = assert_one_line_error(run(command, *args, "--backend", "gpu"), "(--backend)")
     assert line == (
         "tropeml: error: unknown backend 'gpu' (--backend): choose auto, fast, float, torch"
@@ -178,12 +183,12 @@ def test_unwritable_onnx_folder_tags_on_torch_from_the_cli(
 
 
 def _no_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = backends.importlib.util.find_spec
+    real = importlib.util.find_spec
 
-    def find_spec(name: str, *args: object) -> object:
-        return None if name == "onnxruntime" else real(name, *args)  # type: ignore[arg-type]
+    def find_spec(name: str, package: str | None = None) -> ModuleSpec | None:
+        return None if name == "onnxruntime" else real(name, package)
 
-    monkeypatch.setattr(backends.importlib.util, "find_spec", find_spec)
+    monkeypatch.setattr("tropeml.model.backends.importlib.util.find_spec", find_spec)
 
 
 def test_fast_without_onnxruntime_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -269,8 +274,8 @@ def fast(onnx_dir: Path) -> Iterator[OnnxEncoder]:
 @pytest.mark.integration
 def test_fast_backend_is_faithful_to_the_float_encoder(fast: OnnxEncoder) -> None:
     meta = fast.ensure_built()
-    assert meta["mean_cosine"] >= onnx_backend.MIN_MEAN_COSINE
-    assert meta["min_cosine"] >= onnx_backend.MIN_COSINE
+    assert meta["mean_cosine"] >= onnx_export.MIN_MEAN_COSINE
+    assert meta["min_cosine"] >= onnx_export.MIN_COSINE
     texts = [
         "The kettle clicked off and neither of them moved to pour.",
         "He came back from the war with one boot and no name.",
@@ -328,7 +333,7 @@ def test_float_backend_gives_torchs_vectors_without_torch(onnx_dir: Path) -> Non
     enc = load_encoder(None, backend="float")
     assert isinstance(enc, OnnxEncoder) and enc.precision == "fp32" and enc.backend == "float"
     meta = enc.ensure_built()
-    assert meta["min_cosine"] >= onnx_backend.MIN_COSINE_FP32
+    assert meta["min_cosine"] >= onnx_export.MIN_COSINE_FP32
     assert enc.model_file.name == "model-fp32.onnx"
     fast = OnnxEncoder(cache_dir=onnx_dir)
     assert len({enc.id, fast.id, SentenceTransformerEncoder().id}) == 3  # three cache namespaces

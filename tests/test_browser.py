@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from ao3_fixtures import chapter_blocks
@@ -28,6 +28,9 @@ from ao3_fixtures import chapter_blocks
 import tropeml
 from tropeml.core.types import WorkResult
 from tropeml.io.readers import parse_bytes
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Route
 
 pytest.importorskip("fastapi")
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
@@ -219,14 +222,15 @@ def test_the_report_opens_offline_with_the_same_tags(
     out = write_report([view], tmp_path / "report.html")
     requests: list[str] = []
     context = browser.new_context(offline=True)
-    context.route(
-        "**/*",
-        lambda route: (
+
+    def offline(route: Route) -> None:
+        if route.request.url.startswith("file:"):
             route.continue_()
-            if route.request.url.startswith("file:")
-            else (requests.append(route.request.url), route.abort())
-        ),
-    )
+        else:
+            requests.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", offline)
     page = context.new_page()
     page.on("request", lambda r: None if r.url.startswith("file:") else requests.append(r.url))
     errors: list[str] = []

@@ -4,6 +4,7 @@ import inspect
 
 import numpy as np
 import pytest
+from conftest import ClassifierParams
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.base import clone
@@ -34,7 +35,7 @@ def fitted(data: tuple[np.ndarray, np.ndarray, np.ndarray]) -> TropeClassifier:
     return TropeClassifier(tags=TAGS).fit(X, Y, groups=groups)
 
 
-NON_DEFAULT = {
+NON_DEFAULT: ClassifierParams = {
     "tags": ["a", "b"],
     "C": 0.3,
     "class_weight": None,
@@ -206,7 +207,9 @@ def test_wrong_feature_count(fitted: TropeClassifier) -> None:
     [np.zeros((89, 3)), np.zeros(90), np.zeros((90, 2))],
     ids=["rows", "1-d", "columns-vs-tags"],
 )
-def test_bad_label_shapes(data: tuple[np.ndarray, np.ndarray, np.ndarray], bad_Y) -> None:
+def test_bad_label_shapes(
+    data: tuple[np.ndarray, np.ndarray, np.ndarray], bad_Y: np.ndarray
+) -> None:
     X, _, _ = data
     with pytest.raises(ValueError):
         TropeClassifier(tags=TAGS).fit(X, bad_Y)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from tropeml import __version__
 from tropeml.cli.app import app
@@ -26,7 +26,6 @@ from tropeml.model.persistence import ARRAYS_FILE, CONFIG_FILE, HEAD_FILE, TAXON
 COMMANDS = ("tag", "audit", "label", "train", "eval", "tropes")
 TINY_TAGS = {"rain", "cake", "sword"}
 TINY_NAMES = {"Rainy Day", "Baking", "Sword Fighting"}
-Result = Any  # typer.testing's result (its own class in newer typer, click's in older)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -35,7 +34,7 @@ Result = Any  # typer.testing's result (its own class in newer typer, click's in
 def run(*args: str | Path, input: str | bytes | None = None) -> Result:
     # Click < 8.2 mixes stderr into stdout unless told otherwise; 8.2+ always keeps both.
     try:
-        runner = CliRunner(mix_stderr=False)
+        runner = CliRunner(mix_stderr=False)  # type: ignore[call-arg]  # click < 8.2 only
     except TypeError:
         runner = CliRunner()
     return runner.invoke(app, [str(a) for a in args], input=input)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import random
 from pathlib import Path
@@ -192,7 +193,7 @@ def test_batches_bound_what_is_held(tmp_path: Path, tagger: tropeml.Tagger) -> N
             return tagger.tag_many(works, sources)
 
     records = (
-        Record(str(i), lambda t=t: corpus.text_work(t, "x")) for i, t in enumerate(_texts(7))
+        Record(str(i), functools.partial(corpus.text_work, t, "x")) for i, t in enumerate(_texts(7))
     )
     assert len(list(tag_records(Spy(), records, batch_size=3))) == 7
     assert seen == [3, 3, 1]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import overload
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numpy.typing import NDArray
 
 from tropeml.model.decision import (
     CALIBRATION,
@@ -22,7 +24,11 @@ from tropeml.model.decision import (
 )
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
+@overload
+def _sigmoid(z: float) -> np.float64: ...
+@overload
+def _sigmoid(z: NDArray[np.float64]) -> NDArray[np.float64]: ...
+def _sigmoid(z: float | NDArray[np.float64]) -> np.float64 | NDArray[np.float64]:
     return 1 / (1 + np.exp(-z))
 
 

@@ -53,7 +53,12 @@ def test_second_tag_reads_split_and_names_from_the_cache(
     assert inner.counted > 0
     counted = inner.counted
     found: list[Any] = []
-    monkeypatch.setattr("tropeml.serve.reading.work_names", lambda w: found.append(w) or {})
+
+    def work_names(work: Work) -> dict[str, str]:
+        found.append(work)
+        return {}
+
+    monkeypatch.setattr("tropeml.serve.reading.work_names", work_names)
     second = tagger.tag(text)
     assert inner.counted == counted  # no tokenising for the split
     assert found == []  # no name finding

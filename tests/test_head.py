@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FILLER, VOCAB, edit_config, make_passage, rewrite_arrays
+from conftest import FILLER, VOCAB, ClassifierSettings, edit_config, make_passage, rewrite_arrays
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -51,7 +51,7 @@ def _data(n: int = 80, d: int = 16, seed: int = 0):  # type: ignore[no-untyped-d
     ids=["default", "bigrams", "no-lexical", "no-prototype-weight", "fixed-weights"],
 )
 def test_array_head_scores_as_the_classifier_does(
-    params: dict[str, object], tmp_path: Path
+    params: ClassifierSettings, tmp_path: Path
 ) -> None:
     X, Y, groups, texts, P = _data()
     clf = TropeClassifier(tags=TAGS, prototypes=P, **params).fit(X, Y, groups, texts=texts)

@@ -336,7 +336,15 @@ def test_seed_decisions_do_not_depend_on_batching_or_the_cache(
         assert all(abs(a.scores[t] - b.scores[t]) < 1e-6 for t in a.scores)
     for batch in (1, 3):
         out = tmp_path / f"b{batch}.jsonl"
-        args = ["tag", *map(str, SEEDS), "--out", out, "--batch-size", str(batch), "--no-cache"]
+        args: list[str | Path] = [
+            "tag",
+            *map(str, SEEDS),
+            "--out",
+            out,
+            "--batch-size",
+            str(batch),
+            "--no-cache",
+        ]
         assert run(*args, "--backend", "fast").exit_code == 0
         rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
         by_source = {

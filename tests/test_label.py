@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ao3_fixtures import download_html
@@ -36,7 +37,8 @@ def rows(path: Path) -> list[dict[str, object]]:
     return [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln]
 
 
-def spawn(tiny_model: Path, work_file: Path, answers: Path, cache: Path) -> pexpect.spawn:
+def spawn(tiny_model: Path, work_file: Path, answers: Path, cache: Path) -> Any:
+    """Start ``tropeml label`` on a pseudo-terminal; a ``pexpect.spawn`` (pexpect is untyped)."""
     env = {**os.environ, "TROPEML_CACHE_DIR": str(cache), "COLUMNS": "100"}
     args = ["-m", "tropeml", "label", str(work_file), "--model", str(tiny_model)]
     args += ["--answers", str(answers), "--limit", "5"]
@@ -125,11 +127,28 @@ def test_label_quit_and_retrain(tiny_model: Path, tiny_root: Path, tmp_path: Pat
     work_file = tmp_path / "w.html"
     work_file.write_text(download_html(AUTHOR_TAGS), encoding="utf-8")
     answers, out = tmp_path / "answers.jsonl", tmp_path / "relabelled"
-    args = ["label", work_file, "--model", tiny_model, "--answers", answers, "--limit", "3"]
+    args: list[str | Path] = [
+        "label",
+        work_file,
+        "--model",
+        tiny_model,
+        "--answers",
+        answers,
+        "--limit",
+        "3",
+    ]
     quit_early = run(*args, input="y\nq\n")
     assert quit_early.exit_code == 0, all_text(quit_early)
     assert "saved 1 answers" in quit_early.stdout and len(rows(answers)) == 1
-    more = ["--retrain", "--data", tiny_root / "data", "--root", tiny_root, "--out", out]
+    more: list[str | Path] = [
+        "--retrain",
+        "--data",
+        tiny_root / "data",
+        "--root",
+        tiny_root,
+        "--out",
+        out,
+    ]
     result = run(*args, *more, input="n\ny\n")
     assert result.exit_code == 0, all_text(result)
     assert "1 already answered" in result.stdout

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from tropeml.core.types import Region, Work
 from tropeml.io.readers import parse_text
-from tropeml.text.passages import count_words, split_passages
+from tropeml.text.passages import TokenCounter, count_words, split_passages
 
 HEADING_WORDS = {"chapter", "part", "book", "prologue", "epilogue", "interlude"}
 COMMON = [
@@ -141,7 +141,7 @@ COUNTERS = st.sampled_from([count_words, subword_counter])
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(doc=document(), max_tokens=st.integers(1, 40), counter=COUNTERS)
-def test_split_passages_properties(doc: Doc, max_tokens: int, counter) -> None:
+def test_split_passages_properties(doc: Doc, max_tokens: int, counter: TokenCounter) -> None:
     text = doc.text
     passages = split_passages(text, counter, max_tokens)
 

@@ -7,7 +7,7 @@ import shutil
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -150,7 +150,7 @@ def test_saving_twice_gives_identical_bytes(
 
 def clone_by_skops(clf: TropeClassifier) -> TropeClassifier:
     data = sio.dumps(clf)
-    return sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+    return cast(TropeClassifier, sio.loads(data, trusted=sio.get_untrusted_types(data=data)))
 
 
 def test_reproducible_skops(clf: TropeClassifier) -> None:

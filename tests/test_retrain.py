@@ -54,7 +54,15 @@ def test_train_on_a_folder_of_ao3_downloads(
     hashing_train: None, tiny_root: Path, ao3_folder: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "models" / "mine"
-    args = ["train", "--data", tiny_root / "data", "--data", ao3_folder, "--root", tiny_root]
+    args: list[str | Path] = [
+        "train",
+        "--data",
+        tiny_root / "data",
+        "--data",
+        ao3_folder,
+        "--root",
+        tiny_root,
+    ]
     result = run(*args, "--out", out)
     assert result.exit_code == 0, all_text(result)
     text = result.stdout
@@ -101,7 +109,15 @@ def test_train_data_defaults_to_the_data_folder(
 
 def test_train_refuses_the_shipped_default(hashing_train: None, tiny_root: Path) -> None:
     default = tiny_root / "models" / "default"
-    base = ["train", "--data", tiny_root / "data", "--root", tiny_root, "--out", default]
+    base: list[str | Path] = [
+        "train",
+        "--data",
+        tiny_root / "data",
+        "--root",
+        tiny_root,
+        "--out",
+        default,
+    ]
     assert_one_line_error(run(*base), "refusing to overwrite the shipped default")
     assert not default.exists()
     result = run(*base, "--overwrite-default")
@@ -155,6 +171,7 @@ def test_python_api_fits_on_labelled_works(tiny_root: Path, tmp_path: Path) -> N
     assert kinds.count(WORK) == 2  # one best passage per tag
     Y = result.training_set.Y[[k == WORK for k in kinds]]
     assert sorted(map(tuple, Y.tolist())) == [(UNKNOWN, 1, UNKNOWN), (1, UNKNOWN, UNKNOWN)]
+    assert result.folder is not None
     assert (result.folder / "config.json").is_file()
     assert [c.tags for c in result.work_checks] == [["rain", "cake"]]
 
@@ -234,7 +251,15 @@ def test_one_bad_fic_in_a_data_folder_is_skipped(
     assert len(result.works) == 3
     (skipped,) = result.skipped
     assert str(bad) in skipped and "binary" in skipped
-    args = ["train", "--data", tiny_root / "data", "--data", ao3_folder, "--root", tiny_root]
+    args: list[str | Path] = [
+        "train",
+        "--data",
+        tiny_root / "data",
+        "--data",
+        ao3_folder,
+        "--root",
+        tiny_root,
+    ]
     cli = run(*args, "--out", tmp_path / "m", "--encoder", "hashing-64", "--no-cache", "--no-eval")
     assert cli.exit_code == 0, all_text(cli)
     warnings = [line for line in stderr_of(cli).splitlines() if line.startswith("tropeml:")]
@@ -358,7 +383,15 @@ def test_every_way_to_train_runs_the_one_training_function(
     answers = tmp_path / "answers.jsonl"
     text = fic.read_text(encoding="utf-8")
     answers.write_text(answer_record(str(fic), text, 0, 200, "rain", "yes") + "\n", "utf-8")
-    data = ["--data", tiny_root / "data", "--root", tiny_root, "--no-eval", "--name", "m"]
+    data: list[str | Path] = [
+        "--data",
+        tiny_root / "data",
+        "--root",
+        tiny_root,
+        "--no-eval",
+        "--name",
+        "m",
+    ]
     plain = run("train", *data, "--out", tmp_path / "a")
     assert plain.exit_code == 0, all_text(plain)
     extra = run("train", *data, "--data", ao3_folder, "--data", answers, "--out", tmp_path / "b")

@@ -207,7 +207,7 @@ def test_a_calibrated_tagger_reports_probabilities_and_decides_the_same(taggers:
         a, b = plain.tag(work), calibrated.tag(work)
         assert [t.id for t in a.tags] == [t.id for t in b.tags]
         assert all(0 < s < 1 for s in b.scores.values())
-        assert all(t.score >= t.threshold for t in b.tags)
+        assert all(t.threshold is not None and t.score >= t.threshold for t in b.tags)
     with pytest.raises(TropemlError, match="positive slope"):
         Tagger(plain.classifier, plain.taxonomy, encoder, null=plain.null, calibration=(0, 0))
 

@@ -40,6 +40,7 @@ def check_result(result: WorkResult, text: str, tagger: Tagger) -> None:
     assert scores == sorted(scores, reverse=True)
     for tag in result.tags:
         assert tag.score == result.scores[tag.id]
+        assert tag.threshold is not None
         assert tag.score >= tag.threshold
         assert tag.name == tagger.taxonomy[tag.id].name
         assert 0.0 <= tag.prominence <= 1.0

@@ -224,7 +224,9 @@ def test_tune_from_the_cli_writes_the_config_and_the_model_still_loads(
     assert "score calibrator fitted" not in stdout_of(own)  # only hurt_comfort's offset
     calibrator = json.loads(config.read_text())["rollup"]["calibrator"]
     assert calibrator["floors"]["hurt_comfort"] == 0.55
-    assert load(chance_model, cache=False).calibrator.floor_of("hurt_comfort") == 0.55
+    tuned = load(chance_model, cache=False).calibrator
+    assert tuned is not None
+    assert tuned.floor_of("hurt_comfort") == 0.55
     card = (chance_model / "README.md").read_text(encoding="utf-8")
     assert "at least 0.55 for hurt_comfort" in card
     bad = run("tune", dev, "--model", chance_model, "--sure", "1.5", "--no-cache")
@@ -232,7 +234,9 @@ def test_tune_from_the_cli_writes_the_config_and_the_model_still_loads(
     sure = run("tune", dev, "--model", chance_model, "-t", "cake", "--sure", "0.8", "--no-cache")
     assert sure.exit_code == 0, sure.output
     assert "sure score 0.8 for cake: shown from it, chance rule or not" in stdout_of(sure)
-    sured = load(chance_model, cache=False).calibrator.sure
+    tuned = load(chance_model, cache=False).calibrator
+    assert tuned is not None
+    sured = tuned.sure
     assert sured["cake"] == 0.8 and sured["hurt_comfort"] == 0.7  # the others' stay
     card = (chance_model / "README.md").read_text(encoding="utf-8")
     assert "; cake from a score of 0.8" in card

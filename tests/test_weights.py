@@ -7,6 +7,7 @@ and embedding with the real encoder is replaced by hashing where a test tags (no
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -19,7 +20,6 @@ from test_cli import run, stdout_of
 
 import tropeml
 from tropeml.core.errors import TropemlError
-from tropeml.model import weights
 from tropeml.model.encoders import HashingEncoder, SentenceTransformerEncoder
 from tropeml.model.integrity import CONFIG_FILE, content_hash, read_config
 from tropeml.model.onnx_backend import META_FILE, OnnxEncoder
@@ -218,9 +218,14 @@ def test_hashes_are_computed_once_per_process(
     pristine: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     encoder_files(pristine)
-    calls = []
-    real = weights.hashlib.file_digest
-    monkeypatch.setattr(weights.hashlib, "file_digest", lambda *a: calls.append(a) or real(*a))
+    calls: list[tuple[Any, ...]] = []
+    real = hashlib.file_digest
+
+    def file_digest(*a: Any) -> object:
+        calls.append(a)
+        return real(*a)
+
+    monkeypatch.setattr("tropeml.model.weights.hashlib.file_digest", file_digest)
     encoder_files(pristine)
     assert calls == []
     flip_byte(pristine / "vocab.txt")  # a changed file is hashed again
