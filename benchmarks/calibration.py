@@ -93,6 +93,14 @@ ROUNDS = {
         "wc106-",
         "wc107-",
     ),
+    "thirty-third round": (
+        "devc108-",
+        "devc109-",
+        "devc110-",
+        "devc111-",
+        "devc112-",
+        "wc113-",
+    ),
 }
 """The confirmation set's rounds by work-id prefix (``data/confirm/README.md``): the second was
 judged after the first calibration was committed, the third to fifth after the model they
