@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent
 
 
 DEV_HEADING = "## Evaluation on the real-prose dev set"
+CONFIRM_HEADING = "## On fresh works"
 SEEDS_HEADING = "## The seeds as served"
 
 
@@ -76,6 +77,27 @@ def peers_section(quality: Path = QUALITY) -> str:
     )
 
 
+def confirm_section(tagger: Tagger) -> str:
+    """The card section with the model's decisions on the fresh works of ``data/confirm``.
+
+    The work tables of ``tropeml eval --protocol confirm``: public-domain and written works
+    apart, then all; empty if the folder has no works.
+    """
+    confirm = ROOT / "data" / "confirm"
+    if not (confirm / "works").is_dir():
+        return ""
+    report, _, _ = dev_report(tagger, [], load_dev_works(confirm), "auto")
+    return (
+        f"\n{CONFIRM_HEADING}\n\n"
+        "The same, on the fresh stories of `data/confirm/` (`tropeml eval --protocol "
+        "confirm`; `data/confirm/README.md`): read and judged, never used to choose an "
+        "alpha. Some of the model's later choices (the work calibrator, some floors, the sure "
+        "scores) were made on the earlier rounds, so these rates are in-sample there. The "
+        "written works were written to show a tag or its look-alike plainly: the "
+        "public-domain table is the fairer test.\n\n" + report.to_markdown()
+    )
+
+
 def add_dev_card(folder: Path) -> None:
     """Evaluate the model in ``folder`` on ``data/dev`` and put the tables in its card."""
     tagger = load(folder)
@@ -91,7 +113,7 @@ def add_dev_card(folder: Path) -> None:
         "alphas of the work rule were chosen on these works, so the work-level rates are "
         "optimistic.\n\n" + report.to_markdown()
     )
-    section += peers_section() + seeds_section(tagger)
+    section += confirm_section(tagger) + peers_section() + seeds_section(tagger)
     atomic_write_text(card_path, card + section)
     print(section)
 

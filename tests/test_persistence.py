@@ -18,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from tropeml.core.errors import TropemlError
 from tropeml.core.fileio import append_line, atomic_write_bytes
 from tropeml.core.taxonomy import Taxonomy
+from tropeml.model.card import _embedding_view
 from tropeml.model.classifier import TropeClassifier
 from tropeml.model.persistence import (
     CARD_FILE,
@@ -99,6 +100,15 @@ def test_load_tiny_model(model: Path) -> None:
     assert set(config["thresholds"]) == set(config["tags"])
     assert config["head"]["sha256"] == sha256_file(model / HEAD_FILE)
     assert {p.name for p in model.iterdir()} >= {CONFIG_FILE, HEAD_FILE, TAXONOMY_FILE, CARD_FILE}
+
+
+def test_card_names_the_embedding_view(tiny_model: Path) -> None:
+    """The card says which embedding view the head has (it once said logistic regression
+    for an RBF support-vector machine)."""
+    clf, _, _ = load_model(tiny_model)
+    assert _embedding_view(clf) in (tiny_model / CARD_FILE).read_text()
+    assert "RBF support-vector machine" in _embedding_view(TropeClassifier(kernel="rbf"))
+    assert "logistic regression" in _embedding_view(TropeClassifier(kernel="linear"))
 
 
 def test_model_folder_files(tiny_model: Path) -> None:

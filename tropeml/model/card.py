@@ -123,10 +123,10 @@ Tags fan-fiction passages with tropes and rolls them up to work-level tags with 
   per passage (plus special tokens).
 - Names: character and place names are replaced by neutral stand-ins before embedding.
 - Head (`tropeml.TropeClassifier`, saved with skops, loaded with an allow-list of types):
-  per tag, three views standardised and summed with weights learned per tag: a balanced
-  logistic regression on the passage embedding, one on TF-IDF words of the masked passage
-  text, and the passage's similarity to the tag's prototype (embedded definition and scene
-  sketches), centred across tags. Tags without labels are predicted zero-shot from the
+  per tag, three views standardised and summed with weights learned per tag: {_embedding_view(clf)}
+  on the passage embedding, a balanced logistic regression on TF-IDF words of the masked
+  passage text, and the passage's similarity to the tag's prototype (embedded definition and
+  scene sketches), centred across tags. Tags without labels are predicted zero-shot from the
   prototype.
 - Standardisation, view weights, calibration and thresholds: per tag, from out-of-fold
   scores with folds grouped by work (a stacker on the views, Platt scaling, then the
@@ -147,10 +147,19 @@ Tags fan-fiction passages with tropes and rolls them up to work-level tags with 
 {evaluation}
 ## Limits
 
-Trained on three fics of one fandom{" and hand-written exemplars" if ex else ""}: expect
-lower accuracy on other fandoms, voices and eras. Tags present in one seed fic only cannot be
-evaluated fairly by holding that fic out.
+The cross-validation above measures the training data, not unseen prose: the seed fics are
+of one fandom{" and most exemplars were written for the project" if ex else ""}. Before
+trusting a tag, measure the model on whole works it never saw, judged by reading
+(`tropeml eval --protocol dev`, `--protocol confirm`). Tags present in one seed fic only
+cannot be evaluated fairly by holding that fic out.
 """
+
+
+def _embedding_view(clf: TropeClassifier) -> str:
+    """How the card names the head's embedding view (its ``kernel``)."""
+    if clf.kernel == "rbf":
+        return "a balanced RBF support-vector machine"
+    return "a balanced logistic regression"
 
 
 def _by_value(per_tag: dict[str, float]) -> dict[float, str]:
