@@ -24,6 +24,13 @@ def build() -> ModuleType:
     return module
 
 
+def test_builder_checks_the_tags_the_package_requires(build: ModuleType) -> None:
+    """The builder runs without tropeml installed, so it keeps its own list; it must agree."""
+    from tropeml.io.devset import REQUIRED_TAGS
+
+    assert build.TAGS == REQUIRED_TAGS
+
+
 def test_title_words(build: ModuleType) -> None:
     assert build.title_words("The Miller's Daughter (Anon)") == ("millers", "daughter")
     assert build.title_words("GITenberg/The-Miller-s-Daughter_1234", repo_name=True) == (
