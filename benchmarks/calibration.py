@@ -101,6 +101,14 @@ ROUNDS = {
         "devc112-",
         "wc113-",
     ),
+    "thirty-fourth round": (
+        "devc114-",
+        "devc115-",
+        "devc116-",
+        "devc117-",
+        "wc118-",
+        "wc119-",
+    ),
 }
 """The confirmation set's rounds by work-id prefix (``data/confirm/README.md``): the second was
 judged after the first calibration was committed, the third to fifth after the model they
