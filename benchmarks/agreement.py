@@ -144,6 +144,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--second", type=Path, default=SECOND, help="a second judge's file")
     parser.add_argument("--tags", nargs="+", default=list(TAGS), help="the tags it judged")
+    parser.add_argument("--which", help="how the re-read works were chosen (for the report)")
     args = parser.parse_args()
     tags = tuple(args.tags)
     second = {
@@ -155,7 +156,7 @@ def main() -> None:
     tagger = load(None)
     fired = {s.item.id: {t: t in s.fired for t in tags} for s in score_items(tagger, items)}
     default = args.second.resolve() == SECOND.resolve()
-    which = (
+    which = args.which or (
         "18 are every fresh work the shipped model (6254927) tags hurt_comfort or reunion "
         "against the first judgment, 6 are random, so these are mostly the hard works"
         if default
