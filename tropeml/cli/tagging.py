@@ -87,7 +87,8 @@ def tag(
         typer.Option(
             "--screen",
             help="Run the full encoder only on passages that can change a work's tags "
-            "(several times faster on long works and corpora; about 1 decision in 50 differs).",
+            "(1.34x the words per second on 10,000-word works, nothing on short ones; 1 of "
+            "1,674 decisions differed on the dev works).",
         ),
     ] = False,
     min_score: MinScoreOpt = 0.0,
