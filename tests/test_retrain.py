@@ -42,6 +42,14 @@ def ao3_folder(tmp_path: Path) -> Path:
     return folder
 
 
+def train_args(tiny_root: Path, *more: Path) -> list[str | Path]:
+    """``tropeml train`` on the tiny data folder and ``more`` data, run from ``tiny_root``."""
+    args: list[str | Path] = ["train", "--data", tiny_root / "data"]
+    for data in more:
+        args += ["--data", data]
+    return [*args, "--root", tiny_root]
+
+
 def test_mil_targets_mark_the_best_passages_and_leave_the_rest_unknown() -> None:
     scores = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.4]])
     Y = mil_targets(scores, [0], top_k=1)
@@ -54,15 +62,7 @@ def test_train_on_a_folder_of_ao3_downloads(
     hashing_train: None, tiny_root: Path, ao3_folder: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "models" / "mine"
-    args: list[str | Path] = [
-        "train",
-        "--data",
-        tiny_root / "data",
-        "--data",
-        ao3_folder,
-        "--root",
-        tiny_root,
-    ]
+    args = train_args(tiny_root, ao3_folder)
     result = run(*args, "--out", out)
     assert result.exit_code == 0, all_text(result)
     text = result.stdout
@@ -109,15 +109,7 @@ def test_train_data_defaults_to_the_data_folder(
 
 def test_train_refuses_the_shipped_default(hashing_train: None, tiny_root: Path) -> None:
     default = tiny_root / "models" / "default"
-    base: list[str | Path] = [
-        "train",
-        "--data",
-        tiny_root / "data",
-        "--root",
-        tiny_root,
-        "--out",
-        default,
-    ]
+    base = [*train_args(tiny_root), "--out", default]
     assert_one_line_error(run(*base), "refusing to overwrite the shipped default")
     assert not default.exists()
     result = run(*base, "--overwrite-default")
@@ -251,15 +243,7 @@ def test_one_bad_fic_in_a_data_folder_is_skipped(
     assert len(result.works) == 3
     (skipped,) = result.skipped
     assert str(bad) in skipped and "binary" in skipped
-    args: list[str | Path] = [
-        "train",
-        "--data",
-        tiny_root / "data",
-        "--data",
-        ao3_folder,
-        "--root",
-        tiny_root,
-    ]
+    args = train_args(tiny_root, ao3_folder)
     cli = run(*args, "--out", tmp_path / "m", "--encoder", "hashing-64", "--no-cache", "--no-eval")
     assert cli.exit_code == 0, all_text(cli)
     warnings = [line for line in stderr_of(cli).splitlines() if line.startswith("tropeml:")]
@@ -383,25 +367,17 @@ def test_every_way_to_train_runs_the_one_training_function(
     answers = tmp_path / "answers.jsonl"
     text = fic.read_text(encoding="utf-8")
     answers.write_text(answer_record(str(fic), text, 0, 200, "rain", "yes") + "\n", "utf-8")
-    data: list[str | Path] = [
-        "--data",
-        tiny_root / "data",
-        "--root",
-        tiny_root,
-        "--no-eval",
-        "--name",
-        "m",
-    ]
-    plain = run("train", *data, "--out", tmp_path / "a")
+    data = [*train_args(tiny_root), "--no-eval", "--name", "m"]
+    plain = run(*data, "--out", tmp_path / "a")
     assert plain.exit_code == 0, all_text(plain)
-    extra = run("train", *data, "--data", ao3_folder, "--data", answers, "--out", tmp_path / "b")
+    extra = run(*data, "--data", ao3_folder, "--data", answers, "--out", tmp_path / "b")
     assert extra.exit_code == 0, all_text(extra)
     tropeml.retrain([tiny_root / "data", answers], root=tiny_root, out=None, evaluate=False)
     tropeml.train(tiny_root / "data", root=tiny_root, out=None, evaluate=False)
     assert [kinds for _, kinds in calls] == [[], ["works", "answer_files"], ["answer_files"], []]
     assert {base for base, _ in calls} == {tiny_root / "data"}
     # The same inputs give the same folder, byte for byte, whichever way they came in.
-    again = run("train", *data, "--out", tmp_path / "c")
+    again = run(*data, "--out", tmp_path / "c")
     assert again.exit_code == 0, all_text(again)
     for path in sorted(p for p in (tmp_path / "a").rglob("*") if p.is_file()):
         twin = tmp_path / "c" / path.relative_to(tmp_path / "a")
