@@ -274,7 +274,7 @@ def tune(
     if fitted is None and tagger.calibration is None:
         # its decisions compare 1 - chance, which is 1.0 beyond UNCALIBRATED
         _, choices = pick(UNCALIBRATED)
-    for name, value in (("floor", floor), ("sure score", sure)):
+    for name, value in (("floor", floor), ("sure score", sure), ("cross tag", cross or None)):
         if value is not None and fitted is None:
             raise TropemlError(f"a {name} needs a score calibrator, and this model has none")
     if fitted is not None:
@@ -287,12 +287,10 @@ def tune(
             fitted = replace(
                 fitted, sure={**fitted.sure, **dict.fromkeys(only or tagger.tags, sure)}
             )
-    if cross:
-        if fitted is None:
-            raise TropemlError("a cross tag needs a score calibrator, and this model has none")
-        start = CrossScore(0.0, dict.fromkeys(inputs or (), 0.0), reads)
-        fitted = replace(fitted, cross={**fitted.cross, **dict.fromkeys(cross, start)})
-        only = None if only is None else [*only, *cross]
+        if cross:
+            start = CrossScore(0.0, dict.fromkeys(inputs or (), 0.0), reads)
+            fitted = replace(fitted, cross={**fitted.cross, **dict.fromkeys(cross, start)})
+            only = None if only is None else [*only, *cross]
     crossed: list[CrossChoice] = []
     if fitted is not None and fitted.cross:
         has = np.array([len(s.scores) > 0 for s in scored])
