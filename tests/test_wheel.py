@@ -33,6 +33,8 @@ EXPECTED_IN_WHEEL = {
     "tropeml/model/weights.py",
     "tropeml/model/licences/LICENSE-all-MiniLM-L6-v2",
     "tropeml/model/licences/NOTICE-all-MiniLM-L6-v2",
+    "tropeml/model/licences/NOTICE-all-mpnet-base-v2",
+    "tropeml/model/packaged.py",
     "tropeml/_bundled/tropes.toml",
     "tropeml/_bundled/models/default/config.json",
     "tropeml/_bundled/models/default/head.skops",

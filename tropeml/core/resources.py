@@ -1,7 +1,8 @@
-"""Where the shipped default model and taxonomy live (checkout or installed wheel)."""
+"""Where things live: the shipped model and taxonomy, and tropeml's cache folder."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent.parent  # tropeml/
@@ -19,3 +20,14 @@ def default_taxonomy_path() -> Path:
     """Return the shipped taxonomy file (``data/tropes.toml`` in a checkout)."""
     bundled = _BUNDLED / "tropes.toml"
     return bundled if bundled.is_file() else _CHECKOUT / "data" / "tropes.toml"
+
+
+def cache_root() -> Path:
+    """Return tropeml's cache folder: ``$TROPEML_CACHE_DIR``, else ``~/.cache/tropeml``.
+
+    It holds the embedding cache, the built ONNX backends and unpacked encoder weights.
+    """
+    root = os.environ.get("TROPEML_CACHE_DIR")
+    if root:
+        return Path(root)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tropeml"

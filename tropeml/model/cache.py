@@ -7,7 +7,6 @@ import functools
 import hashlib
 import importlib.util
 import json
-import os
 import sqlite3
 import weakref
 from collections.abc import Sequence
@@ -18,16 +17,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tropeml.core.errors import TropemlError
+from tropeml.core.resources import cache_root
 from tropeml.model.encoders import _normalise, encoder_id
 
 
 def default_cache_path() -> Path:
-    """Return the embedding cache file (``$TROPEML_CACHE_DIR`` or ``~/.cache/tropeml``)."""
-    root = os.environ.get("TROPEML_CACHE_DIR")
-    if root:
-        return Path(root) / "embeddings.sqlite3"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "tropeml" / "embeddings.sqlite3"
+    """Return the embedding cache file (in :func:`~tropeml.core.resources.cache_root`)."""
+    return cache_root() / "embeddings.sqlite3"
 
 
 def _write_left_over(path: Path, pending: dict[tuple[str, str], str]) -> None:

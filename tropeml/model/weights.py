@@ -38,7 +38,14 @@ LICENCES: dict[str, tuple[str, dict[str, str]]] = {
             "LICENSE-all-MiniLM-L6-v2": "LICENSE-all-MiniLM-L6-v2",
             "NOTICE": "NOTICE-all-MiniLM-L6-v2",
         },
-    )
+    ),
+    "sentence-transformers/all-mpnet-base-v2": (
+        "Apache-2.0",
+        {  # the Apache-2.0 text is the same file for both encoders
+            "LICENSE-all-mpnet-base-v2": "LICENSE-all-MiniLM-L6-v2",
+            "NOTICE": "NOTICE-all-mpnet-base-v2",
+        },
+    ),
 }
 """Encoders whose licence ships with every model folder trained with them: the licence's SPDX
 id, and file name in the model folder -> file in ``tropeml/model/licences/``."""
